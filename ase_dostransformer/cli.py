@@ -1,0 +1,123 @@
+"""The ``dostransformer`` command: train, evaluate (and predict)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+TRAIN_HELP = {
+    "beta": "weight of the system-branch RMSE in the loss",
+    "layers": "graph-network processor blocks",
+    "attn_drop": "dropout on attention weights",
+    "transformer": "layers per attention stack",
+    "embedder": "graph_network | mlp | tensornet",
+    "energy_encoding": "table (per-bin, the seed's) | value (from the energy, any grid)",
+    "hidden": "width of every hidden layer",
+    "epochs": "maximum epochs",
+    "dataset": "official | random | crystal_ood | element_ood",
+    "es": "early-stopping patience in epochs (0: off)",
+    "eval": "validate every N epochs",
+    "data": "folder with data.csv and idx_*.txt (default $DOSTRANSFORMER_PHDOS or ../shared/data/phdos)",
+    "devices": "number of devices (or 'auto')",
+    "strategy": "Lightning strategy: auto | ddp | ddp_spawn | ...",
+    "precision": "32-true | bf16-mixed | 16-mixed",
+    "resume": "continue from OUT/checkpoints/last.ckpt if present",
+    "threads": "torch intra-op threads",
+    "limit": "use only the first N materials of each part of the split",
+}
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .training.run import TrainOptions
+
+    p = sub.add_parser("train", help="train a phonon DOSTransformer on Lightning")
+    for f in fields(TrainOptions):
+        if f.name == "extra":
+            continue
+        default = f.default
+        flag = "--" + f.name
+        if isinstance(default, bool):
+            p.add_argument(flag, action="store_true", help=TRAIN_HELP.get(f.name))
+        elif f.name == "devices":
+            p.add_argument(flag, default=default, help=TRAIN_HELP.get(f.name))
+        else:
+            typ = {int: int, float: float}.get(type(default), str)
+            if f.name in ("threads", "limit"):
+                typ = int
+            p.add_argument(flag, type=typ, default=default, help=TRAIN_HELP.get(f.name))
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training.run import TrainOptions, train
+
+    opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if f.name != "extra"})
+    if isinstance(opts.devices, str) and opts.devices.isdigit():
+        opts.devices = int(opts.devices)
+    train(opts)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .model.io import load_model_file
+    from .training.evaluate import evaluate_split, format_report
+    from .training.run import load_phonon_graphs, phonon_split
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, meta = load_model_file(args.model)
+    ds, graphs = load_phonon_graphs(args.data)
+    split = phonon_split(ds, graphs, args.dataset, args.seed)
+    report = evaluate_split(model, graphs, split, parts=args.split, batch_size=args.batch_size, device=args.device)
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": str(args.model), "dataset": args.dataset,
+                                               "data_sha256": ds.sha256, "metrics": report}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``dostransformer`` command."""
+    parser = argparse.ArgumentParser(prog="dostransformer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    ev = sub.add_parser("evaluate", help="per-spectrum MSE/MAE/R^2 of a model and the mean baseline")
+    ev.add_argument("model", help="model file (.pt) or the name of a shipped model")
+    ev.add_argument("--data", default=None, help=TRAIN_HELP["data"])
+    ev.add_argument("--dataset", default="official", help=TRAIN_HELP["dataset"])
+    ev.add_argument("--split", nargs="+", default=["test"], choices=["train", "valid", "test"])
+    ev.add_argument("--seed", type=int, default=0, help="seed of a random split")
+    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--threads", type=int, default=None)
+    ev.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    from .predict_command import add_predict_parser
+
+    add_predict_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return _cmd_train(args)
+        if args.command == "evaluate":
+            return _cmd_evaluate(args)
+        if args.command == "predict":
+            from .predict_command import cmd_predict
+
+            return cmd_predict(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"dostransformer {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

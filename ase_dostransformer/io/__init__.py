@@ -1,0 +1,1 @@
+"""Readers and writers: datasets, phonopy files, pymatgen and ASE conversions."""

@@ -1,0 +1,66 @@
+"""The full description of a model: everything needed to rebuild it from a saved file."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from ..spectra import PHONON_GRID, EnergyGrid
+
+EMBEDDERS = ("graph_network", "mlp", "tensornet")
+ENERGY_ENCODINGS = ("table", "value")
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of a DOSTransformer (names follow the seed's CLI where it has one)."""
+
+    hidden: int = 256
+    layers: int = 3  # graph-network processor blocks
+    transformer: int = 2  # layers per attention stack
+    heads: int = 8
+    ff_mult: int = 1  # feed-forward width in units of hidden
+    attn_drop: float = 0.0
+    dropout: float = 0.1
+    embedder: str = "graph_network"
+    aggregation: str = "mean"  # graph-network edge aggregation (phonon: mean, eDOS: sum)
+    energy_encoding: str = "table"
+    fourier_features: int = 16  # for the "value" encoding
+    num_systems: int = 7
+    node_dim: int = 118
+    edge_dim: int = 4
+    node_scale: float = 0.01  # phonon nodes carry masses (u): bring them to order one
+    task: str = "phonon"
+    grid: EnergyGrid = field(default_factory=lambda: PHONON_GRID)
+    recipe: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.grid, dict):
+            self.grid = EnergyGrid.from_dict(self.grid)
+        if self.embedder not in EMBEDDERS:
+            raise ValueError(f"embedder must be one of {EMBEDDERS}, got {self.embedder!r}")
+        if self.energy_encoding not in ENERGY_ENCODINGS:
+            raise ValueError(
+                f"energy_encoding must be one of {ENERGY_ENCODINGS}, got {self.energy_encoding!r}"
+            )
+        if self.aggregation not in ("mean", "sum"):
+            raise ValueError(f"aggregation must be 'mean' or 'sum', got {self.aggregation!r}")
+        if self.hidden % self.heads or self.hidden % 2:
+            raise ValueError(f"hidden ({self.hidden}) must be even and divisible by heads ({self.heads})")
+        for name in ("layers", "transformer", "hidden", "heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        """A JSON-friendly dict."""
+        d = asdict(self)
+        d["grid"] = self.grid.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error (a file from a newer version)."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}")
+        return cls(**d)

@@ -1,0 +1,82 @@
+"""DOSTransformer: energy tokens attend to the atoms of a crystal, guided by crystal-system prompts."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+from torch_geometric.utils import scatter, to_dense_batch
+
+from .attention import AttentionStack
+from .config import ModelConfig
+from .embedders import build_embedder
+from .energy import build_energy_encoder
+
+
+class DOSTransformer(nn.Module):
+    """The model of SPEC.md with learned multi-head attention, padding masks and real batching.
+
+    ``forward`` returns both branches' spectra ``{"global": (B, L), "system": (B, L)}``;
+    predictions use the system (prompt) branch and are clamped to be non-negative.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.hidden
+        self.embedder = build_embedder(cfg)
+        self.material = nn.Linear(d, d)
+        self.energy = build_energy_encoder(cfg)
+        self.cross1 = AttentionStack(cfg.transformer, d, cfg.heads, cfg.attn_drop, cfg.dropout, True, cfg.ff_mult)
+        self.prompts = nn.Parameter(torch.randn(cfg.num_systems, d // 2) * 0.02)
+        self.register_buffer("seen_systems", torch.ones(cfg.num_systems, dtype=torch.bool))
+        self.fuse_global = nn.Linear(2 * d, d)
+        self.fuse_system = nn.Linear(2 * d + d // 2, d)
+        self.self_attn = AttentionStack(cfg.transformer, d, cfg.heads, cfg.attn_drop, cfg.dropout, False, cfg.ff_mult)
+        self.cross2 = AttentionStack(cfg.transformer, d, cfg.heads, cfg.attn_drop, cfg.dropout, True, cfg.ff_mult)
+        self.head = nn.Linear(d, 1)
+
+    def set_seen_systems(self, systems: torch.Tensor) -> None:
+        """Record which crystal systems the training data had; others get the mean prompt."""
+        seen = torch.zeros_like(self.seen_systems)
+        seen[systems.long().unique()] = True
+        self.seen_systems.copy_(seen)
+
+    def prompt(self, system: torch.Tensor) -> torch.Tensor:
+        """Prompt vectors for system indices; the mean of the seen prompts for unseen systems."""
+        mean = self.prompts[self.seen_systems].mean(dim=0, keepdim=True)
+        known = self.seen_systems[system]
+        return torch.where(known[:, None], self.prompts[system], mean.expand(len(system), -1))
+
+    def _branch(self, x: torch.Tensor, atoms: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.self_attn(x)
+        x = self.cross2(x, atoms, mask)
+        return self.head(x).squeeze(-1)
+
+    def forward(self, batch: Batch, energies: torch.Tensor | None = None, raw: bool = False) -> dict[str, torch.Tensor]:
+        """Spectra of a batch of crystal graphs.
+
+        ``energies`` (value encoding only): positions in the training window (0..1) to predict
+        at; default the training grid. ``raw=True`` skips the final clamp (used by the loss, so
+        that negative outputs still receive gradient).
+        """
+        h = self.embedder(batch)
+        g = self.material(scatter(h, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="sum"))
+        atoms, mask = to_dense_batch(h, batch.batch, batch_size=batch.num_graphs)
+        b = atoms.shape[0]
+        tokens = self.energy(energies)
+        n_e = tokens.shape[0]
+        e = self.cross1(tokens.unsqueeze(0).expand(b, -1, -1), atoms, mask)
+        g_tok = g[:, None, :].expand(-1, n_e, -1)
+        p_tok = self.prompt(batch.system.view(-1))[:, None, :].expand(-1, n_e, -1)
+        out = {
+            "global": self._branch(self.fuse_global(torch.cat([e, g_tok], dim=-1)), atoms, mask),
+            "system": self._branch(self.fuse_system(torch.cat([e, g_tok, p_tok], dim=-1)), atoms, mask),
+        }
+        if not raw:
+            out = {k: v.clamp_min(0.0) for k, v in out.items()}
+        return out
+
+    def prompt_parameters(self) -> list[nn.Parameter]:
+        """What "prompt-only" fine-tuning trains: the prompts and the output head."""
+        return [self.prompts, *self.head.parameters()]

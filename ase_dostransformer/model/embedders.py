@@ -1,0 +1,77 @@
+"""Crystal encoders: graph -> atom embeddings H (N x hidden)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+from torch_geometric.utils import scatter
+
+from .config import ModelConfig
+
+
+def mlp(d_in: int, d_out: int, d_hidden: int | None = None) -> nn.Sequential:
+    """Linear-PReLU-Linear."""
+    d_hidden = d_hidden or d_out
+    return nn.Sequential(nn.Linear(d_in, d_hidden), nn.PReLU(), nn.Linear(d_hidden, d_out))
+
+
+class GraphNetworkBlock(nn.Module):
+    """One processor block: residual edge update, then residual node update."""
+
+    def __init__(self, d: int, aggregation: str) -> None:
+        super().__init__()
+        self.edge = nn.Sequential(mlp(3 * d, d), nn.LayerNorm(d))
+        self.node = nn.Sequential(mlp(2 * d, d), nn.LayerNorm(d))
+        self.aggregation = aggregation
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        src, dst = edge_index
+        e = e + self.edge(torch.cat([h[src], h[dst], e], dim=-1))
+        agg = scatter(e, dst, dim=0, dim_size=h.shape[0], reduce=self.aggregation)
+        h = h + self.node(torch.cat([h, agg], dim=-1))
+        return h, e
+
+
+class GraphNetworkEmbedder(nn.Module):
+    """The seed's Battaglia-style graph network (SPEC.md, data flow 1)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.node_scale = cfg.node_scale
+        self.node_in = mlp(cfg.node_dim, cfg.hidden)
+        self.edge_in = mlp(cfg.edge_dim, cfg.hidden)
+        self.blocks = nn.ModuleList(GraphNetworkBlock(cfg.hidden, cfg.aggregation) for _ in range(cfg.layers))
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        h = self.node_in(batch.x * self.node_scale)
+        e = self.edge_in(batch.edge_attr)
+        for block in self.blocks:
+            h, e = block(h, e, batch.edge_index)
+        return h
+
+
+class MLPEmbedder(nn.Module):
+    """Atoms embedded independently of their neighbours (the seed's structure-blind baseline)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.node_scale = cfg.node_scale
+        layers: list[nn.Module] = [mlp(cfg.node_dim, cfg.hidden)]
+        for _ in range(cfg.layers - 1):
+            layers += [nn.PReLU(), nn.Linear(cfg.hidden, cfg.hidden)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.net(batch.x * self.node_scale)
+
+
+def build_embedder(cfg: ModelConfig) -> nn.Module:
+    """The embedder named by ``cfg.embedder``."""
+    if cfg.embedder == "graph_network":
+        return GraphNetworkEmbedder(cfg)
+    if cfg.embedder == "mlp":
+        return MLPEmbedder(cfg)
+    from .matgl_embedder import TensorNetEmbedder
+
+    return TensorNetEmbedder(cfg)

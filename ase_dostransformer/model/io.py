@@ -1,0 +1,72 @@
+"""A model file: one torch file holding the weights, the full config and metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..graphs.cache import atomic_torch_save
+from .config import ModelConfig
+from .dostransformer import DOSTransformer
+
+FORMAT = "ase-dostransformer-model"
+VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, damaged, or not ours."""
+
+
+def save_model_file(model: DOSTransformer, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` (weights in float32 + config + ``meta``) atomically to ``path``.
+
+    ``meta`` is stored as plain JSON types, so the file loads with ``weights_only=True``.
+    """
+    meta = json.loads(json.dumps(meta or {}, default=_json_default))
+    state = {k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.detach().cpu()
+             for k, v in model.state_dict().items()}
+    atomic_torch_save(
+        {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "state_dict": state,
+         "meta": meta},
+        path,
+    )
+    return Path(path)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
+
+
+def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The raw contents of a model file, checked; :class:`ModelFileError` when unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(f"{path} is not a readable model file (damaged or truncated?): {exc}") from exc
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not an ase-dostransformer model file")
+    if blob.get("version", 0) > VERSION:
+        raise ModelFileError(f"{path} has format version {blob['version']}; this package reads <= {VERSION}")
+    return blob
+
+
+def load_model_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[DOSTransformer, dict[str, Any]]:
+    """Rebuild a model from a file; returns ``(model in eval mode, meta)``."""
+    blob = read_model_file(path)
+    model = DOSTransformer(ModelConfig.from_dict(blob["config"]))
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as exc:
+        raise ModelFileError(f"{path}: weights do not match the stored config: {exc}") from exc
+    return model.to(map_location).eval(), blob.get("meta", {})

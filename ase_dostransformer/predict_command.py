@@ -1,0 +1,408 @@
+"""``dostransformer predict``: phonon DOS, thermodynamics and plots for many structure files.
+
+Every input structure gets a folder under ``--out`` holding ``total_dos.dat`` (phonopy format:
+THz, states/THz/cell, integral 3N), ``thermal_properties.yaml`` (phonopy layout, per mole of
+cells), ``thermal_properties.csv`` and ``phonon_dos.png``. ``summary.csv`` and ``summary.json``
+list every structure, including those that failed and why. A file or structure that cannot be
+read or predicted is recorded as failed; the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+
+EPILOG = """\
+inputs: any file ASE can read (CIF, POSCAR/CONTCAR, extxyz with many frames, ASE .db, ...) and
+folders, searched recursively (hidden files and the --out folder are skipped). Each frame of a
+multi-frame file is its own structure.
+
+outputs (per structure, in OUT/<name>/): total_dos.dat (phonopy format, THz, states/THz/cell,
+integral 3N), thermal_properties.yaml (phonopy layout, per mole of cells), thermal_properties.csv,
+phonon_dos.png; and OUT/summary.csv, OUT/summary.json for all structures (status ok/failed,
+error, warnings, Cv at 300 K per mole of cells and per mole of atoms).
+
+exit status: 0 when every structure succeeded; 1 when any input file or structure failed (the
+others are still written, and the failures are listed in the summary); 2 for a usage error or
+a model that cannot be loaded.
+"""
+
+#: Columns of summary.csv, in order.
+SUMMARY_COLUMNS = (
+    "name",
+    "source",
+    "frame",
+    "status",
+    "error",
+    "formula",
+    "crystal_system",
+    "natoms",
+    "cv_300K_J_per_K_per_mol_cells",
+    "cv_300K_J_per_K_per_mol_atoms",
+    "peak_frequency_THz",
+    "cut_off",
+    "warnings",
+    "output_dir",
+)
+
+
+@dataclass
+class Record:
+    """One row of the summary: a structure (or an input file that gave none)."""
+
+    name: str
+    source: str
+    frame: int | None = None
+    status: str = "pending"
+    error: str = ""
+    formula: str = ""
+    crystal_system: str = ""
+    natoms: int | None = None
+    cv_300K_J_per_K_per_mol_cells: float | None = None
+    cv_300K_J_per_K_per_mol_atoms: float | None = None
+    peak_frequency_THz: float | None = None
+    cut_off: bool | None = None
+    warnings: list[str] = field(default_factory=list)
+    output_dir: str = ""
+
+    def fail(self, exc: BaseException | str) -> None:
+        """Mark as failed with a one-line reason."""
+        self.status = "failed"
+        self.error = exc if isinstance(exc, str) else _reason(exc)
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def parse_temperatures(values: Sequence[str] | None) -> np.ndarray:
+    """Temperatures (K) from ``START:STOP:STEP`` (STOP included, as phonopy's TMAX) or a list of numbers."""
+    if not values:
+        values = ["0:1000:10"]
+    temps: list[float] = []
+    for value in values:
+        for part in str(value).replace(",", " ").split():
+            if ":" in part:
+                try:
+                    start, stop, step = (float(v) for v in part.split(":"))
+                except ValueError:
+                    raise ValueError(f"temperature range must be START:STOP:STEP, got {part!r}") from None
+                if step <= 0 or stop < start:
+                    raise ValueError(f"temperature range {part!r} needs STEP > 0 and STOP >= START")
+                n = int(np.floor((stop - start) / step + 1e-9)) + 1
+                temps.extend((start + step * np.arange(n)).tolist())
+            else:
+                try:
+                    temps.append(float(part))
+                except ValueError:
+                    raise ValueError(f"not a temperature: {part!r}") from None
+    t = np.asarray(temps, dtype=float)
+    if t.size == 0 or not np.all(np.isfinite(t)) or np.any(t < 0):
+        raise ValueError(f"temperatures must be finite and >= 0 K, got {temps}")
+    return t
+
+
+def iter_input_files(paths: Sequence[str | os.PathLike], skip: Path | None = None) -> Iterator[tuple[Path, str]]:
+    """``(file, name)`` for every input: files as given, folders recursively (sorted, hidden skipped)."""
+    skip = skip.resolve() if skip is not None else None
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for sub in sorted(p for p in path.rglob("*") if p.is_file()):
+                rel = sub.relative_to(path)
+                if any(part.startswith(".") for part in rel.parts):
+                    continue
+                if skip is not None and (skip == sub.resolve() or skip in sub.resolve().parents):
+                    continue
+                stem = rel.with_suffix("") if rel.suffix else rel
+                yield sub, "__".join(stem.parts)
+        else:
+            yield path, path.stem if path.suffix else path.name
+
+
+def read_structures(path: Path) -> list[Any]:
+    """All frames of a structure file read by ASE; ValueError with the reason when it cannot be read."""
+    from ase.io import read
+    from ase.io.formats import filetype
+
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        fmt = filetype(str(path))
+    except Exception as exc:  # ASE guesses from the name, then the content
+        raise ValueError(f"ASE cannot read {path}: unknown file type ({_reason(exc)})") from exc
+    try:
+        frames = read(path, index=":", format=fmt)
+    except Exception as exc:  # ASE raises many kinds for unreadable files
+        raise ValueError(f"ASE cannot read {path} as {fmt!r}: {_reason(exc)}") from exc
+    if not isinstance(frames, list):
+        frames = [frames]
+    if not frames:
+        raise ValueError(f"{path} holds no structures")
+    return frames
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    base = _SAFE.sub("_", name).strip("._") or "structure"
+    candidate, k = base, 1
+    while candidate.lower() in taken:
+        k += 1
+        candidate = f"{base}-{k}"
+    taken.add(candidate.lower())
+    return candidate
+
+
+def plot_phonon_dos(path: Path, freqs_thz: np.ndarray, dos: np.ndarray, title: str, cut_off: bool = False) -> Path:
+    """PNG of a phonon DOS (THz below, cm^-1 on the top axis), drawn without pyplot (Agg)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .spectra import CM1_TO_THZ, THZ_TO_CM1
+
+    fig = Figure(figsize=(6.0, 3.6), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.fill_between(freqs_thz, dos, color="tab:blue", alpha=0.3, linewidth=0)
+    ax.plot(freqs_thz, dos, color="tab:blue", linewidth=1.5)
+    ax.set_xlim(float(freqs_thz[0]), float(freqs_thz[-1]))
+    ax.set_ylim(0, 1.1 * float(np.max(dos)) if np.max(dos) > 0 else 1.0)
+    ax.set_xlabel("frequency (THz)")
+    ax.set_ylabel("DOS (states/THz/cell)")
+    top = ax.secondary_xaxis("top", functions=(lambda x: x * THZ_TO_CM1, lambda x: x * CM1_TO_THZ))
+    top.set_xlabel("frequency (cm$^{-1}$)")
+    ax.set_title(title, fontsize=10)
+    if cut_off:
+        ax.text(0.99, 0.03, "cut off at the top of the window", transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=8, color="tab:red")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def _write_outputs(rec: Record, atoms: Any, y: np.ndarray, temperatures: np.ndarray, folder: Path,
+                   grid: Any, model_label: str) -> None:
+    """Files of one predicted structure; fills the numeric columns of ``rec``."""
+    from .io.phonopy_files import write_total_dos
+    from .spectra import phonon_dos_to_phonopy
+    from .thermo import thermal_properties, write_thermal_properties_csv, write_thermal_properties_yaml
+
+    natoms = len(atoms)
+    freqs, dos = phonon_dos_to_phonopy(y, natoms, grid)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_total_dos(folder / "total_dos.dat", freqs, dos,
+                    comment=f"{rec.formula} phonon DOS (THz, states/THz/cell, 3N={3 * natoms}) by {model_label}")
+    tp = thermal_properties(freqs, dos, temperatures, natoms=natoms)
+    write_thermal_properties_yaml(tp, folder / "thermal_properties.yaml", volume=float(atoms.get_volume()))
+    write_thermal_properties_csv(tp, folder / "thermal_properties.csv")
+    cv = float(thermal_properties(freqs, dos, [300.0], natoms=natoms).cv[0])
+    rec.cv_300K_J_per_K_per_mol_cells = cv
+    rec.cv_300K_J_per_K_per_mol_atoms = cv / natoms
+    rec.peak_frequency_THz = float(freqs[int(np.argmax(dos))])
+    plot_phonon_dos(folder / "phonon_dos.png", freqs, dos, f"{rec.formula} ({rec.crystal_system})", bool(rec.cut_off))
+    rec.output_dir = str(folder)
+
+
+def _summary_row(rec: Record) -> dict[str, Any]:
+    row = asdict(rec)
+    row["warnings"] = "; ".join(rec.warnings)
+    for key, value in row.items():
+        if value is None:
+            row[key] = ""
+        elif isinstance(value, float):
+            row[key] = f"{value:.6g}"
+    return row
+
+
+def write_summary(records: Sequence[Record], out: Path, meta: dict[str, Any]) -> tuple[Path, Path]:
+    """``summary.csv`` (one row per structure) and ``summary.json`` (rows plus run metadata)."""
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = out / "summary.csv", out / "summary.json"
+    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        for rec in records:
+            writer.writerow(_summary_row(rec))
+    payload = dict(meta)
+    payload["n_structures"] = len(records)
+    payload["n_ok"] = sum(r.status == "ok" for r in records)
+    payload["n_failed"] = sum(r.status == "failed" for r in records)
+    payload["structures"] = [asdict(r) for r in records]
+    json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return csv_path, json_path
+
+
+def run_predict(
+    inputs: Sequence[str | os.PathLike],
+    model: Any = "phonon",
+    out: str | os.PathLike = "predictions",
+    device: Any = None,
+    batch_size: int = 64,
+    temperatures: np.ndarray | Sequence[float] | None = None,
+    progress: bool | None = None,
+    cut_off_threshold: float = 0.05,
+) -> list[Record]:
+    """Predict every structure in ``inputs`` and write the outputs under ``out``; returns the summary rows.
+
+    ``model`` is a registered name, a model-file path or a loaded ``DOSTransformer``. ``progress``:
+    ``None`` shows a tqdm bar only on a terminal.
+    """
+    from tqdm.auto import tqdm
+
+    from .graphs import CRYSTAL_SYSTEMS
+    from .inference import graph_recipe, predict_graphs, resolve_device
+    from .model import DOSTransformer
+    from .spectra import is_cut_off
+
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    temps = parse_temperatures(None) if temperatures is None else np.asarray(temperatures, dtype=float)
+    out = Path(out)
+    dev = resolve_device(device)
+    if isinstance(model, DOSTransformer):
+        net, model_label = model.to(dev).eval(), "a DOSTransformer"
+    else:
+        from .pretrained import load_model
+
+        net = load_model(model, dev)
+        model_label = f"DOSTransformer model {model}"
+    recipe = graph_recipe(net)
+    disable = None if progress is None else not progress
+    t0 = time.time()
+
+    records: list[Record] = []
+    pending: list[tuple[Record, Any]] = []
+    taken: set[str] = {"summary.csv", "summary.json"}
+    files = list(iter_input_files(inputs, skip=out))
+    if not files:
+        raise ValueError("no input files found")
+    for path, name in tqdm(files, desc="reading", unit="file", disable=disable, file=sys.stderr):
+        try:
+            frames = read_structures(path)
+        except (ValueError, OSError) as exc:
+            rec = Record(name=_unique(name, taken), source=str(path))
+            rec.fail(str(exc) if type(exc) is ValueError else exc)
+            records.append(rec)
+            continue
+        for i, atoms in enumerate(frames):
+            label = name if len(frames) == 1 else f"{name}_{i}"
+            rec = Record(name=_unique(label, taken), source=str(path),
+                         frame=i if len(frames) > 1 else None)
+            records.append(rec)
+            pending.append((rec, atoms))
+
+    bar = tqdm(total=len(pending), desc="predicting", unit="structure", disable=disable, file=sys.stderr)
+    for start in range(0, len(pending), batch_size):
+        chunk = pending[start : start + batch_size]
+        ready: list[tuple[Record, Any, Any]] = []
+        for rec, atoms in chunk:
+            try:
+                rec.formula = atoms.get_chemical_formula(mode="metal")
+                rec.natoms = len(atoms)
+                graph = recipe.featurise(atoms)
+                rec.crystal_system = CRYSTAL_SYSTEMS[int(graph.system.item())]
+                ready.append((rec, atoms, graph))
+            except Exception as exc:
+                rec.fail(exc)
+                bar.update(1)
+        if ready:
+            try:
+                spectra = predict_graphs(net, [g for _, _, g in ready], batch_size=batch_size, device=dev)
+            except Exception as exc:
+                for rec, _, _ in ready:
+                    rec.fail(exc)
+                bar.update(len(ready))
+                continue
+            for (rec, atoms, graph), y in zip(ready, spectra, strict=True):
+                try:
+                    rec.cut_off = is_cut_off(y, cut_off_threshold)
+                    if rec.cut_off:
+                        rec.warnings.append(f"spectrum cut off at {net.cfg.grid.stop:g} cm^-1 (still above "
+                                            f"{cut_off_threshold:.0%} of its maximum in the last bin)")
+                    if not bool(net.seen_systems[int(graph.system.item())]):
+                        rec.warnings.append(f"crystal system {rec.crystal_system} unseen in training (mean prompt)")
+                    folder = out / rec.name
+                    _write_outputs(rec, atoms, y, temps, folder, net.cfg.grid, model_label)
+                    rec.status = "ok"
+                except Exception as exc:
+                    rec.fail(exc)
+                bar.update(1)
+    bar.close()
+
+    meta = {
+        "model": getattr(net, "source", model_label),
+        "device": str(dev),
+        "temperatures_K": temps.tolist(),
+        "grid": net.cfg.grid.to_dict(),
+        "seconds": round(time.time() - t0, 3),
+        "columns": {"cv_300K_J_per_K_per_mol_cells": "J/K per mole of cells (the input cell)",
+                    "cv_300K_J_per_K_per_mol_atoms": "J/K per mole of atoms",
+                    "peak_frequency_THz": "frequency of the DOS maximum"},
+    }
+    write_summary(records, out, meta)
+    return records
+
+
+def add_predict_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``predict`` on the ``dostransformer`` subcommand parser."""
+    p = sub.add_parser(
+        "predict",
+        help="phonon DOS, thermal properties and plots for structure files",
+        description=__doc__.splitlines()[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", help="structure files (any format ASE reads) and/or folders")
+    p.add_argument("--model", default="phonon", help="registered model name or model file (default: phonon)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: $DOSTRANSFORMER_DEVICE, "
+                                                  "else cuda if available, else cpu)")
+    p.add_argument("--batch-size", type=int, default=64, help="structures per forward pass (default 64)")
+    p.add_argument("--out", default="predictions", help="output folder (default: predictions/)")
+    p.add_argument("--temperatures", default=None, metavar="T",
+                   help="temperatures in K for thermal_properties: START:STOP:STEP (STOP included) or a "
+                        "comma-separated list, e.g. 100,200,300 (default 0:1000:10)")
+    p.add_argument("--cut-off-threshold", type=float, default=0.05,
+                   help="flag spectra whose last bin exceeds this fraction of their maximum (default 0.05)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    return p
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Run ``dostransformer predict``; the exit status (see the epilog)."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    temps = parse_temperatures(None if args.temperatures is None else [args.temperatures])
+    records = run_predict(
+        args.inputs, model=args.model, out=args.out, device=args.device, batch_size=args.batch_size,
+        temperatures=temps, progress=False if args.no_progress else None,
+        cut_off_threshold=args.cut_off_threshold,
+    )
+    failed = [r for r in records if r.status != "ok"]
+    ok = len(records) - len(failed)
+    if not args.quiet or failed:
+        print(f"{ok} of {len(records)} structures predicted; summary in {Path(args.out) / 'summary.csv'}")
+    for rec in failed:
+        print(f"failed: {rec.name} ({rec.source}): {rec.error}", file=sys.stderr)
+    return EXIT_SOME_FAILED if failed else EXIT_OK

@@ -1,0 +1,1 @@
+"""Training on Lightning: the module, the data module, splits and metrics."""

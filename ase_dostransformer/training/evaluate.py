@@ -1,0 +1,50 @@
+"""Predict a list of graphs with a model and score the result against the mean baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+
+from ..model import DOSTransformer
+from .metrics import mean_spectrum_baseline, spectrum_metrics
+
+
+@torch.no_grad()
+def predict_graphs(model: DOSTransformer, graphs: Sequence[Data], batch_size: int = 64,
+                   device: str | torch.device = "cpu", branch: str = "system") -> np.ndarray:
+    """Spectra (n, bins) of the graphs, in order, from the given branch."""
+    model = model.to(device).eval()
+    out = []
+    for batch in DataLoader(list(graphs), batch_size=batch_size, shuffle=False):
+        out.append(model(batch.to(device))[branch].float().cpu())
+    return torch.cat(out).numpy()
+
+
+def evaluate_split(model: DOSTransformer, graphs: Sequence[Data], split: dict[str, np.ndarray],
+                   parts: Sequence[str] = ("valid", "test"), batch_size: int = 64,
+                   device: str | torch.device = "cpu") -> dict[str, dict]:
+    """Metrics of the model and of the mean-training-DOS baseline on each part of a split."""
+    train_y = np.stack([graphs[i].y.numpy()[0] for i in split["train"]])
+    report: dict[str, dict] = {}
+    for part in parts:
+        idx = split[part]
+        true = np.stack([graphs[i].y.numpy()[0] for i in idx])
+        pred = predict_graphs(model, [graphs[i] for i in idx], batch_size, device)
+        report[part] = {
+            "model": spectrum_metrics(pred, true),
+            "mean_baseline": spectrum_metrics(mean_spectrum_baseline(train_y, len(idx)), true),
+        }
+    return report
+
+
+def format_report(report: dict[str, dict]) -> str:
+    """A small text table: MSE x10 / MAE / R^2 per part, model and baseline."""
+    lines = [f"{'split':<8}{'model':<15}{'n':>5}{'MSE x10':>10}{'MAE':>9}{'R^2':>9}"]
+    for part, rows in report.items():
+        for who, m in rows.items():
+            lines.append(f"{part:<8}{who:<15}{m['n']:>5}{m['mse_x10']:>10.4f}{m['mae']:>9.4f}{m['r2']:>9.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,59 @@
+"""Train/valid/test splits: official (from files), random, crystal_ood and element_ood."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..graphs.crystal_system import CRYSTAL_SYSTEMS
+
+SPLITS = ("official", "random", "crystal_ood", "element_ood")
+#: Crystal-OOD training systems (SPEC.md): the rest are held out.
+CRYSTAL_OOD_TRAIN = ("cubic", "hexagonal", "tetragonal", "trigonal", "orthorhombic")
+
+
+def random_split(n: int, seed: int, fractions: tuple[float, float] = (0.8, 0.1)) -> dict[str, np.ndarray]:
+    """Shuffle ``range(n)`` and cut it 80/10/10 (by default)."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_train = int(round(fractions[0] * n))
+    n_valid = int(round(fractions[1] * n))
+    return {"train": np.sort(order[:n_train]), "valid": np.sort(order[n_train:n_train + n_valid]),
+            "test": np.sort(order[n_train + n_valid:])}
+
+
+def _held_out(train_mask: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    rest = np.random.default_rng(seed).permutation(np.flatnonzero(~train_mask))
+    half = len(rest) // 2
+    return {"train": np.flatnonzero(train_mask), "valid": np.sort(rest[:half]), "test": np.sort(rest[half:])}
+
+
+def crystal_ood_split(systems: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Train on cubic/hexagonal/tetragonal/trigonal/orthorhombic; valid/test halve the rest."""
+    train_idx = [CRYSTAL_SYSTEMS.index(s) for s in CRYSTAL_OOD_TRAIN]
+    return _held_out(np.isin(np.asarray(systems), train_idx), seed)
+
+
+def element_ood_split(num_species: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Number-of-species OOD: train binary + ternary; valid/test halve unary, quaternary, ..."""
+    return _held_out(np.isin(np.asarray(num_species), (2, 3)), seed)
+
+
+def make_split(
+    name: str,
+    n: int,
+    seed: int,
+    official: dict[str, np.ndarray] | None = None,
+    systems: np.ndarray | None = None,
+    num_species: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The split called ``name`` (one of :data:`SPLITS`)."""
+    if name == "official":
+        if official is None:
+            raise ValueError("this dataset has no official split; use --dataset random")
+        return official
+    if name == "random":
+        return random_split(n, seed)
+    if name == "crystal_ood":
+        return crystal_ood_split(systems, seed)
+    if name == "element_ood":
+        return element_ood_split(num_species, seed)
+    raise ValueError(f"unknown split {name!r}; choose from {SPLITS}")

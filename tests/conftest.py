@@ -1,0 +1,66 @@
+"""Shared fixtures: the real phonon dataset (skipped when absent) and a tiny dataset in its format."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from ase_dostransformer.io.phdos import default_data_dir
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep graph caches of the test run out of the user's home."""
+    os.environ["DOSTRANSFORMER_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def phdos_dir() -> Path:
+    """The real dataset folder; tests that need it skip with a reason when it is absent."""
+    folder = default_data_dir()
+    if folder is None or not (folder / "data.csv").is_file():
+        pytest.skip("phonon dataset absent: set DOSTRANSFORMER_PHDOS or provide ../shared/data/phdos")
+    return folder
+
+
+def tiny_structures() -> list:
+    """Twenty small real crystals (several crystal systems, 1 to 4 atoms)."""
+    out = []
+    for a in (5.2, 5.4, 5.6, 5.8):
+        out.append(bulk("NaCl", "rocksalt", a=a))
+        out.append(bulk("Si", "diamond", a=a))
+        out.append(bulk("GaAs", "zincblende", a=a + 0.2))
+        out.append(bulk("ZnO", "wurtzite", a=a - 2.0, c=(a - 2.0) * 1.6))
+        out.append(bulk("Cu", "fcc", a=a - 1.8))
+    return out
+
+
+def write_tiny_dataset(folder: Path) -> Path:
+    """A 20-material dataset in the real format (data.csv + idx files) with smooth fake spectra."""
+    folder.mkdir(parents=True, exist_ok=True)
+    freqs = np.linspace(0, 1000, 51)
+    rows = ["mp_id,structure,phfreq,phdos"]
+    for i, atoms in enumerate(tiny_structures()):
+        centre = 150 + 20 * i + 40 * len(atoms)
+        dos = np.exp(-((freqs - centre) / 80.0) ** 2)
+        dos /= dos.max()
+        d = {"numbers": atoms.numbers.tolist(), "positions": atoms.positions.tolist(),
+             "cell": atoms.cell[:].tolist(), "pbc": [True, True, True]}
+        rows.append(f'mp-{i},"{d}","{freqs.tolist()}","{dos.tolist()}"')
+    (folder / "data.csv").write_text("\n".join(rows) + "\n")
+    (folder / "idx_train.txt").write_text("\n".join(map(str, range(0, 12))) + "\n")
+    (folder / "idx_valid.txt").write_text("\n".join(map(str, range(12, 16))) + "\n")
+    (folder / "idx_test.txt").write_text("\n".join(map(str, range(16, 21))) + "\n")  # 20 is absent: dropped
+    return folder
+
+
+@pytest.fixture()
+def tiny_dataset(tmp_path: Path) -> Path:
+    """Folder of a tiny dataset in the phdos format."""
+    return write_tiny_dataset(tmp_path / "tiny")

@@ -1,0 +1,151 @@
+"""DOSTransformer: shapes, padding masks, prompts, energy encodings, non-negativity, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from ase.build import bulk
+from torch_geometric.data import Batch
+
+from ase_dostransformer.graphs import PhononGraphRecipe
+from ase_dostransformer.model import DOSTransformer, ModelConfig, load_model_file, save_model_file
+from ase_dostransformer.model.io import ModelFileError
+
+RECIPE = PhononGraphRecipe()
+
+
+def small_config(**kw) -> ModelConfig:
+    return ModelConfig(hidden=32, layers=2, transformer=1, heads=4, dropout=0.0, **kw)
+
+
+@pytest.fixture(scope="module")
+def graphs() -> list:
+    return [
+        RECIPE.featurise(bulk("NaCl", "rocksalt", a=5.64)),
+        RECIPE.featurise(bulk("ZnO", "wurtzite", a=3.25, c=5.21) * (2, 2, 1)),  # 16 atoms
+        RECIPE.featurise(bulk("Si", "diamond", a=5.43)),
+    ]
+
+
+def make_model(**kw) -> DOSTransformer:
+    torch.manual_seed(0)
+    return DOSTransformer(small_config(**kw)).eval()
+
+
+def test_output_shapes_and_non_negative(graphs) -> None:
+    model = make_model()
+    out = model(Batch.from_data_list(graphs))
+    assert set(out) == {"global", "system"}
+    for v in out.values():
+        assert v.shape == (3, 51)
+        assert (v >= 0).all()
+    raw = model(Batch.from_data_list(graphs), raw=True)
+    assert torch.equal(raw["system"].clamp_min(0), out["system"])
+
+
+@pytest.mark.parametrize("encoding", ["table", "value"])
+def test_padding_atoms_do_not_change_a_prediction(graphs, encoding) -> None:
+    """NaCl (2 atoms) batched with a 16-atom crystal is padded with 14 masked atoms."""
+    model = make_model(energy_encoding=encoding)
+    with torch.no_grad():
+        alone = model(Batch.from_data_list([graphs[0]]))["system"]
+        batched = model(Batch.from_data_list(graphs))["system"][0:1]
+        reordered = model(Batch.from_data_list([graphs[1], graphs[2], graphs[0]]))["system"][2:3]
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(reordered, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_padding_would_matter_without_the_mask(graphs) -> None:
+    """The masking test above can fail: unmasked padding changes the answer."""
+    from ase_dostransformer.model import attention
+
+    model = make_model()
+    batch = Batch.from_data_list(graphs)
+    with torch.no_grad():
+        masked = model(batch)["system"][0]
+        original = attention.MultiHeadAttention.forward
+        try:
+            attention.MultiHeadAttention.forward = lambda self, x, mem, key_mask: original(self, x, mem, None)
+            unmasked = model(batch)["system"][0]
+        finally:
+            attention.MultiHeadAttention.forward = original
+    assert (masked - unmasked).abs().max() > 1e-4
+
+
+def test_prompts_change_the_system_branch_only(graphs) -> None:
+    model = make_model()
+    batch = Batch.from_data_list(graphs[:1])
+    with torch.no_grad():
+        before = model(batch)
+        model.prompts[0] += 1.0  # NaCl is cubic (index 0)
+        after = model(batch)
+    torch.testing.assert_close(before["global"], after["global"])
+    assert (before["system"] - after["system"]).abs().max() > 1e-4
+
+
+def test_unseen_system_gets_mean_prompt() -> None:
+    model = make_model()
+    model.set_seen_systems(torch.tensor([0, 1, 0]))
+    p = model.prompt(torch.tensor([0, 1, 5]))
+    torch.testing.assert_close(p[0], model.prompts[0])
+    torch.testing.assert_close(p[2], model.prompts[:2].mean(dim=0))
+
+
+def test_value_encoding_queries_another_grid(graphs) -> None:
+    model = make_model(energy_encoding="value")
+    batch = Batch.from_data_list(graphs)
+    with torch.no_grad():
+        fine = model(batch, energies=torch.linspace(0, 1, 101))["system"]
+        default = model(batch)["system"]
+    assert fine.shape == (3, 101)
+    torch.testing.assert_close(fine[:, ::2], default, atol=1e-5, rtol=1e-5)  # same energies, same answer
+
+
+def test_table_encoding_refuses_another_grid(graphs) -> None:
+    model = make_model()
+    with pytest.raises(ValueError, match="training grid"):
+        model(Batch.from_data_list(graphs), energies=torch.linspace(0, 1, 101))
+
+
+@pytest.mark.parametrize("embedder", ["graph_network", "mlp"])
+def test_gradients_reach_every_parameter(graphs, embedder) -> None:
+    model = make_model(embedder=embedder).train()
+    out = model(Batch.from_data_list(graphs), raw=True)
+    (out["global"].sum() + out["system"].sum()).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_save_load_round_trip(tmp_path, graphs) -> None:
+    model = make_model(energy_encoding="value")
+    model.set_seen_systems(torch.tensor([0, 2]))
+    path = save_model_file(model, tmp_path / "m.pt", meta={"note": "test"})
+    loaded, meta = load_model_file(path)
+    assert meta == {"note": "test"}
+    assert loaded.cfg == model.cfg
+    batch = Batch.from_data_list(graphs)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch)["system"], model(batch)["system"], atol=0, rtol=0)
+    assert loaded.seen_systems.tolist() == model.seen_systems.tolist()
+
+
+def test_damaged_model_file_is_a_clear_error(tmp_path) -> None:
+    path = save_model_file(make_model(), tmp_path / "m.pt")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="damaged or truncated"):
+        load_model_file(path)
+    (tmp_path / "other.pt").write_bytes(b"not a model")
+    with pytest.raises(ModelFileError):
+        load_model_file(tmp_path / "other.pt")
+    with pytest.raises(ModelFileError, match="not found"):
+        load_model_file(tmp_path / "missing.pt")
+
+
+def test_bad_config_is_rejected() -> None:
+    with pytest.raises(ValueError, match="embedder"):
+        ModelConfig(embedder="dgl")
+    with pytest.raises(ValueError, match="divisible"):
+        ModelConfig(hidden=30, heads=4)
+    with pytest.raises(ValueError, match="unknown model config"):
+        ModelConfig.from_dict({"hidden": 32, "colour": "red"})

@@ -1,0 +1,159 @@
+"""The registry of shipped models: sha256 checks, loading by name or path, registering a model file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+
+from ase_dostransformer.inference import DEVICE_ENV, predict_phonon_dos
+from ase_dostransformer.model import DOSTransformer, ModelConfig, save_model_file
+from ase_dostransformer.model.io import ModelFileError
+from ase_dostransformer.pretrained import (
+    PRETRAINED_DIR,
+    REGISTRY_FILE,
+    list_models,
+    load_model,
+    model_path,
+    read_registry,
+    register_model,
+    sha256_file,
+)
+from ase_dostransformer.pretrained.__main__ import main as pretrained_main
+
+ENTRY_KEYS = {"file", "sha256", "task", "grid", "units", "training_data_sha256", "test_metrics", "description"}
+META = {"data_sha256": "ab" * 32, "metrics": {"test": {"model": {"n": 3, "mse_x10": 0.2, "mae": 0.07, "r2": 0.7}}}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A registry folder holding one registered random model; returns (registry path, model)."""
+    torch.manual_seed(1)
+    model = DOSTransformer(ModelConfig(hidden=32, layers=1, transformer=1, heads=4)).eval()
+    save_model_file(model, tmp_path / "tiny.pt", meta=META)
+    registry = tmp_path / "registry.json"
+    register_model("tiny", tmp_path / "tiny.pt", description="random test model", registry=registry)
+    return registry, model
+
+
+def test_register_writes_a_complete_entry(tiny):
+    registry, _ = tiny
+    entry = read_registry(registry)["tiny"]
+    assert ENTRY_KEYS <= set(entry)
+    digest = hashlib.sha256((registry.parent / "tiny.pt").read_bytes()).hexdigest()
+    assert entry["sha256"] == digest == sha256_file(registry.parent / "tiny.pt")
+    assert entry["file"] == "tiny.pt" and entry["task"] == "phonon"
+    assert entry["grid"] == {"start": 0.0, "stop": 1000.0, "npoints": 51, "unit": "cm^-1"}
+    assert entry["units"]["frequency"] == "cm^-1"
+    assert entry["training_data_sha256"] == META["data_sha256"]  # taken from the file's metadata
+    assert entry["test_metrics"] == META["metrics"]["test"]["model"]
+    assert list(list_models(registry)) == ["tiny"]
+
+
+def test_load_by_name_and_by_path(tiny):
+    registry, model = tiny
+    atoms = [bulk("NaCl", "rocksalt", a=5.64), bulk("Cu", a=3.615)]
+    expected = predict_phonon_dos(model, atoms, device="cpu")
+    by_name = load_model("tiny", device="cpu", registry=registry)
+    by_path = load_model(registry.parent / "tiny.pt", device="cpu")
+    by_str = load_model(str(registry.parent / "tiny.pt"), device="cpu")
+    for loaded in (by_name, by_path, by_str):
+        assert isinstance(loaded, DOSTransformer) and not loaded.training
+        assert next(loaded.parameters()).device == torch.device("cpu")
+        np.testing.assert_allclose(predict_phonon_dos(loaded, atoms, device="cpu"), expected, atol=1e-6)
+    assert by_name.meta["data_sha256"] == META["data_sha256"]
+
+
+def test_damaged_file_raises(tiny):
+    registry, _ = tiny
+    path = registry.parent / "tiny.pt"
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ModelFileError, match="damaged"):
+        load_model("tiny", registry=registry)
+    with pytest.raises(ModelFileError, match="sha256"):
+        model_path("tiny", registry=registry)
+
+
+def test_missing_and_unknown(tiny):
+    registry, _ = tiny
+    with pytest.raises(ModelFileError, match="registered: tiny"):
+        load_model("nothing", registry=registry)
+    with pytest.raises(ModelFileError, match="not found"):
+        load_model(registry.parent / "absent.pt")
+    (registry.parent / "tiny.pt").unlink()
+    with pytest.raises(ModelFileError, match="missing"):
+        load_model("tiny", registry=registry)
+    assert list_models(registry) == {}
+
+
+def test_not_a_model_file(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a torch file")
+    with pytest.raises(ModelFileError):
+        load_model(junk)
+    with pytest.raises(ModelFileError):
+        register_model("junk", junk, registry=tmp_path / "registry.json")
+    assert not (tmp_path / "registry.json").exists()
+
+
+def test_register_copies_into_the_registry_folder(tmp_path, tiny):
+    registry, _ = tiny
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    src = outside / "model.pt"
+    src.write_bytes((registry.parent / "tiny.pt").read_bytes())
+    entry = register_model("copy", src, registry=registry, test_metrics={"r2": 0.5},
+                           training_data_sha256="cd" * 32)
+    assert entry["file"] == "copy.pt" and (registry.parent / "copy.pt").is_file()
+    assert entry["test_metrics"] == {"r2": 0.5} and entry["training_data_sha256"] == "cd" * 32
+    assert set(read_registry(registry)) == {"tiny", "copy"}
+    with pytest.raises(ValueError, match="copy=True"):
+        register_model("nocopy", src, registry=registry, copy=False)
+
+
+def test_register_command(tiny, capsys):
+    registry, _ = tiny
+    assert pretrained_main(["register", "again", str(registry.parent / "tiny.pt"), "--registry", str(registry),
+                            "--description", "same file"]) == 0
+    assert json.loads(capsys.readouterr().out)["again"]["description"] == "same file"
+    assert read_registry(registry)["again"]["sha256"] == read_registry(registry)["tiny"]["sha256"]
+
+
+def test_device_from_environment(tiny, monkeypatch):
+    registry, _ = tiny
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    model = load_model("tiny", registry=registry)
+    assert next(model.parameters()).device == torch.device("cpu")
+
+
+def test_shipped_registry_is_valid():
+    entries = json.loads(REGISTRY_FILE.read_text())
+    assert isinstance(entries, dict)
+    for name, entry in entries.items():
+        assert ENTRY_KEYS <= set(entry), f"registry entry {name!r} lacks {ENTRY_KEYS - set(entry)}"
+        assert len(entry["sha256"]) == 64
+
+
+@pytest.mark.skipif(not (PRETRAINED_DIR / "phonon.pt").is_file(), reason="shipped phonon.pt not present yet")
+def test_shipped_phonon_model():
+    assert "phonon" in read_registry(), "phonon.pt is present but has no registry entry"
+    assert sha256_file(PRETRAINED_DIR / "phonon.pt") == read_registry()["phonon"]["sha256"]
+    model = load_model(device="cpu")
+    assert model.cfg.task == "phonon" and model.cfg.grid.npoints == 51
+    y = predict_phonon_dos(model, [bulk("Si", "diamond", a=5.431), bulk("NaCl", "rocksalt", a=5.64)])
+    assert y.shape == (2, 51) and np.isfinite(y).all()
+    np.testing.assert_allclose(y.max(axis=1), 1.0)
