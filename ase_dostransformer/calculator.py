@@ -1,11 +1,14 @@
 """``DOSCalculator``: the phonon density of states of a crystal as an ASE calculator property.
 
->>> from ase.build import bulk
->>> from ase_dostransformer.calculator import DOSCalculator
->>> atoms = bulk("Si", "diamond", a=5.43)
->>> atoms.calc = DOSCalculator()                 # the shipped model, offline
->>> y = atoms.calc.get_property("phonon_dos", atoms)   # (51,) max-normalised, 0..1000 cm^-1
->>> dos = atoms.calc.get_phonon_dos()             # ase GridDOSData, THz, states/THz/cell (3N)
+Usage::
+
+    from ase.build import bulk
+    from ase_dostransformer.calculator import DOSCalculator
+
+    atoms = bulk("Si", "diamond", a=5.43)
+    atoms.calc = DOSCalculator()                           # the shipped model, offline
+    y = atoms.calc.get_property("phonon_dos", atoms)       # (51,) max-normalised, 0..1000 cm^-1
+    dos = atoms.calc.get_phonon_dos()                      # ase GridDOSData: THz, states/THz/cell, 3N
 
 ``phonon_dos`` is cached until the atoms change (positions, cell, numbers, pbc) or a parameter is
 set. ASE's generic property machinery knows only its own names: ``atoms.get_properties`` and the
@@ -44,9 +47,7 @@ CUT_OFF_MESSAGE = (
     "{top:g} cm^-1 window: the spectrum continues past the grid, so the 3N scaling and any "
     "thermodynamics from it are approximate"
 )
-UNSEEN_SYSTEM_MESSAGE = (
-    "crystal system {system!r} was absent from the training data: the model used its mean prompt"
-)
+UNSEEN_SYSTEM_MESSAGE = "crystal system {system!r} was absent from the training data: the model used its mean prompt"
 
 
 class DOSCalculator(Calculator):
@@ -192,8 +193,9 @@ class DOSCalculator(Calculator):
         freqs, dos = self.get_phonon_dos_phonopy(atoms)
         return thermal_properties(freqs, dos, temperatures, per_atom=per_atom, natoms=len(atoms))
 
-    def get_heat_capacity(self, atoms: Atoms | None = None, temperature: float = 300.0,
-                          per_atom: bool = False) -> float:
+    def get_heat_capacity(
+        self, atoms: Atoms | None = None, temperature: float = 300.0, per_atom: bool = False
+    ) -> float:
         """Cv in J/K/mol (of cells, or of atoms with ``per_atom``) at one temperature."""
         return float(self.get_thermal_properties(atoms, [temperature], per_atom=per_atom).cv[0])
 

@@ -31,7 +31,7 @@ TRAIN_HELP = {
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from .training.run import TrainOptions
+    from .training.options import TrainOptions
 
     p = sub.add_parser("train", help="train a phonon DOSTransformer on Lightning")
     for f in fields(TrainOptions):
@@ -51,7 +51,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training.run import TrainOptions, train
+    from .training.options import TrainOptions
+    from .training.run import train
 
     opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if f.name != "extra"})
     if isinstance(opts.devices, str) and opts.devices.isdigit():
@@ -63,20 +64,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from .model.io import load_model_file
+    from .pretrained import load_model
     from .training.evaluate import evaluate_split, format_report
     from .training.run import load_phonon_graphs, phonon_split
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, meta = load_model_file(args.model)
+    model = load_model(args.model, device="cpu")
     ds, graphs = load_phonon_graphs(args.data)
     split = phonon_split(ds, graphs, args.dataset, args.seed)
     report = evaluate_split(model, graphs, split, parts=args.split, batch_size=args.batch_size, device=args.device)
     print(format_report(report))
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": str(args.model), "dataset": args.dataset,
-                                               "data_sha256": ds.sha256, "metrics": report}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {"model": str(args.model), "dataset": args.dataset, "data_sha256": ds.sha256, "metrics": report},
+                indent=2,
+            )
+        )
     return 0
 
 

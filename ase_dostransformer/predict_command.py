@@ -191,15 +191,24 @@ def plot_phonon_dos(path: Path, freqs_thz: np.ndarray, dos: np.ndarray, title: s
     top.set_xlabel("frequency (cm$^{-1}$)")
     ax.set_title(title, fontsize=10)
     if cut_off:
-        ax.text(0.99, 0.03, "cut off at the top of the window", transform=ax.transAxes, ha="right", va="bottom",
-                fontsize=8, color="tab:red")
+        ax.text(
+            0.99,
+            0.03,
+            "cut off at the top of the window",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color="tab:red",
+        )
     fig.tight_layout()
     fig.savefig(path)
     return path
 
 
-def _write_outputs(rec: Record, atoms: Any, y: np.ndarray, temperatures: np.ndarray, folder: Path,
-                   grid: Any, model_label: str) -> None:
+def _write_outputs(
+    rec: Record, atoms: Any, y: np.ndarray, temperatures: np.ndarray, folder: Path, grid: Any, model_label: str
+) -> None:
     """Files of one predicted structure; fills the numeric columns of ``rec``."""
     from .io.phonopy_files import write_total_dos
     from .spectra import phonon_dos_to_phonopy
@@ -208,8 +217,12 @@ def _write_outputs(rec: Record, atoms: Any, y: np.ndarray, temperatures: np.ndar
     natoms = len(atoms)
     freqs, dos = phonon_dos_to_phonopy(y, natoms, grid)
     folder.mkdir(parents=True, exist_ok=True)
-    write_total_dos(folder / "total_dos.dat", freqs, dos,
-                    comment=f"{rec.formula} phonon DOS (THz, states/THz/cell, 3N={3 * natoms}) by {model_label}")
+    write_total_dos(
+        folder / "total_dos.dat",
+        freqs,
+        dos,
+        comment=f"{rec.formula} phonon DOS (THz, states/THz/cell, 3N={3 * natoms}) by {model_label}",
+    )
     tp = thermal_properties(freqs, dos, temperatures, natoms=natoms)
     write_thermal_properties_yaml(tp, folder / "thermal_properties.yaml", volume=float(atoms.get_volume()))
     write_thermal_properties_csv(tp, folder / "thermal_properties.csv")
@@ -304,8 +317,7 @@ def run_predict(
             continue
         for i, atoms in enumerate(frames):
             label = name if len(frames) == 1 else f"{name}_{i}"
-            rec = Record(name=_unique(label, taken), source=str(path),
-                         frame=i if len(frames) > 1 else None)
+            rec = Record(name=_unique(label, taken), source=str(path), frame=i if len(frames) > 1 else None)
             records.append(rec)
             pending.append((rec, atoms))
 
@@ -335,8 +347,10 @@ def run_predict(
                 try:
                     rec.cut_off = is_cut_off(y, cut_off_threshold)
                     if rec.cut_off:
-                        rec.warnings.append(f"spectrum cut off at {net.cfg.grid.stop:g} cm^-1 (still above "
-                                            f"{cut_off_threshold:.0%} of its maximum in the last bin)")
+                        rec.warnings.append(
+                            f"spectrum cut off at {net.cfg.grid.stop:g} cm^-1 (still above "
+                            f"{cut_off_threshold:.0%} of its maximum in the last bin)"
+                        )
                     if not bool(net.seen_systems[int(graph.system.item())]):
                         rec.warnings.append(f"crystal system {rec.crystal_system} unseen in training (mean prompt)")
                     folder = out / rec.name
@@ -353,9 +367,11 @@ def run_predict(
         "temperatures_K": temps.tolist(),
         "grid": net.cfg.grid.to_dict(),
         "seconds": round(time.time() - t0, 3),
-        "columns": {"cv_300K_J_per_K_per_mol_cells": "J/K per mole of cells (the input cell)",
-                    "cv_300K_J_per_K_per_mol_atoms": "J/K per mole of atoms",
-                    "peak_frequency_THz": "frequency of the DOS maximum"},
+        "columns": {
+            "cv_300K_J_per_K_per_mol_cells": "J/K per mole of cells (the input cell)",
+            "cv_300K_J_per_K_per_mol_atoms": "J/K per mole of atoms",
+            "peak_frequency_THz": "frequency of the DOS maximum",
+        },
     }
     write_summary(records, out, meta)
     return records
@@ -372,15 +388,26 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     )
     p.add_argument("inputs", nargs="+", help="structure files (any format ASE reads) and/or folders")
     p.add_argument("--model", default="phonon", help="registered model name or model file (default: phonon)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: $DOSTRANSFORMER_DEVICE, "
-                                                  "else cuda if available, else cpu)")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda, cuda:1, ... (default: $DOSTRANSFORMER_DEVICE, else cuda if available, else cpu)",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="structures per forward pass (default 64)")
     p.add_argument("--out", default="predictions", help="output folder (default: predictions/)")
-    p.add_argument("--temperatures", default=None, metavar="T",
-                   help="temperatures in K for thermal_properties: START:STOP:STEP (STOP included) or a "
-                        "comma-separated list, e.g. 100,200,300 (default 0:1000:10)")
-    p.add_argument("--cut-off-threshold", type=float, default=0.05,
-                   help="flag spectra whose last bin exceeds this fraction of their maximum (default 0.05)")
+    p.add_argument(
+        "--temperatures",
+        default=None,
+        metavar="T",
+        help="temperatures in K for thermal_properties: START:STOP:STEP (STOP included) or a "
+        "comma-separated list, e.g. 100,200,300 (default 0:1000:10)",
+    )
+    p.add_argument(
+        "--cut-off-threshold",
+        type=float,
+        default=0.05,
+        help="flag spectra whose last bin exceeds this fraction of their maximum (default 0.05)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
@@ -395,8 +422,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     temps = parse_temperatures(None if args.temperatures is None else [args.temperatures])
     records = run_predict(
-        args.inputs, model=args.model, out=args.out, device=args.device, batch_size=args.batch_size,
-        temperatures=temps, progress=False if args.no_progress else None,
+        args.inputs,
+        model=args.model,
+        out=args.out,
+        device=args.device,
+        batch_size=args.batch_size,
+        temperatures=temps,
+        progress=False if args.no_progress else None,
         cut_off_threshold=args.cut_off_threshold,
     )
     failed = [r for r in records if r.status != "ok"]

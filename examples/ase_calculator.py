@@ -8,9 +8,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
-from _model_choice import model_choice
 from ase.build import bulk
 
 from ase_dostransformer.calculator import DOSCalculator
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     atoms = bulk("Si", "diamond", a=5.431)
-    atoms.calc = DOSCalculator(model=model_choice(args.model))
+    atoms.calc = DOSCalculator(model=args.model or os.environ.get("DOSTRANSFORMER_MODEL") or "phonon")
 
     # the property itself: 51 values on 0..1000 cm^-1, divided by their maximum (cached until atoms change)
     y = atoms.calc.get_property("phonon_dos", atoms)

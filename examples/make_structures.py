@@ -15,7 +15,9 @@ from ase.spacegroup import crystal
 def structures() -> dict:
     """Name -> (ase.Atoms, file format) of the example crystals."""
     rutile = crystal(
-        ["Ti", "O"], basis=[(0.0, 0.0, 0.0), (0.3048, 0.3048, 0.0)], spacegroup=136,
+        ["Ti", "O"],
+        basis=[(0.0, 0.0, 0.0), (0.3048, 0.3048, 0.0)],
+        spacegroup=136,
         cellpar=[4.594, 4.594, 2.959, 90, 90, 90],
     )
     return {

@@ -8,10 +8,10 @@ The file can be plotted with phonopy's own tool: ``phonopy-pdosplot -i "1" total
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
-from _model_choice import model_choice
 from ase.build import bulk
 from pymatgen.io.phonopy import get_ph_dos
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     atoms = bulk("NaCl", "rocksalt", a=5.640)
-    calc = DOSCalculator(model=model_choice(args.model))
+    calc = DOSCalculator(model=args.model or os.environ.get("DOSTRANSFORMER_MODEL") or "phonon")
     atoms.calc = calc
     freqs_thz, dos = calc.get_phonon_dos_phonopy()  # states/THz/cell, integral 3N
 
@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
 
     ph_dos = get_ph_dos(str(path))  # pymatgen's phonopy reader -> PhononDos
     print(f"wrote {path}")
-    print(f"pymatgen read {len(ph_dos.frequencies)} points, max |difference| {np.abs(ph_dos.densities - dos).max():.1e}")
+    diff = np.abs(ph_dos.densities - dos).max()
+    print(f"pymatgen read {len(ph_dos.frequencies)} points, max |difference| {diff:.1e}")
     print(f"modes: {np.trapezoid(ph_dos.densities, ph_dos.frequencies):.4f} (3N = {3 * len(atoms)})")
     print(f"Cv(300 K), pymatgen:          {ph_dos.cv(300.0):.3f} J/K/mol")
     print(f"Cv(300 K), ase_dostransformer: {calc.get_heat_capacity(temperature=300.0):.3f} J/K/mol")

@@ -8,10 +8,10 @@ FOLDER defaults to examples/structures/. Every file ASE can read is used; the ot
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
-from _model_choice import model_choice
 from ase.io import read
 
 from ase_dostransformer.inference import predict_phonon_dos
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         names.append(path.name)
         structures.append(atoms)
 
-    model = load_model(model_choice(args.model))
+    model = load_model(args.model or os.environ.get("DOSTRANSFORMER_MODEL") or "phonon")
     spectra = predict_phonon_dos(model, structures, batch_size=64)  # (n, 51), one call for all
 
     rows = []

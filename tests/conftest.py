@@ -48,10 +48,14 @@ def write_tiny_dataset(folder: Path) -> Path:
     rows = ["mp_id,structure,phfreq,phdos"]
     for i, atoms in enumerate(tiny_structures()):
         centre = 150 + 20 * i + 40 * len(atoms)
-        dos = np.exp(-((freqs - centre) / 80.0) ** 2)
+        dos = np.exp(-(((freqs - centre) / 80.0) ** 2))
         dos /= dos.max()
-        d = {"numbers": atoms.numbers.tolist(), "positions": atoms.positions.tolist(),
-             "cell": atoms.cell[:].tolist(), "pbc": [True, True, True]}
+        d = {
+            "numbers": atoms.numbers.tolist(),
+            "positions": atoms.positions.tolist(),
+            "cell": atoms.cell[:].tolist(),
+            "pbc": [True, True, True],
+        }
         rows.append(f'mp-{i},"{d}","{freqs.tolist()}","{dos.tolist()}"')
     (folder / "data.csv").write_text("\n".join(rows) + "\n")
     (folder / "idx_train.txt").write_text("\n".join(map(str, range(0, 12))) + "\n")

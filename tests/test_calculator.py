@@ -64,8 +64,9 @@ class ForwardCounter:
 
 
 def rutile() -> Atoms:
-    return crystal(["Ti", "O"], basis=[(0, 0, 0), (0.3048, 0.3048, 0)], spacegroup=136,
-                   cellpar=[4.594, 4.594, 2.959, 90, 90, 90])
+    return crystal(
+        ["Ti", "O"], basis=[(0, 0, 0), (0.3048, 0.3048, 0)], spacegroup=136, cellpar=[4.594, 4.594, 2.959, 90, 90, 90]
+    )
 
 
 def test_is_a_real_ase_calculator(calc):
@@ -152,8 +153,12 @@ def test_heat_capacity_is_physical(calc):
 
 
 def test_predict_many_equals_one_at_a_time(calc):
-    items = [bulk("Cu", a=3.615), bulk("NaCl", "rocksalt", a=5.64), rutile(),
-             bulk("ZnO", "wurtzite", a=3.25, c=5.207, u=0.382)]
+    items = [
+        bulk("Cu", a=3.615),
+        bulk("NaCl", "rocksalt", a=5.64),
+        rutile(),
+        bulk("ZnO", "wurtzite", a=3.25, c=5.207, u=0.382),
+    ]
     calc.batch_size = 3
     many = calc.predict_many(items)
     assert many.shape == (4, 51)
@@ -197,8 +202,9 @@ def test_model_from_path_and_errors(model_file, model):
     calc = DOSCalculator(model=str(model_file), device="cpu")
     assert not calc.model.training
     atoms = bulk("NaCl", "rocksalt", a=5.64)
-    np.testing.assert_allclose(calc.get_property("phonon_dos", atoms),
-                               predict_phonon_dos(model, [atoms], device="cpu")[0], atol=1e-6)
+    np.testing.assert_allclose(
+        calc.get_property("phonon_dos", atoms), predict_phonon_dos(model, [atoms], device="cpu")[0], atol=1e-6
+    )
     with pytest.raises(ModelFileError, match="not found"):
         DOSCalculator(model=str(model_file.parent / "nope.pt"))
     with pytest.raises(ModelFileError, match="registered"):
@@ -225,7 +231,12 @@ def test_import_is_light_and_needs_no_lightning(model_file):
         f"calc = c.DOSCalculator({str(model_file)!r}, device='cpu', cut_off_threshold=1.0)\n"
         "print(calc.get_property('phonon_dos', bulk('Cu', a=3.6)).shape)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     assert "(51,)" in out.stdout

@@ -28,14 +28,28 @@ RECIPE = PhononGraphRecipe()
 def rutile() -> Atoms:
     from ase.spacegroup import crystal
 
-    return crystal(["Ti", "O"], basis=[(0, 0, 0), (0.3048, 0.3048, 0)], spacegroup=136,
-                   cellpar=[4.594, 4.594, 2.959, 90, 90, 90])
+    return crystal(
+        ["Ti", "O"], basis=[(0, 0, 0), (0.3048, 0.3048, 0)], spacegroup=136, cellpar=[4.594, 4.594, 2.959, 90, 90, 90]
+    )
 
 
 def test_spacegroup_ranges() -> None:
-    expected = {1: "triclinic", 2: "triclinic", 3: "monoclinic", 15: "monoclinic", 16: "orthorhombic",
-                74: "orthorhombic", 75: "tetragonal", 142: "tetragonal", 143: "trigonal", 167: "trigonal",
-                168: "hexagonal", 194: "hexagonal", 195: "cubic", 230: "cubic"}
+    expected = {
+        1: "triclinic",
+        2: "triclinic",
+        3: "monoclinic",
+        15: "monoclinic",
+        16: "orthorhombic",
+        74: "orthorhombic",
+        75: "tetragonal",
+        142: "tetragonal",
+        143: "trigonal",
+        167: "trigonal",
+        168: "hexagonal",
+        194: "hexagonal",
+        195: "cubic",
+        230: "cubic",
+    }
     for number, name in expected.items():
         assert crystal_system_from_spacegroup(number) == name
     with pytest.raises(ValueError, match="1..230"):
@@ -60,8 +74,15 @@ def test_crystal_system_of_known_structures(atoms: Atoms, system: str, spacegrou
 
 
 def test_prompt_index_order() -> None:
-    assert CRYSTAL_SYSTEMS == ("cubic", "hexagonal", "tetragonal", "trigonal", "orthorhombic", "monoclinic",
-                               "triclinic")
+    assert CRYSTAL_SYSTEMS == (
+        "cubic",
+        "hexagonal",
+        "tetragonal",
+        "trigonal",
+        "orthorhombic",
+        "monoclinic",
+        "triclinic",
+    )
 
 
 def test_neighbour_counts_match_ase_and_self_loops() -> None:
@@ -161,8 +182,15 @@ def test_real_dataset_crystal_systems_and_moyopy_agrees_with_spglib(phdos_dir) -
     fast = [spacegroup_number(c.cell, c.scaled_positions, c.numbers) for c in arrays]
     counts = Counter(crystal_system_from_spacegroup(n) for n in fast)
     # the dataset README's spglib counts
-    assert counts == {"cubic": 425, "tetragonal": 324, "trigonal": 288, "orthorhombic": 204, "monoclinic": 153,
-                      "hexagonal": 119, "triclinic": 8}
+    assert counts == {
+        "cubic": 425,
+        "tetragonal": 324,
+        "trigonal": 288,
+        "orthorhombic": 204,
+        "monoclinic": 153,
+        "hexagonal": 119,
+        "triclinic": 8,
+    }
     sample = range(0, 1521, 15)
     ref = [spacegroup_number_spglib(arrays[i].cell, arrays[i].scaled_positions, arrays[i].numbers) for i in sample]
     assert [fast[i] for i in sample] == ref

@@ -36,8 +36,9 @@ def model() -> DOSTransformer:
 
 
 def structures() -> list[Atoms]:
-    rutile = crystal(["Ti", "O"], basis=[(0, 0, 0), (0.3048, 0.3048, 0)], spacegroup=136,
-                     cellpar=[4.594, 4.594, 2.959, 90, 90, 90])
+    rutile = crystal(
+        ["Ti", "O"], basis=[(0, 0, 0), (0.3048, 0.3048, 0)], spacegroup=136, cellpar=[4.594, 4.594, 2.959, 90, 90, 90]
+    )
     return [
         bulk("Cu", "fcc", a=3.615),
         bulk("NaCl", "rocksalt", a=5.64),
@@ -106,8 +107,13 @@ def test_invalid_structure_names_its_position(model):
 
 
 def test_recipe_comes_from_the_model_config():
-    cfg = ModelConfig(hidden=32, layers=1, transformer=1, heads=4,
-                      recipe={"cutoff": 3.0, "cutoff_onset": 1.5, "self_loops": True, "name": "phonon-v1"})
+    cfg = ModelConfig(
+        hidden=32,
+        layers=1,
+        transformer=1,
+        heads=4,
+        recipe={"cutoff": 3.0, "cutoff_onset": 1.5, "self_loops": True, "name": "phonon-v1"},
+    )
     recipe = graph_recipe(DOSTransformer(cfg))
     assert recipe.cutoff == 3.0 and recipe.cutoff_onset == 1.5
     with pytest.raises(ValueError, match="not a phonon DOS"):

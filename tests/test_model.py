@@ -149,3 +149,25 @@ def test_bad_config_is_rejected() -> None:
         ModelConfig(hidden=30, heads=4)
     with pytest.raises(ValueError, match="unknown model config"):
         ModelConfig.from_dict({"hidden": 32, "colour": "red"})
+
+
+def test_tensornet_embedder_is_rotation_invariant_and_masked(graphs) -> None:
+    pytest.importorskip("matgl")
+    from ase_dostransformer.graphs import PhononGraphRecipe
+
+    torch.manual_seed(1)
+    model = DOSTransformer(small_config(embedder="tensornet", recipe=PhononGraphRecipe().to_dict())).eval()
+    atoms = bulk("ZnO", "wurtzite", a=3.25, c=5.21)
+    turned = atoms.copy()
+    turned.rotate(37, "z", rotate_cell=True)
+    turned.rotate(20, "x", rotate_cell=True)
+    with torch.no_grad():
+        a = model(Batch.from_data_list([RECIPE.featurise(atoms)]), raw=True)["system"]
+        b = model(Batch.from_data_list([RECIPE.featurise(turned)]), raw=True)["system"]
+        alone = model(Batch.from_data_list(graphs[:1]), raw=True)["system"]
+        batched = model(Batch.from_data_list(graphs), raw=True)["system"][:1]
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(alone, batched, atol=1e-5, rtol=1e-5)
+    out = model.train()(Batch.from_data_list(graphs), raw=True)["system"].sum()
+    out.backward()
+    assert model.embedder.project.weight.grad.abs().sum() > 0

@@ -54,8 +54,23 @@ def read_summary(out):
 
 def test_folder_with_a_garbage_file(inputs, model_file, tmp_path, capsys):
     out = tmp_path / "pred"
-    code = main(["predict", str(inputs), "--model", str(model_file), "--out", str(out), "--device", "cpu",
-                 "--batch-size", "2", "--temperatures", "0:500:100", "--no-progress"])
+    code = main(
+        [
+            "predict",
+            str(inputs),
+            "--model",
+            str(model_file),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "2",
+            "--temperatures",
+            "0:500:100",
+            "--no-progress",
+        ]
+    )
     assert code == 1  # one file failed
     rows, js = read_summary(out)
     assert set(rows) == {"NaCl", "POSCAR", "frames_0", "frames_1", "sub__garbage"}
@@ -65,8 +80,12 @@ def test_folder_with_a_garbage_file(inputs, model_file, tmp_path, capsys):
     assert not (out / "sub__garbage").exists()
     assert "sub__garbage" in capsys.readouterr().err
 
-    expected = {"NaCl": ("NaCl", 2, "cubic"), "POSCAR": ("Si2", 2, "cubic"), "frames_0": ("Cu", 1, "cubic"),
-                "frames_1": ("Mg2O2", 4, "cubic")}
+    expected = {
+        "NaCl": ("NaCl", 2, "cubic"),
+        "POSCAR": ("Si2", 2, "cubic"),
+        "frames_0": ("Cu", 1, "cubic"),
+        "frames_1": ("Mg2O2", 4, "cubic"),
+    }
     with open(out / "summary.csv", newline="") as fh:
         assert tuple(csv.DictReader(fh).fieldnames) == SUMMARY_COLUMNS
     for name, (formula, natoms, system) in expected.items():
@@ -95,12 +114,25 @@ def test_folder_with_a_garbage_file(inputs, model_file, tmp_path, capsys):
 
 def test_all_good_exits_zero_and_missing_file_fails(inputs, model_file, tmp_path):
     out = tmp_path / "ok"
-    args = ["predict", str(inputs / "NaCl.cif"), str(inputs / "POSCAR"), "--model", str(model_file),
-            "--out", str(out), "--device", "cpu", "--no-progress", "--quiet", "--temperatures", "250,300"]
+    args = [
+        "predict",
+        str(inputs / "NaCl.cif"),
+        str(inputs / "POSCAR"),
+        "--model",
+        str(model_file),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--quiet",
+        "--temperatures",
+        "250,300",
+    ]
     assert main(args) == 0
     rows, _ = read_summary(out)
     assert set(rows) == {"NaCl", "POSCAR"} and all(r["status"] == "ok" for r in rows.values())
-    assert main([*args, str(inputs / "missing.cif")]) == 1
+    assert main([args[0], str(inputs / "missing.cif"), *args[1:]]) == 1
     rows, _ = read_summary(out)
     assert "no such file" in rows["missing"]["error"]
 
@@ -108,8 +140,14 @@ def test_all_good_exits_zero_and_missing_file_fails(inputs, model_file, tmp_path
 def test_invalid_structure_is_recorded(model_file, tmp_path):
     write(tmp_path / "water.xyz", molecule("H2O"))
     write(tmp_path / "cu.cif", bulk("Cu", a=3.615))
-    records = run_predict([tmp_path / "water.xyz", tmp_path / "cu.cif"], model=str(model_file),
-                          out=tmp_path / "o", device="cpu", temperatures=[300.0], progress=False)
+    records = run_predict(
+        [tmp_path / "water.xyz", tmp_path / "cu.cif"],
+        model=str(model_file),
+        out=tmp_path / "o",
+        device="cpu",
+        temperatures=[300.0],
+        progress=False,
+    )
     status = {r.name: (r.status, r.error) for r in records}
     assert status["cu"] == ("ok", "")
     assert status["water"][0] == "failed" and "periodic" in status["water"][1]
@@ -117,8 +155,10 @@ def test_invalid_structure_is_recorded(model_file, tmp_path):
 
 def test_bad_model_and_no_inputs_exit_2(tmp_path, capsys):
     write(tmp_path / "cu.cif", bulk("Cu", a=3.615))
-    assert main(["predict", str(tmp_path / "cu.cif"), "--model", str(tmp_path / "nope.pt"),
-                 "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["predict", str(tmp_path / "cu.cif"), "--model", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert "not found" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["predict", str(tmp_path / "empty"), "--model", str(tmp_path / "nope.pt")]) == 2

@@ -116,8 +116,7 @@ def test_register_copies_into_the_registry_folder(tmp_path, tiny):
     outside.mkdir()
     src = outside / "model.pt"
     src.write_bytes((registry.parent / "tiny.pt").read_bytes())
-    entry = register_model("copy", src, registry=registry, test_metrics={"r2": 0.5},
-                           training_data_sha256="cd" * 32)
+    entry = register_model("copy", src, registry=registry, test_metrics={"r2": 0.5}, training_data_sha256="cd" * 32)
     assert entry["file"] == "copy.pt" and (registry.parent / "copy.pt").is_file()
     assert entry["test_metrics"] == {"r2": 0.5} and entry["training_data_sha256"] == "cd" * 32
     assert set(read_registry(registry)) == {"tiny", "copy"}
@@ -127,8 +126,20 @@ def test_register_copies_into_the_registry_folder(tmp_path, tiny):
 
 def test_register_command(tiny, capsys):
     registry, _ = tiny
-    assert pretrained_main(["register", "again", str(registry.parent / "tiny.pt"), "--registry", str(registry),
-                            "--description", "same file"]) == 0
+    assert (
+        pretrained_main(
+            [
+                "register",
+                "again",
+                str(registry.parent / "tiny.pt"),
+                "--registry",
+                str(registry),
+                "--description",
+                "same file",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["again"]["description"] == "same file"
     assert read_registry(registry)["again"]["sha256"] == read_registry(registry)["tiny"]["sha256"]
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from ase_dostransformer.cli import main
@@ -51,15 +50,51 @@ def test_resume_continues_from_last_checkpoint(tiny_dataset: Path, tmp_path: Pat
 
 def test_cli_train_and_evaluate(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "cli"
-    args = ["train", "--data", str(tiny_dataset), "--out", str(out), "--epochs", "2", "--hidden", "32", "--heads",
-            "4", "--layers", "1", "--transformer", "1", "--batch_size", "4", "--eval", "1", "--beta", "0.5",
-            "--energy_encoding", "value"]
+    args = [
+        "train",
+        "--data",
+        str(tiny_dataset),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--hidden",
+        "32",
+        "--heads",
+        "4",
+        "--layers",
+        "1",
+        "--transformer",
+        "1",
+        "--batch_size",
+        "4",
+        "--eval",
+        "1",
+        "--beta",
+        "0.5",
+        "--energy_encoding",
+        "value",
+    ]
     assert main(args) == 0
     model, meta = load_model_file(out / "model.pt")
     assert model.cfg.energy_encoding == "value" and meta["options"]["beta"] == 0.5
     report = tmp_path / "eval.json"
-    assert main(["evaluate", str(out / "model.pt"), "--data", str(tiny_dataset), "--split", "valid", "test",
-                 "--json", str(report)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(out / "model.pt"),
+                "--data",
+                str(tiny_dataset),
+                "--split",
+                "valid",
+                "test",
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "mean_baseline" in printed and "MSE x10" in printed
     metrics = json.loads(report.read_text())["metrics"]
@@ -75,9 +110,36 @@ def test_cli_reports_missing_data(tmp_path: Path, capsys) -> None:
 def test_ddp_two_processes_on_cpu(tiny_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     exe = Path(sys.executable).parent / "dostransformer"
-    cmd = [str(exe), "train", "--data", str(tiny_dataset), "--out", str(out), "--epochs", "2", "--hidden", "32",
-           "--heads", "4", "--layers", "1", "--transformer", "1", "--batch_size", "4", "--eval", "1",
-           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--threads", "1"]
+    cmd = [
+        str(exe),
+        "train",
+        "--data",
+        str(tiny_dataset),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--hidden",
+        "32",
+        "--heads",
+        "4",
+        "--layers",
+        "1",
+        "--transformer",
+        "1",
+        "--batch_size",
+        "4",
+        "--eval",
+        "1",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--threads",
+        "1",
+    ]
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -106,5 +168,3 @@ def test_mean_baseline_reproduces_the_papers_trivial_numbers(phdos_dir: Path) ->
     assert round(m["mse_x10"], 3) == 0.452
     assert round(m["mae"], 3) == 0.151
     assert round(m["r2"], 3) == 0.355
-
-

@@ -45,9 +45,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 def featurise_many(recipe: Any, structures: Sequence[Any], targets: np.ndarray | None = None) -> list[Data]:
     """Graphs of many structures (targets, if given, become ``data.y``)."""
-    return [
-        recipe.featurise(s, None if targets is None else targets[i]) for i, s in enumerate(structures)
-    ]
+    return [recipe.featurise(s, None if targets is None else targets[i]) for i, s in enumerate(structures)]
 
 
 def cached_graphs(

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
 import numpy as np
 
 #: Prompt index order used by DOSTransformer (SPEC.md).
@@ -56,9 +61,29 @@ def spacegroup_number(
             np.asarray(scaled_positions, dtype=float).tolist(),
             [int(z) for z in numbers],
         )
-        return int(moyopy.MoyoDataset(moyo_cell, symprec=symprec).number)
+        with _quiet_stderr():
+            return int(moyopy.MoyoDataset(moyo_cell, symprec=symprec).number)
     except Exception:  # moyopy raises on cells it cannot standardise; spglib is more forgiving
         return spacegroup_number_spglib(cell, scaled_positions, numbers, symprec)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (moyopy's Rust code prints a note for every supercell there)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (embedded interpreters): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def spacegroup_number_spglib(
@@ -77,7 +102,5 @@ def crystal_system_index(
     cell: np.ndarray, scaled_positions: np.ndarray, numbers: np.ndarray, symprec: float = SYMPREC
 ) -> int:
     """Prompt index (0 cubic ... 6 triclinic) of a crystal."""
-    name = crystal_system_from_spacegroup(
-        spacegroup_number(cell, scaled_positions, numbers, symprec)
-    )
+    name = crystal_system_from_spacegroup(spacegroup_number(cell, scaled_positions, numbers, symprec))
     return CRYSTAL_SYSTEMS.index(name)

@@ -7,9 +7,7 @@ import numpy as np
 from .structure import CrystalArrays
 
 
-def radius_neighbours(
-    crystal: CrystalArrays, cutoff: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def radius_neighbours(crystal: CrystalArrays, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs within ``cutoff`` (periodic images included, self pair excluded).
 
     Returns ``(centre, neighbour, vectors)``: ``vectors[k]`` points from atom ``centre[k]`` to
@@ -28,9 +26,7 @@ def radius_neighbours(
     return centre.astype(np.int64), neighbour.astype(np.int64), vectors
 
 
-def nearest_neighbours(
-    crystal: CrystalArrays, k: int, cutoff: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def nearest_neighbours(crystal: CrystalArrays, k: int, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Up to ``k`` nearest neighbours of each atom within ``cutoff`` (ties broken by order)."""
     centre, neighbour, vectors = radius_neighbours(crystal, cutoff)
     dist = np.linalg.norm(vectors, axis=1)

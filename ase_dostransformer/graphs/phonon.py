@@ -30,7 +30,7 @@ class PhononGraphRecipe:
     cutoff: float = 4.0
     cutoff_onset: float = 2.0
     self_loops: bool = True
-    name: str = "phonon-v1"
+    name: str = "phonon-v2"
 
     @property
     def node_dim(self) -> int:
@@ -66,6 +66,7 @@ class PhononGraphRecipe:
             self_attr = np.zeros((n, 4))
             self_attr[:, 0] = 1.0
             edge_attr = np.concatenate([edge_attr, self_attr])
+            vectors = np.concatenate([vectors, np.zeros((n, 3))])
         x = np.zeros((n, NUM_ELEMENTS), dtype=np.float32)
         x[np.arange(n), crystal.numbers - 1] = atomic_masses[crystal.numbers]
         data = Data(
@@ -73,10 +74,10 @@ class PhononGraphRecipe:
             # messages flow from the neighbour (source) to the centre atom (target)
             edge_index=torch.from_numpy(np.stack([neighbour, centre])),
             edge_attr=torch.from_numpy(edge_attr.astype(np.float32)),
+            # centre -> neighbour-image vector (A); zero on self loops. Used by geometric embedders.
+            edge_vec=torch.from_numpy(vectors.astype(np.float32)),
             z=torch.from_numpy(crystal.numbers),
-            system=torch.tensor(
-                [crystal_system_index(crystal.cell, crystal.scaled_positions, crystal.numbers)]
-            ),
+            system=torch.tensor([crystal_system_index(crystal.cell, crystal.scaled_positions, crystal.numbers)]),
             natoms=torch.tensor([n]),
         )
         if y is not None:

@@ -50,15 +50,11 @@ def crystal_arrays(structure: Any) -> CrystalArrays:
         numbers = np.asarray([site.specie.Z for site in structure], dtype=np.int64)
         pbc = np.asarray(structure.lattice.pbc, dtype=bool)
     else:
-        raise InvalidStructureError(
-            f"expected ase.Atoms or pymatgen Structure, got {type(structure).__name__}"
-        )
+        raise InvalidStructureError(f"expected ase.Atoms or pymatgen Structure, got {type(structure).__name__}")
     if len(numbers) == 0:
         raise InvalidStructureError("empty structure: no atoms")
     if not pbc.all():
-        raise InvalidStructureError(
-            f"structure must be periodic in all three directions, pbc={pbc.tolist()}"
-        )
+        raise InvalidStructureError(f"structure must be periodic in all three directions, pbc={pbc.tolist()}")
     if not np.isfinite(cell).all():
         raise InvalidStructureError("cell contains NaN or infinite values")
     bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
@@ -69,7 +65,5 @@ def crystal_arrays(structure: Any) -> CrystalArrays:
         raise InvalidStructureError(f"cell is singular or nearly so (volume {volume:.3g} A^3)")
     bad = np.flatnonzero((numbers < 1) | (numbers > 118))
     if bad.size:
-        raise InvalidStructureError(
-            f"atom {int(bad[0])} has atomic number {int(numbers[bad[0]])}, outside 1..118"
-        )
+        raise InvalidStructureError(f"atom {int(bad[0])} has atomic number {int(numbers[bad[0]])}, outside 1..118")
     return CrystalArrays(cell=cell, positions=positions, numbers=numbers)

@@ -29,9 +29,7 @@ class MultiHeadAttention(nn.Module):
         q = self.q(x).view(b, lq, h, d // h).transpose(1, 2)
         k, v = self.kv(mem).view(b, mem.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
         mask = None if key_mask is None else key_mask[:, None, None, :]
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0
-        )
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, lq, d))
 
 
@@ -48,7 +46,9 @@ class AttentionBlock(nn.Module):
         self.ff = nn.Sequential(nn.Linear(d, ff_mult * d), nn.GELU(), nn.Linear(ff_mult * d, d))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mem: torch.Tensor | None = None, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mem: torch.Tensor | None = None, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         q = self.norm_q(x)
         if self.cross:
             kv = self.norm_kv(mem)
@@ -61,12 +61,16 @@ class AttentionBlock(nn.Module):
 class AttentionStack(nn.Module):
     """``n`` attention blocks of one kind."""
 
-    def __init__(self, n: int, d: int, heads: int, attn_drop: float, dropout: float, cross: bool, ff_mult: int = 1) -> None:
+    def __init__(
+        self, n: int, d: int, heads: int, attn_drop: float, dropout: float, cross: bool, ff_mult: int = 1
+    ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(AttentionBlock(d, heads, attn_drop, dropout, cross, ff_mult) for _ in range(n))
         self.norm = nn.LayerNorm(d)
 
-    def forward(self, x: torch.Tensor, mem: torch.Tensor | None = None, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mem: torch.Tensor | None = None, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         for block in self.blocks:
             x = block(x, mem, key_mask)
         return self.norm(x)

@@ -39,9 +39,7 @@ class ModelConfig:
         if self.embedder not in EMBEDDERS:
             raise ValueError(f"embedder must be one of {EMBEDDERS}, got {self.embedder!r}")
         if self.energy_encoding not in ENERGY_ENCODINGS:
-            raise ValueError(
-                f"energy_encoding must be one of {ENERGY_ENCODINGS}, got {self.energy_encoding!r}"
-            )
+            raise ValueError(f"energy_encoding must be one of {ENERGY_ENCODINGS}, got {self.energy_encoding!r}")
         if self.aggregation not in ("mean", "sum"):
             raise ValueError(f"aggregation must be 'mean' or 'sum', got {self.aggregation!r}")
         if self.hidden % self.heads or self.hidden % 2:

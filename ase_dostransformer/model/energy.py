@@ -37,9 +37,7 @@ class EnergyValueEncoder(nn.Module):
         super().__init__()
         k = torch.arange(1, cfg.fourier_features + 1, dtype=torch.float32)
         self.register_buffer("freqs", math.pi * k, persistent=False)
-        self.register_buffer(
-            "default_energies", torch.linspace(0.0, 1.0, cfg.grid.npoints), persistent=False
-        )
+        self.register_buffer("default_energies", torch.linspace(0.0, 1.0, cfg.grid.npoints), persistent=False)
         self.net = nn.Sequential(
             nn.Linear(2 * cfg.fourier_features + 1, cfg.hidden),
             nn.GELU(),

@@ -27,11 +27,12 @@ def save_model_file(model: DOSTransformer, path: str | os.PathLike, meta: dict[s
     ``meta`` is stored as plain JSON types, so the file loads with ``weights_only=True``.
     """
     meta = json.loads(json.dumps(meta or {}, default=_json_default))
-    state = {k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.detach().cpu()
-             for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.detach().cpu()
+        for k, v in model.state_dict().items()
+    }
     atomic_torch_save(
-        {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "state_dict": state,
-         "meta": meta},
+        {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "state_dict": state, "meta": meta},
         path,
     )
     return Path(path)
@@ -61,7 +62,9 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
     return blob
 
 
-def load_model_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[DOSTransformer, dict[str, Any]]:
+def load_model_file(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[DOSTransformer, dict[str, Any]]:
     """Rebuild a model from a file; returns ``(model in eval mode, meta)``."""
     blob = read_model_file(path)
     model = DOSTransformer(ModelConfig.from_dict(blob["config"]))

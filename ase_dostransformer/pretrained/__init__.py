@@ -113,8 +113,7 @@ def _resolve(name_or_path: str | os.PathLike, registry: str | os.PathLike | None
         if name_or_path == DEFAULT_MODEL:
             hint = " (the shipped phonon model is not in this installation)"
         raise ModelFileError(
-            f"{name_or_path!r} is neither a registered model{hint} nor an existing file "
-            f"(registered: {known})"
+            f"{name_or_path!r} is neither a registered model{hint} nor an existing file (registered: {known})"
         )
     raise ModelFileError(f"model file not found: {path}")
 

@@ -24,7 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "register":
         entry = register_model(
-            args.name, args.path, description=args.description, registry=args.registry,
+            args.name,
+            args.path,
+            description=args.description,
+            registry=args.registry,
             training_data_sha256=args.training_data_sha256,
             test_metrics=json.loads(args.test_metrics) if args.test_metrics else None,
         )

@@ -13,8 +13,9 @@ from torch_geometric.loader import DataLoader
 class GraphDataModule(L.LightningDataModule):
     """Serves train/valid/test graphs in batches (PyG collation; real batching, padding masks)."""
 
-    def __init__(self, graphs: Sequence[Data], split: dict[str, np.ndarray], batch_size: int = 32,
-                 num_workers: int = 0) -> None:
+    def __init__(
+        self, graphs: Sequence[Data], split: dict[str, np.ndarray], batch_size: int = 32, num_workers: int = 0
+    ) -> None:
         super().__init__()
         for name in ("train", "valid"):
             if len(split.get(name, ())) == 0:
@@ -29,8 +30,13 @@ class GraphDataModule(L.LightningDataModule):
         return [self.graphs[i] for i in self.split[name]]
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.subset(name), batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            self.subset(name),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

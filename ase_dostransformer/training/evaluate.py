@@ -7,33 +7,27 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch_geometric.data import Data
-from torch_geometric.loader import DataLoader
 
+from ..inference import predict_graphs
 from ..model import DOSTransformer
 from .metrics import mean_spectrum_baseline, spectrum_metrics
 
 
-@torch.no_grad()
-def predict_graphs(model: DOSTransformer, graphs: Sequence[Data], batch_size: int = 64,
-                   device: str | torch.device = "cpu", branch: str = "system") -> np.ndarray:
-    """Spectra (n, bins) of the graphs, in order, from the given branch."""
-    model = model.to(device).eval()
-    out = []
-    for batch in DataLoader(list(graphs), batch_size=batch_size, shuffle=False):
-        out.append(model(batch.to(device))[branch].float().cpu())
-    return torch.cat(out).numpy()
-
-
-def evaluate_split(model: DOSTransformer, graphs: Sequence[Data], split: dict[str, np.ndarray],
-                   parts: Sequence[str] = ("valid", "test"), batch_size: int = 64,
-                   device: str | torch.device = "cpu") -> dict[str, dict]:
+def evaluate_split(
+    model: DOSTransformer,
+    graphs: Sequence[Data],
+    split: dict[str, np.ndarray],
+    parts: Sequence[str] = ("valid", "test"),
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> dict[str, dict]:
     """Metrics of the model and of the mean-training-DOS baseline on each part of a split."""
     train_y = np.stack([graphs[i].y.numpy()[0] for i in split["train"]])
     report: dict[str, dict] = {}
     for part in parts:
         idx = split[part]
         true = np.stack([graphs[i].y.numpy()[0] for i in idx])
-        pred = predict_graphs(model, [graphs[i] for i in idx], batch_size, device)
+        pred = predict_graphs(model, [graphs[i] for i in idx], batch_size, device, normalise=False)
         report[part] = {
             "model": spectrum_metrics(pred, true),
             "mean_baseline": spectrum_metrics(mean_spectrum_baseline(train_y, len(idx)), true),

@@ -6,7 +6,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,44 +21,8 @@ from ..model import ModelConfig, save_model_file
 from .data_module import GraphDataModule
 from .evaluate import evaluate_split, format_report
 from .lightning_module import DOSTransformerModule
+from .options import TrainOptions
 from .splits import make_split
-
-
-@dataclass
-class TrainOptions:
-    """Everything ``dostransformer train`` accepts (the seed's names where it has them)."""
-
-    out: str = "runs/phonon"
-    data: str | None = None
-    dataset: str = "official"
-    beta: float = 1.0
-    layers: int = 3
-    attn_drop: float = 0.0
-    dropout: float = 0.1
-    transformer: int = 2
-    heads: int = 8
-    ff_mult: int = 1
-    embedder: str = "graph_network"
-    energy_encoding: str = "table"
-    hidden: int = 256
-    epochs: int = 500
-    lr: float = 1e-4
-    weight_decay: float = 1e-2
-    scheduler: str = "cosine"
-    warmup_epochs: int = 5
-    es: int = 50
-    eval: int = 5
-    batch_size: int = 32
-    seed: int = 0
-    accelerator: str = "cpu"
-    devices: int | str = 1
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: str = "32-true"
-    threads: int | None = None
-    resume: bool = False
-    limit: int | None = None  # use only the first N materials of each part (tests, smoke runs)
-    extra: dict = field(default_factory=dict)
 
 
 class EpochLog(Callback):
@@ -72,17 +35,30 @@ class EpochLog(Callback):
         if trainer.global_rank != 0 or (trainer.current_epoch + 1) % trainer.check_val_every_n_epoch:
             return
         m = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        print(f"epoch {trainer.current_epoch:4d}  train_loss {m.get('train_loss', float('nan')):.4f}  "
-              f"val_mse_x10 {10 * m.get('val_mse', float('nan')):.4f}  val_mae {m.get('val_mae', float('nan')):.4f}  "
-              f"val_r2 {m.get('val_r2', float('nan')):.4f}  {time.time() - self.t0:.0f}s", flush=True)
+        print(
+            f"epoch {trainer.current_epoch:4d}  train_loss {m.get('train_loss', float('nan')):.4f}  "
+            f"val_mse_x10 {10 * m.get('val_mse', float('nan')):.4f}  val_mae {m.get('val_mae', float('nan')):.4f}  "
+            f"val_r2 {m.get('val_r2', float('nan')):.4f}  {time.time() - self.t0:.0f}s",
+            flush=True,
+        )
 
 
 def model_config(opts: TrainOptions, recipe: PhononGraphRecipe) -> ModelConfig:
     """The model's config from the training options."""
-    return ModelConfig(hidden=opts.hidden, layers=opts.layers, transformer=opts.transformer, heads=opts.heads,
-                       ff_mult=opts.ff_mult, attn_drop=opts.attn_drop, dropout=opts.dropout,
-                       embedder=opts.embedder, energy_encoding=opts.energy_encoding,
-                       node_dim=recipe.node_dim, edge_dim=recipe.edge_dim, recipe=recipe.to_dict())
+    return ModelConfig(
+        hidden=opts.hidden,
+        layers=opts.layers,
+        transformer=opts.transformer,
+        heads=opts.heads,
+        ff_mult=opts.ff_mult,
+        attn_drop=opts.attn_drop,
+        dropout=opts.dropout,
+        embedder=opts.embedder,
+        energy_encoding=opts.energy_encoding,
+        node_dim=recipe.node_dim,
+        edge_dim=recipe.edge_dim,
+        recipe=recipe.to_dict(),
+    )
 
 
 def load_phonon_graphs(data: str | None) -> tuple[Any, list]:
@@ -95,7 +71,10 @@ def load_phonon_graphs(data: str | None) -> tuple[Any, list]:
 def phonon_split(ds: Any, graphs: list, name: str, seed: int, limit: int | None = None) -> dict[str, np.ndarray]:
     """A split of the phonon dataset by name, optionally cut to ``limit`` materials a part."""
     split = make_split(
-        name, len(ds), seed, official=ds.split,
+        name,
+        len(ds),
+        seed,
+        official=ds.split,
         systems=np.array([int(g.system) for g in graphs]),
         num_species=np.array([len(set(a.numbers.tolist())) for a in ds.atoms]),
     )
@@ -115,21 +94,44 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     split = phonon_split(ds, graphs, opts.dataset, opts.seed, opts.limit)
     recipe = PhononGraphRecipe()
     cfg = model_config(opts, recipe)
-    module = DOSTransformerModule(cfg.to_dict(), lr=opts.lr, weight_decay=opts.weight_decay, beta=opts.beta,
-                                  scheduler=opts.scheduler, warmup_epochs=opts.warmup_epochs, max_epochs=opts.epochs)
+    module = DOSTransformerModule(
+        cfg.to_dict(),
+        lr=opts.lr,
+        weight_decay=opts.weight_decay,
+        beta=opts.beta,
+        scheduler=opts.scheduler,
+        warmup_epochs=opts.warmup_epochs,
+        max_epochs=opts.epochs,
+    )
     module.model.set_seen_systems(torch.cat([graphs[i].system for i in split["train"]]))
     dm = GraphDataModule(graphs, split, batch_size=opts.batch_size)
     ckpt_dir = out / "checkpoints"
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_mse", mode="min", save_last=True,
-                           save_top_k=1, enable_version_counter=False)
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor="val_mse",
+        mode="min",
+        save_last=True,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
     callbacks: list[Callback] = [best, EpochLog()]
     if opts.es > 0:
         callbacks.append(EarlyStopping(monitor="val_mse", mode="min", patience=max(1, opts.es // opts.eval)))
     trainer = L.Trainer(
-        max_epochs=opts.epochs, accelerator=opts.accelerator, devices=opts.devices, strategy=opts.strategy,
-        num_nodes=opts.num_nodes, precision=opts.precision, check_val_every_n_epoch=opts.eval,
-        callbacks=callbacks, default_root_dir=str(out), logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"),
-        enable_progress_bar=False, enable_model_summary=False, deterministic=opts.accelerator == "cpu",
+        max_epochs=opts.epochs,
+        accelerator=opts.accelerator,
+        devices=opts.devices,
+        strategy=opts.strategy,
+        num_nodes=opts.num_nodes,
+        precision=opts.precision,
+        check_val_every_n_epoch=opts.eval,
+        callbacks=callbacks,
+        default_root_dir=str(out),
+        logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=opts.accelerator == "cpu",
         num_sanity_val_steps=0,
     )
     last = ckpt_dir / "last.ckpt"
@@ -138,13 +140,23 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     fit_seconds = time.time() - t0
     if trainer.global_rank != 0:
         return {}
-    run_info = {"epochs_run": int(trainer.current_epoch), "fit_seconds": round(fit_seconds, 1),
-                "world_size": trainer.world_size, "effective_batch_size": opts.batch_size * trainer.world_size}
+    run_info = {
+        "epochs_run": int(trainer.current_epoch),
+        "fit_seconds": round(fit_seconds, 1),
+        "world_size": trainer.world_size,
+        "effective_batch_size": opts.batch_size * trainer.world_size,
+    }
     return export_run(opts, best.best_model_path or str(last), run_info, ds.sha256, graphs, split)
 
 
-def export_run(opts: TrainOptions, ckpt_path: str | os.PathLike, run_info: dict[str, Any], data_sha256: str,
-               graphs: list, split: dict[str, np.ndarray]) -> dict[str, Any]:
+def export_run(
+    opts: TrainOptions,
+    ckpt_path: str | os.PathLike,
+    run_info: dict[str, Any],
+    data_sha256: str,
+    graphs: list,
+    split: dict[str, np.ndarray],
+) -> dict[str, Any]:
     """Evaluate the checkpoint, write ``model.pt`` and ``metrics.json`` into ``opts.out``."""
     out = Path(opts.out)
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # our own checkpoint
@@ -153,7 +165,9 @@ def export_run(opts: TrainOptions, ckpt_path: str | os.PathLike, run_info: dict[
     model = module.model.eval()
     report = evaluate_split(model, graphs, split)
     summary = {
-        "command": " ".join(["dostransformer", *sys.argv[1:]]) if sys.argv and "dostransformer" in sys.argv[0] else None,
+        "command": " ".join(["dostransformer", *sys.argv[1:]])
+        if sys.argv and "dostransformer" in sys.argv[0]
+        else None,
         "options": dict(vars(opts)),
         "seed": opts.seed,
         "data_sha256": data_sha256,

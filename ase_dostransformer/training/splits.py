@@ -16,8 +16,11 @@ def random_split(n: int, seed: int, fractions: tuple[float, float] = (0.8, 0.1))
     order = np.random.default_rng(seed).permutation(n)
     n_train = int(round(fractions[0] * n))
     n_valid = int(round(fractions[1] * n))
-    return {"train": np.sort(order[:n_train]), "valid": np.sort(order[n_train:n_train + n_valid]),
-            "test": np.sort(order[n_train + n_valid:])}
+    return {
+        "train": np.sort(order[:n_train]),
+        "valid": np.sort(order[n_train : n_train + n_valid]),
+        "test": np.sort(order[n_train + n_valid :]),
+    }
 
 
 def _held_out(train_mask: np.ndarray, seed: int) -> dict[str, np.ndarray]:

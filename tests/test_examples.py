@@ -1,0 +1,87 @@
+"""The scripts in examples/ run as a user would run them (with a tiny model when none is shipped)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from ase.io import read
+
+from ase_dostransformer.model import DOSTransformer, ModelConfig, save_model_file
+from ase_dostransformer.pretrained import list_models
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, str]:
+    """Environment of the example processes: the shipped model if present, else a tiny random one."""
+    env = {k: v for k, v in os.environ.items() if k != "DOSTRANSFORMER_MODEL"}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", DOSTRANSFORMER_DEVICE="cpu")
+    if "phonon" not in list_models():
+        torch.manual_seed(0)
+        model = DOSTransformer(ModelConfig(hidden=32, layers=1, transformer=1, heads=4))
+        env["DOSTRANSFORMER_MODEL"] = str(save_model_file(model, tmp_path_factory.mktemp("m") / "tiny.pt"))
+    return env
+
+
+def run(script: str, *args: str, env: dict[str, str], cwd: Path | None = None) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, env=env, timeout=180, cwd=cwd
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_structures_are_real_crystals():
+    expected = {
+        "NaCl.cif": ("ClNa", 2),
+        "Si.cif": ("Si2", 2),
+        "MgO.cif": ("MgO", 2),
+        "GaAs.vasp": ("AsGa", 2),
+        "ZnO.cif": ("O2Zn2", 4),
+        "Cu.vasp": ("Cu", 1),
+        "TiO2_rutile.cif": ("O4Ti2", 6),
+    }
+    for name, (formula, natoms) in expected.items():
+        atoms = read(EXAMPLES / "structures" / name)
+        assert (atoms.get_chemical_formula(), len(atoms)) == (formula, natoms)
+        assert atoms.pbc.all()
+    nacl = read(EXAMPLES / "structures" / "NaCl.cif")
+    assert nacl.get_volume() == pytest.approx(5.64**3 / 4, rel=1e-6)  # a = 5.64 A, fcc primitive cell
+
+
+def test_ase_calculator_example(env):
+    out = run("ase_calculator.py", env=env)
+    assert "Si2 (2 atoms)" in out
+    assert re.search(r"peak frequency:\s+[\d.]+ THz", out)
+    assert "modes (integral): 6.000" in out
+    cv = float(re.search(r"Cv\(300 K\):\s+([\d.]+) J/K/mol of cells", out).group(1))
+    assert 0 < cv < 6 * 8.314463  # below Dulong-Petit for 2 atoms
+
+
+def test_phonopy_export_example(env, tmp_path):
+    out = run("phonopy_export.py", "--out", str(tmp_path), env=env)
+    assert (tmp_path / "total_dos.dat").read_text().startswith("# ")
+    assert "pymatgen read 51 points" in out and "modes: 6.0000" in out
+    ours = float(re.search(r"ase_dostransformer:\s+([\d.]+)", out).group(1))
+    theirs = float(re.search(r"pymatgen:\s+([\d.]+) J/K/mol", out).group(1))
+    assert ours == pytest.approx(theirs, rel=2e-3)
+
+
+def test_screening_example(env, tmp_path):
+    (tmp_path / "README.txt").write_text("not a structure\n")
+    for name in ("NaCl.cif", "Cu.vasp", "TiO2_rutile.cif"):
+        (tmp_path / name).write_bytes((EXAMPLES / "structures" / name).read_bytes())
+    out = run("screening.py", str(tmp_path), env=env)
+    assert "skipped README.txt" in out
+    ranked = re.findall(r"^(\d)\s+(\S+)\s+\S+\s+([\d.]+)\s+([\d.]+)", out, flags=re.M)
+    assert sorted(r[1] for r in ranked) == ["Cu.vasp", "NaCl.cif", "TiO2_rutile.cif"]
+    per_atom = [float(r[2]) for r in ranked]
+    assert per_atom == sorted(per_atom, reverse=True)
+    assert "over 3 structures" in out
