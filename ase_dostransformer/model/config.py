@@ -23,6 +23,9 @@ class ModelConfig:
     dropout: float = 0.1
     embedder: str = "graph_network"
     aggregation: str = "mean"  # graph-network edge aggregation (phonon: mean, eDOS: sum)
+    # material vector g = Linear(pool(H)). The original sums over atoms, so a supercell gets another
+    # answer than its primitive cell; "mean" keeps the (max-normalised, intensive) DOS invariant.
+    pool: str = "mean"
     energy_encoding: str = "table"
     fourier_features: int = 16  # for the "value" encoding
     num_systems: int = 7
@@ -40,6 +43,8 @@ class ModelConfig:
             raise ValueError(f"embedder must be one of {EMBEDDERS}, got {self.embedder!r}")
         if self.energy_encoding not in ENERGY_ENCODINGS:
             raise ValueError(f"energy_encoding must be one of {ENERGY_ENCODINGS}, got {self.energy_encoding!r}")
+        if self.pool not in ("mean", "sum"):
+            raise ValueError(f"pool must be 'mean' or 'sum', got {self.pool!r}")
         if self.aggregation not in ("mean", "sum"):
             raise ValueError(f"aggregation must be 'mean' or 'sum', got {self.aggregation!r}")
         if self.hidden % self.heads or self.hidden % 2:

@@ -13,6 +13,14 @@ from .embedders import build_embedder
 from .energy import build_energy_encoder
 
 
+def max_atoms(batch: Batch) -> int | None:
+    """Largest crystal in a batch, read from PyG's CPU-side slice table (no device sync)."""
+    slices = getattr(batch, "_slice_dict", {}).get("x")
+    if slices is None or len(slices) < 2:
+        return None
+    return int((slices[1:] - slices[:-1]).max())
+
+
 class DOSTransformer(nn.Module):
     """The model of SPEC.md with learned multi-head attention, padding masks and real batching.
 
@@ -44,7 +52,8 @@ class DOSTransformer(nn.Module):
 
     def prompt(self, system: torch.Tensor) -> torch.Tensor:
         """Prompt vectors for system indices; the mean of the seen prompts for unseen systems."""
-        mean = self.prompts[self.seen_systems].mean(dim=0, keepdim=True)
+        seen = self.seen_systems.to(self.prompts.dtype)[:, None]  # masked mean: no data-dependent shape, no sync
+        mean = (self.prompts * seen).sum(dim=0, keepdim=True) / seen.sum().clamp_min(1.0)
         known = self.seen_systems[system]
         return torch.where(known[:, None], self.prompts[system], mean.expand(len(system), -1))
 
@@ -61,8 +70,8 @@ class DOSTransformer(nn.Module):
         that negative outputs still receive gradient).
         """
         h = self.embedder(batch)
-        g = self.material(scatter(h, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="sum"))
-        atoms, mask = to_dense_batch(h, batch.batch, batch_size=batch.num_graphs)
+        g = self.material(scatter(h, batch.batch, dim=0, dim_size=batch.num_graphs, reduce=self.cfg.pool))
+        atoms, mask = to_dense_batch(h, batch.batch, batch_size=batch.num_graphs, max_num_nodes=max_atoms(batch))
         b = atoms.shape[0]
         tokens = self.energy(energies)
         n_e = tokens.shape[0]

@@ -179,7 +179,13 @@ def export_run(
         "metrics": report,
     }
     meta_keys = ("seed", "data_sha256", "split_sizes", "best_epoch", "metrics", "options")
-    save_model_file(model, out / "model.pt", meta={k: summary[k] for k in meta_keys})
+    train_graphs = [graphs[i] for i in split["train"]]
+    domain = {
+        # what the model has seen: inputs outside it are flagged as out of domain at prediction time
+        "train_elements": sorted({int(z) for g in train_graphs for z in g.z.tolist()}),
+        "train_max_atoms": max(int(g.num_nodes) for g in train_graphs),
+    }
+    save_model_file(model, out / "model.pt", meta={k: summary[k] for k in meta_keys} | domain)
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     print(format_report(report), flush=True)
     return summary
