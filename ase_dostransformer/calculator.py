@@ -59,8 +59,13 @@ class DOSCalculator(Calculator):
     cuda, cpu). ``batch_size``: structures per forward pass in :meth:`predict_many`.
 
     Results after a calculation: ``results["phonon_dos"]`` (the property, a ``(51,)`` array,
-    max-normalised, on :attr:`frequencies_cm1`), plus ``results["phonon_dos_cut_off"]`` (bool) and
-    ``results["phonon_dos_warnings"]`` (list of str).
+    max-normalised, on :attr:`frequencies_cm1`), plus ``results["phonon_dos_cut_off"]`` (bool),
+    ``results["phonon_dos_out_of_domain"]`` (bool: elements never seen in training, or more atoms
+    than any training cell) and ``results["phonon_dos_warnings"]`` (list of str, each also issued
+    as a Python warning).
+
+    Invalid atoms (see :mod:`ase_dostransformer.graphs.validation`) raise
+    :class:`~ase_dostransformer.graphs.InvalidStructureError`, a ``ValueError`` naming the fault.
     """
 
     implemented_properties = ["phonon_dos"]
@@ -104,13 +109,17 @@ class DOSCalculator(Calculator):
     ) -> None:
         """Predict the phonon DOS of ``atoms`` into ``self.results``."""
         super().calculate(atoms, properties or ["phonon_dos"], system_changes)
-        from .inference import predict_graphs
+        from .graphs import OutOfDomainWarning
+        from .inference import domain_check, predict_graphs
 
         graph = self.recipe.featurise(self.atoms)
+        domain = domain_check(self.model, graph)
         dos = predict_graphs(self.model, [graph], batch_size=1, device=self.device)[0]
         cut_off, found = self._check(dos, int(graph.system.item()))
+        found = [(message, OutOfDomainWarning) for message in domain.messages()] + found
         self.results["phonon_dos"] = dos
         self.results["phonon_dos_cut_off"] = cut_off
+        self.results["phonon_dos_out_of_domain"] = domain.out_of_domain
         self.results["phonon_dos_warnings"] = [message for message, _ in found]
         for message, category in found:
             warnings.warn(message, category, stacklevel=3)

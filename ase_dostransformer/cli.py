@@ -1,4 +1,4 @@
-"""The ``dostransformer`` command: train, evaluate (and predict)."""
+"""The ``dostransformer`` command: train, evaluate, predict, and build electron-DOS datasets."""
 
 from __future__ import annotations
 
@@ -27,13 +27,16 @@ TRAIN_HELP = {
     "resume": "continue from OUT/checkpoints/last.ckpt if present",
     "threads": "torch intra-op threads",
     "limit": "use only the first N materials of each part of the split",
+    "task": "phonon | edos (electron DOS; --data is a folder made by 'dostransformer dataset build')",
+    "init_from": "start from this model file (its architecture and weights): fine-tuning",
+    "prompt_only": "with --init_from: train only the crystal-system prompts and the output head",
 }
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from .training.options import TrainOptions
 
-    p = sub.add_parser("train", help="train a phonon DOSTransformer on Lightning")
+    p = sub.add_parser("train", help="train a phonon or electron DOSTransformer on Lightning")
     for f in fields(TrainOptions):
         if f.name == "extra":
             continue
@@ -43,6 +46,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             p.add_argument(flag, action="store_true", help=TRAIN_HELP.get(f.name))
         elif f.name == "devices":
             p.add_argument(flag, default=default, help=TRAIN_HELP.get(f.name))
+        elif f.name == "task":
+            p.add_argument(flag, default=default, choices=("phonon", "edos"), help=TRAIN_HELP.get(f.name))
         else:
             typ = {int: int, float: float}.get(type(default), str)
             if f.name in ("threads", "limit"):
@@ -66,19 +71,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .pretrained import load_model
     from .training.evaluate import evaluate_split, format_report
-    from .training.run import load_phonon_graphs, phonon_split
+    from .training.tasks import evaluation_data
 
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model, device="cpu")
-    ds, graphs = load_phonon_graphs(args.data)
-    split = phonon_split(ds, graphs, args.dataset, args.seed)
+    data_sha256, graphs, split = evaluation_data(model.cfg.task, args.data, args.dataset, args.seed)
     report = evaluate_split(model, graphs, split, parts=args.split, batch_size=args.batch_size, device=args.device)
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {"model": str(args.model), "dataset": args.dataset, "data_sha256": ds.sha256, "metrics": report},
+                {"model": str(args.model), "dataset": args.dataset, "data_sha256": data_sha256, "metrics": report},
                 indent=2,
             )
         )
@@ -100,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--threads", type=int, default=None)
     ev.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    from .edos_command import add_dataset_parser
+
+    add_dataset_parser(sub)
     from .predict_command import add_predict_parser
 
     add_predict_parser(sub)
@@ -114,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_train(args)
         if args.command == "evaluate":
             return _cmd_evaluate(args)
+        if args.command == "dataset":
+            from .edos_command import cmd_dataset
+
+            return cmd_dataset(args)
         if args.command == "predict":
             from .predict_command import cmd_predict
 

@@ -17,11 +17,15 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch_geometric.data import Data
 
-    from .graphs import PhononGraphRecipe
+    from .graphs import DomainCheck, PhononGraphRecipe
     from .model import DOSTransformer
 
 #: Environment variable consulted by :func:`resolve_device` when no device is passed.
 DEVICE_ENV = "DOSTRANSFORMER_DEVICE"
+#: A batch is padded to its largest cell (dense atom tensors, attention keys): :func:`predict_graphs`
+#: closes a batch before ``structures x largest cell`` would pass this many atom slots, so one huge
+#: cell among many small ones does not inflate the memory of the whole batch.
+MAX_PADDED_ATOMS = 16384
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -74,6 +78,19 @@ def _is_structure(obj: Any) -> bool:
     )
 
 
+def model_meta(model: Any) -> dict[str, Any]:
+    """The metadata of a loaded model (``model.meta``, set by ``load_model``); empty when it has none."""
+    meta = getattr(model, "meta", None)
+    return meta if isinstance(meta, dict) else {}
+
+
+def domain_check(model: DOSTransformer, graph: Data) -> DomainCheck:
+    """How a featurised structure relates to the model's training data (unseen elements, size, isolated atoms)."""
+    from .graphs import check_domain
+
+    return check_domain(graph, model_meta(model), cutoff=graph_recipe(model).cutoff)
+
+
 def featurise_structures(recipe: PhononGraphRecipe, structures: Sequence[Any]) -> list[Data]:
     """Graphs of the structures, in order; an invalid one raises naming its position in the list."""
     from .graphs import InvalidStructureError
@@ -97,7 +114,8 @@ def predict_graphs(
     """Spectra ``(n, npoints)`` of featurised graphs from the model's system (prompt) branch.
 
     ``normalise=True`` divides each spectrum by its maximum, so that it is max-normalised exactly
-    as the training targets were; ``False`` returns the clamped model output unchanged.
+    as the training targets were; ``False`` returns the clamped model output unchanged. Batches
+    hold at most ``batch_size`` structures and at most :data:`MAX_PADDED_ATOMS` padded atom slots.
     """
     import torch
     from torch_geometric.data import Batch
@@ -113,14 +131,29 @@ def predict_graphs(
     model = model.to(dev).eval()
     chunks = []
     with torch.no_grad():
-        for start in range(0, len(graphs), batch_size):
-            batch = Batch.from_data_list(list(graphs[start : start + batch_size])).to(dev)
+        for group in padded_batches([int(g.num_nodes) for g in graphs], batch_size):
+            batch = Batch.from_data_list([graphs[i] for i in group]).to(dev)
             chunks.append(model(batch)["system"].float().cpu())
     out = torch.cat(chunks).numpy().astype(np.float64)
     if not np.isfinite(out).all():
         bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
         raise ValueError(f"model produced non-finite values for structure {bad}")
     return max_normalise(out) if normalise else np.clip(out, 0.0, None)
+
+
+def padded_batches(natoms: Sequence[int], batch_size: int, max_padded: int = MAX_PADDED_ATOMS) -> list[range]:
+    """Consecutive index ranges: at most ``batch_size`` structures, ``len x largest`` within ``max_padded``."""
+    groups: list[range] = []
+    start, largest = 0, 0
+    for i, n in enumerate(natoms):
+        size = i - start
+        if size and (size >= batch_size or (size + 1) * max(largest, n) > max_padded):
+            groups.append(range(start, i))
+            start, largest = i, 0
+        largest = max(largest, n)
+    if start < len(natoms):
+        groups.append(range(start, len(natoms)))
+    return groups
 
 
 def predict_phonon_dos(
@@ -132,10 +165,20 @@ def predict_phonon_dos(
     """Max-normalised phonon DOS ``(n, 51)`` on the model's grid (0..1000 cm^-1) for each structure.
 
     ``structures`` is one ASE ``Atoms`` / pymatgen ``Structure`` or a sequence of them. An invalid
-    structure raises :class:`~ase_dostransformer.graphs.InvalidStructureError` (a ``ValueError``).
+    structure raises :class:`~ase_dostransformer.graphs.InvalidStructureError` (a ``ValueError``)
+    naming its position in the list. A valid structure outside the training domain (unseen
+    elements, more atoms than any training cell, atoms without neighbours) is predicted and
+    reported with an :class:`~ase_dostransformer.graphs.OutOfDomainWarning` naming its position.
     """
+    import warnings
+
+    from .graphs import OutOfDomainWarning
+
     items = as_structure_list(structures)
     graphs = featurise_structures(graph_recipe(model), items)
+    for i, graph in enumerate(graphs):
+        for message in domain_check(model, graph).messages():
+            warnings.warn(f"structure {i}: {message}", OutOfDomainWarning, stacklevel=2)
     return predict_graphs(model, graphs, batch_size=batch_size, device=device)
 
 

@@ -4,7 +4,9 @@ Every input structure gets a folder under ``--out`` holding ``total_dos.dat`` (p
 THz, states/THz/cell, integral 3N), ``thermal_properties.yaml`` (phonopy layout, per mole of
 cells), ``thermal_properties.csv`` and ``phonon_dos.png``. ``summary.csv`` and ``summary.json``
 list every structure, including those that failed and why. A file or structure that cannot be
-read or predicted is recorded as failed; the run goes on.
+read or predicted is recorded as failed with its reason; the run goes on. Structures are checked
+by :mod:`ase_dostransformer.graphs.validation` (the same rules as the calculator); valid ones outside
+the model's training domain are predicted and flagged (``out_of_domain``, ``warnings``).
 """
 
 from __future__ import annotations
@@ -30,12 +32,15 @@ EXIT_USAGE = 2
 EPILOG = """\
 inputs: any file ASE can read (CIF, POSCAR/CONTCAR, extxyz with many frames, ASE .db, ...) and
 folders, searched recursively (hidden files and the --out folder are skipped). Each frame of a
-multi-frame file is its own structure.
+multi-frame file is its own structure: an invalid frame fails alone, and when a file breaks
+part-way the frames before the break are still predicted.
 
 outputs (per structure, in OUT/<name>/): total_dos.dat (phonopy format, THz, states/THz/cell,
 integral 3N), thermal_properties.yaml (phonopy layout, per mole of cells), thermal_properties.csv,
 phonon_dos.png; and OUT/summary.csv, OUT/summary.json for all structures (status ok/failed,
-error, warnings, Cv at 300 K per mole of cells and per mole of atoms).
+error, out_of_domain, warnings, Cv at 300 K per mole of cells and per mole of atoms).
+out_of_domain is true for elements never seen in training or a cell with more atoms than any
+training cell; the prediction is still made.
 
 exit status: 0 when every structure succeeded; 1 when any input file or structure failed (the
 others are still written, and the failures are listed in the summary); 2 for a usage error or
@@ -56,6 +61,7 @@ SUMMARY_COLUMNS = (
     "cv_300K_J_per_K_per_mol_atoms",
     "peak_frequency_THz",
     "cut_off",
+    "out_of_domain",
     "warnings",
     "output_dir",
 )
@@ -77,6 +83,7 @@ class Record:
     cv_300K_J_per_K_per_mol_atoms: float | None = None
     peak_frequency_THz: float | None = None
     cut_off: bool | None = None
+    out_of_domain: bool | None = None
     warnings: list[str] = field(default_factory=list)
     output_dir: str = ""
 
@@ -138,6 +145,18 @@ def iter_input_files(paths: Sequence[str | os.PathLike], skip: Path | None = Non
 
 def read_structures(path: Path) -> list[Any]:
     """All frames of a structure file read by ASE; ValueError with the reason when it cannot be read."""
+    frames, error = read_frames(path)
+    if error is not None:
+        raise ValueError(error)
+    return frames
+
+
+def read_frames(path: Path) -> tuple[list[Any], str | None]:
+    """The frames of a structure file and, when it cannot be read to the end, why.
+
+    A file that breaks part-way (a damaged frame in an extxyz, say) gives the frames before the
+    break and an error naming the frame where reading stopped; nothing readable is dropped.
+    """
     from ase.io import read
     from ase.io.formats import filetype
 
@@ -146,16 +165,53 @@ def read_structures(path: Path) -> list[Any]:
     try:
         fmt = filetype(str(path))
     except Exception as exc:  # ASE guesses from the name, then the content
-        raise ValueError(f"ASE cannot read {path}: unknown file type ({_reason(exc)})") from exc
+        return [], f"ASE cannot read {path}: unknown file type ({_reason(exc)})"
     try:
         frames = read(path, index=":", format=fmt)
     except Exception as exc:  # ASE raises many kinds for unreadable files
-        raise ValueError(f"ASE cannot read {path} as {fmt!r}: {_reason(exc)}") from exc
+        frames, cause = _read_frame_by_frame(path, fmt)
+        where = f" at frame {len(frames)}" if frames else ""
+        return frames, f"ASE cannot read {path} as {fmt!r}{where}: {_reason(cause or exc)}"
     if not isinstance(frames, list):
         frames = [frames]
     if not frames:
-        raise ValueError(f"{path} holds no structures")
-    return frames
+        return [], f"{path} holds no structures"
+    return frames, None
+
+
+def _read_frame_by_frame(path: Path, fmt: str) -> tuple[list[Any], BaseException | None]:
+    """Frames of a damaged multi-frame file up to the first one that cannot be read, and why it could not.
+
+    (ext)xyz is split on its atom-count lines and each frame parsed alone (ASE indexes the whole file
+    first, so one bad frame loses all); other formats go through ``ase.io.iread``.
+    """
+    import io
+
+    from ase.io import iread, read
+
+    frames: list[Any] = []
+    if fmt not in ("xyz", "extxyz"):
+        try:
+            for atoms in iread(path, index=":", format=fmt):
+                frames.append(atoms)
+        except Exception as exc:
+            return frames, exc
+        return frames, None
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        try:
+            n = int(lines[i].strip())
+            if n < 0 or i + n + 2 > len(lines):
+                raise ValueError(f"frame declares {n} atoms but the file ends after {len(lines) - i - 2} more lines")
+            frames.append(read(io.StringIO("".join(lines[i : i + n + 2])), format=fmt))
+        except Exception as exc:
+            return frames, exc
+        i += n + 2
+    return frames, None
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
@@ -258,6 +314,9 @@ def write_summary(records: Sequence[Record], out: Path, meta: dict[str, Any]) ->
     payload["n_structures"] = len(records)
     payload["n_ok"] = sum(r.status == "ok" for r in records)
     payload["n_failed"] = sum(r.status == "failed" for r in records)
+    payload["n_out_of_domain"] = sum(bool(r.out_of_domain) for r in records)
+    failed = [r for r in records if r.status == "failed"]
+    payload["failures"] = [{"name": r.name, "source": r.source, "frame": r.frame, "error": r.error} for r in failed]
     payload["structures"] = [asdict(r) for r in records]
     json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return csv_path, json_path
@@ -281,7 +340,7 @@ def run_predict(
     from tqdm.auto import tqdm
 
     from .graphs import CRYSTAL_SYSTEMS
-    from .inference import graph_recipe, predict_graphs, resolve_device
+    from .inference import domain_check, graph_recipe, predict_graphs, resolve_device
     from .model import DOSTransformer
     from .spectra import is_cut_off
 
@@ -309,17 +368,20 @@ def run_predict(
         raise ValueError("no input files found")
     for path, name in tqdm(files, desc="reading", unit="file", disable=disable, file=sys.stderr):
         try:
-            frames = read_structures(path)
-        except (ValueError, OSError) as exc:
-            rec = Record(name=_unique(name, taken), source=str(path))
-            rec.fail(str(exc) if type(exc) is ValueError else exc)
-            records.append(rec)
-            continue
+            frames, error = read_frames(path)
+        except Exception as exc:  # a file that cannot even be opened
+            frames, error = [], _reason(exc)
+        multi = len(frames) > 1 or (len(frames) == 1 and error is not None)
         for i, atoms in enumerate(frames):
-            label = name if len(frames) == 1 else f"{name}_{i}"
-            rec = Record(name=_unique(label, taken), source=str(path), frame=i if len(frames) > 1 else None)
+            label = f"{name}_{i}" if multi else name
+            rec = Record(name=_unique(label, taken), source=str(path), frame=i if multi else None)
             records.append(rec)
             pending.append((rec, atoms))
+        if error is not None:
+            label = f"{name}_{len(frames)}" if frames else name
+            rec = Record(name=_unique(label, taken), source=str(path), frame=len(frames) if frames else None)
+            rec.fail(error)
+            records.append(rec)
 
     bar = tqdm(total=len(pending), desc="predicting", unit="structure", disable=disable, file=sys.stderr)
     for start in range(0, len(pending), batch_size):
@@ -327,23 +389,36 @@ def run_predict(
         ready: list[tuple[Record, Any, Any]] = []
         for rec, atoms in chunk:
             try:
-                rec.formula = atoms.get_chemical_formula(mode="metal")
                 rec.natoms = len(atoms)
+                rec.formula = atoms.get_chemical_formula(mode="metal")
+            except Exception:  # e.g. atomic numbers without a symbol: validation below names them
+                pass
+            try:
                 graph = recipe.featurise(atoms)
                 rec.crystal_system = CRYSTAL_SYSTEMS[int(graph.system.item())]
+                domain = domain_check(net, graph)
+                rec.out_of_domain = domain.out_of_domain
+                rec.warnings.extend(domain.messages())
                 ready.append((rec, atoms, graph))
             except Exception as exc:
                 rec.fail(exc)
                 bar.update(1)
         if ready:
             try:
-                spectra = predict_graphs(net, [g for _, _, g in ready], batch_size=batch_size, device=dev)
-            except Exception as exc:
-                for rec, _, _ in ready:
-                    rec.fail(exc)
-                bar.update(len(ready))
-                continue
+                spectra = list(predict_graphs(net, [g for _, _, g in ready], batch_size=batch_size, device=dev))
+            except Exception:
+                # one bad structure must not sink the batch: predict one by one, failing only the culprits
+                spectra = []
+                for rec, _, graph in ready:
+                    try:
+                        spectra.append(predict_graphs(net, [graph], batch_size=1, device=dev)[0])
+                    except Exception as exc:
+                        rec.fail(exc)
+                        spectra.append(None)
             for (rec, atoms, graph), y in zip(ready, spectra, strict=True):
+                if y is None:
+                    bar.update(1)
+                    continue
                 try:
                     rec.cut_off = is_cut_off(y, cut_off_threshold)
                     if rec.cut_off:

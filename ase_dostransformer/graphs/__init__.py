@@ -5,13 +5,19 @@ from __future__ import annotations
 from .crystal_system import CRYSTAL_SYSTEMS, crystal_system_from_spacegroup, crystal_system_index
 from .phonon import PhononGraphRecipe
 from .structure import CrystalArrays, InvalidStructureError, crystal_arrays
+from .validation import MIN_DISTANCE, DomainCheck, OutOfDomainWarning, check_domain, validate_crystal
 
 __all__ = [
     "CRYSTAL_SYSTEMS",
     "CrystalArrays",
+    "DomainCheck",
     "InvalidStructureError",
+    "MIN_DISTANCE",
+    "OutOfDomainWarning",
     "PhononGraphRecipe",
+    "check_domain",
     "crystal_arrays",
     "crystal_system_from_spacegroup",
     "crystal_system_index",
+    "validate_crystal",
 ]

@@ -1,10 +1,76 @@
-"""Periodic neighbour search (pymatgen's compiled cell-list search)."""
+"""Periodic neighbour search (pymatgen's compiled cell-list search, ASE's binned search for sparse cells)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .structure import CrystalArrays
+if TYPE_CHECKING:  # pragma: no cover
+    from .structure import CrystalArrays
+
+#: pymatgen's cell list allocates 27 neighbour indices (216 bytes) per cube of side max(cutoff, 1 A)
+#: over the bounding box of the atoms; above this many cubes (about 430 MB) the search uses ASE's
+#: binned neighbour list instead, whose memory is bounded (huge, mostly empty cells).
+MAX_CELL_LIST_CUBES = 2_000_000
+#: pymatgen searches with at least this radius (its ``min_r``) and filters shorter cutoffs afterwards.
+_PYMATGEN_MIN_R = 1.0
+
+
+def wrap_positions(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Positions of atoms far outside the cell shifted by whole lattice vectors into it.
+
+    Only atoms with a fractional coordinate outside [-1, 2) move: the others are returned bit for
+    bit, so that graphs (and their edge order) stay those of the training data. Bounding the atoms'
+    spread bounds the cell-list memory of the neighbour search.
+    """
+    positions = np.asarray(positions, dtype=float)
+    frac = np.linalg.solve(np.asarray(cell, dtype=float).T, positions.T).T
+    far = ((frac < -1.0) | (frac >= 2.0)).any(axis=1)
+    if not far.any():
+        return positions
+    out = positions.copy()
+    out[far] = positions[far] - np.floor(frac[far]) @ cell
+    return out
+
+
+def periodic_pairs(
+    positions: np.ndarray, cell: np.ndarray, cutoff: float, wrap: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs closer than ``cutoff`` in a crystal periodic in 3D, periodic images included.
+
+    Returns ``(centre, neighbour, images, distances)``; ``images`` (integer lattice offsets) are
+    relative to :func:`wrap_positions` of ``positions`` (to ``positions`` themselves when not
+    ``wrap``). Only the self pair (an atom and itself at zero offset) is left out: coincident
+    atoms and an atom's own periodic images are reported.
+    """
+    pos = wrap_positions(positions, cell) if wrap else np.asarray(positions, dtype=float)
+    pos = np.ascontiguousarray(pos, dtype=float)
+    cell = np.ascontiguousarray(cell, dtype=float)
+    r = max(float(cutoff), _PYMATGEN_MIN_R)
+    extent = pos.max(axis=0) - pos.min(axis=0) + 2 * r
+    cubes = float(np.prod(np.ceil(extent / r)))
+    if cubes <= MAX_CELL_LIST_CUBES:
+        from pymatgen.optimization.neighbors import find_points_in_spheres
+
+        centre, neighbour, images, dist = find_points_in_spheres(
+            pos, pos, float(cutoff), np.ones(3, dtype=np.int64), cell, tol=1e-8
+        )
+        images = np.rint(images).astype(np.int64)
+    else:
+        from ase.neighborlist import primitive_neighbor_list
+
+        centre, neighbour, images, dist = primitive_neighbor_list(
+            "ijSd", np.ones(3, dtype=bool), cell, pos, float(cutoff), self_interaction=False, max_nbins=1_000_000
+        )
+    self_pair = (centre == neighbour) & ~images.any(axis=1)
+    keep = ~self_pair
+    return (
+        np.asarray(centre[keep], dtype=np.int64),
+        np.asarray(neighbour[keep], dtype=np.int64),
+        np.asarray(images[keep], dtype=np.int64),
+        np.asarray(dist[keep], dtype=float),
+    )
 
 
 def radius_neighbours(crystal: CrystalArrays, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -13,17 +79,11 @@ def radius_neighbours(crystal: CrystalArrays, cutoff: float) -> tuple[np.ndarray
     Returns ``(centre, neighbour, vectors)``: ``vectors[k]`` points from atom ``centre[k]`` to
     the image of atom ``neighbour[k]``, in Angstrom.
     """
-    from pymatgen.optimization.neighbors import find_points_in_spheres
-
-    pos = np.ascontiguousarray(crystal.positions, dtype=float)
-    cell = np.ascontiguousarray(crystal.cell, dtype=float)
-    centre, neighbour, images, dist = find_points_in_spheres(
-        pos, pos, float(cutoff), np.ones(3, dtype=np.int64), cell, tol=1e-8
-    )
-    keep = dist > 1e-8
-    centre, neighbour, images = centre[keep], neighbour[keep], images[keep]
+    cell = np.asarray(crystal.cell, dtype=float)
+    pos = wrap_positions(crystal.positions, cell)
+    centre, neighbour, images, _ = periodic_pairs(pos, cell, cutoff, wrap=False)
     vectors = pos[neighbour] + images @ cell - pos[centre]
-    return centre.astype(np.int64), neighbour.astype(np.int64), vectors
+    return centre, neighbour, vectors
 
 
 def nearest_neighbours(crystal: CrystalArrays, k: int, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from .validation import InvalidStructureError, validate_crystal
 
-class InvalidStructureError(ValueError):
-    """A structure the models cannot take; the message names the atom or field at fault."""
+__all__ = ["CrystalArrays", "InvalidStructureError", "crystal_arrays"]
 
 
 @dataclass(frozen=True)
@@ -34,36 +34,37 @@ class CrystalArrays:
 def crystal_arrays(structure: Any) -> CrystalArrays:
     """Arrays of an ``ase.Atoms`` or ``pymatgen.core.Structure``, validated.
 
-    Raises :class:`InvalidStructureError` for an empty structure, a cell that is not periodic in
-    all three directions, a singular cell, non-finite coordinates or unknown elements.
+    Raises :class:`InvalidStructureError` (a ``ValueError``) naming the fault for anything the model
+    cannot take; the rules are those of :func:`~ase_dostransformer.graphs.validation.validate_crystal`.
     """
     if hasattr(structure, "get_positions") and hasattr(structure, "get_cell"):
-        cell = np.asarray(structure.get_cell()[:], dtype=float)
-        positions = np.asarray(structure.get_positions(), dtype=float)
-        numbers = np.asarray(structure.get_atomic_numbers(), dtype=np.int64)
-        pbc = np.asarray(structure.get_pbc(), dtype=bool)
+        try:
+            cell = np.asarray(structure.get_cell()[:], dtype=float)
+            positions = np.asarray(structure.get_positions(), dtype=float)
+            numbers = np.asarray(structure.get_atomic_numbers(), dtype=np.int64)
+            pbc = np.asarray(structure.get_pbc(), dtype=bool)
+        except (TypeError, ValueError) as exc:
+            raise InvalidStructureError(f"cannot read the atoms' cell, positions or numbers: {exc}") from exc
     elif hasattr(structure, "lattice") and hasattr(structure, "cart_coords"):
         cell = np.asarray(structure.lattice.matrix, dtype=float)
         positions = np.asarray(structure.cart_coords, dtype=float)
         if not structure.is_ordered:
             raise InvalidStructureError("disordered structure (partial occupancies) is not supported")
-        numbers = np.asarray([site.specie.Z for site in structure], dtype=np.int64)
+        numbers = np.asarray([_pymatgen_z(i, site.specie) for i, site in enumerate(structure)], dtype=np.int64)
         pbc = np.asarray(structure.lattice.pbc, dtype=bool)
     else:
         raise InvalidStructureError(f"expected ase.Atoms or pymatgen Structure, got {type(structure).__name__}")
-    if len(numbers) == 0:
-        raise InvalidStructureError("empty structure: no atoms")
-    if not pbc.all():
-        raise InvalidStructureError(f"structure must be periodic in all three directions, pbc={pbc.tolist()}")
-    if not np.isfinite(cell).all():
-        raise InvalidStructureError("cell contains NaN or infinite values")
-    bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
-    if bad.size:
-        raise InvalidStructureError(f"atom {int(bad[0])} has a NaN or infinite position")
-    volume = abs(float(np.linalg.det(cell)))
-    if volume < 1e-3 * max(1, len(numbers)):
-        raise InvalidStructureError(f"cell is singular or nearly so (volume {volume:.3g} A^3)")
-    bad = np.flatnonzero((numbers < 1) | (numbers > 118))
-    if bad.size:
-        raise InvalidStructureError(f"atom {int(bad[0])} has atomic number {int(numbers[bad[0]])}, outside 1..118")
+    validate_crystal(cell, positions, numbers, pbc)
     return CrystalArrays(cell=cell, positions=positions, numbers=numbers)
+
+
+def _pymatgen_z(i: int, species: Any) -> int:
+    """Atomic number of a pymatgen site's species; dummy species are an error."""
+    element = getattr(species, "element", species)  # Species (with oxidation state) -> Element
+    from pymatgen.core import Element
+
+    if not isinstance(element, Element):
+        raise InvalidStructureError(
+            f"site {i} is a dummy species {str(species)!r}: the model needs real elements (Z 1..118)"
+        )
+    return int(element.Z)

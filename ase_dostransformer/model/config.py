@@ -32,6 +32,9 @@ class ModelConfig:
     node_dim: int = 118
     edge_dim: int = 4
     node_scale: float = 0.01  # phonon nodes carry masses (u): bring them to order one
+    # per-material global features concatenated to the pooled atoms (the original eDOS model's DFT
+    # energies); 0 = none, the default: such a model needs DFT outputs and cannot screen new structures
+    global_dim: int = 0
     task: str = "phonon"
     grid: EnergyGrid = field(default_factory=lambda: PHONON_GRID)
     recipe: dict = field(default_factory=dict)
@@ -49,6 +52,8 @@ class ModelConfig:
             raise ValueError(f"aggregation must be 'mean' or 'sum', got {self.aggregation!r}")
         if self.hidden % self.heads or self.hidden % 2:
             raise ValueError(f"hidden ({self.hidden}) must be even and divisible by heads ({self.heads})")
+        if self.global_dim < 0:
+            raise ValueError(f"global_dim must be >= 0, got {self.global_dim}")
         for name in ("layers", "transformer", "hidden", "heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

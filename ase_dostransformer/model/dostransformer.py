@@ -33,7 +33,7 @@ class DOSTransformer(nn.Module):
         self.cfg = cfg
         d = cfg.hidden
         self.embedder = build_embedder(cfg)
-        self.material = nn.Linear(d, d)
+        self.material = nn.Linear(d + cfg.global_dim, d)
         self.energy = build_energy_encoder(cfg)
         self.cross1 = AttentionStack(cfg.transformer, d, cfg.heads, cfg.attn_drop, cfg.dropout, True, cfg.ff_mult)
         self.prompts = nn.Parameter(torch.randn(cfg.num_systems, d // 2) * 0.02)
@@ -70,7 +70,15 @@ class DOSTransformer(nn.Module):
         that negative outputs still receive gradient).
         """
         h = self.embedder(batch)
-        g = self.material(scatter(h, batch.batch, dim=0, dim_size=batch.num_graphs, reduce=self.cfg.pool))
+        pooled = scatter(h, batch.batch, dim=0, dim_size=batch.num_graphs, reduce=self.cfg.pool)
+        if self.cfg.global_dim:
+            extra = getattr(batch, "global_features", None)
+            if extra is None:
+                raise ValueError(
+                    f"this model needs {self.cfg.global_dim} global features per material (graph.global_features)"
+                )
+            pooled = torch.cat([pooled, extra.to(pooled.dtype).view(batch.num_graphs, -1)], dim=-1)
+        g = self.material(pooled)
         atoms, mask = to_dense_batch(h, batch.batch, batch_size=batch.num_graphs, max_num_nodes=max_atoms(batch))
         b = atoms.shape[0]
         tokens = self.energy(energies)

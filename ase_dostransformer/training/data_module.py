@@ -6,15 +6,47 @@ from collections.abc import Sequence
 
 import lightning as L
 import numpy as np
+import torch
+from torch.utils.data import RandomSampler
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
+
+
+class EpochSeededSampler(RandomSampler):
+    """A random order that depends only on ``(seed, epoch)``, not on the global RNG's history.
+
+    ``RandomSampler`` draws each epoch's order from the global torch RNG, whose state a resumed run
+    cannot reproduce; this one reseeds a private generator every epoch (Lightning calls
+    :meth:`set_epoch` before each training epoch), so a run resumed from a checkpoint sees the same
+    batches as an uninterrupted one. Being a ``RandomSampler``, Lightning still swaps it for a
+    ``DistributedSampler`` (itself seeded by epoch) under DDP.
+    """
+
+    def __init__(self, data_source: Sequence, seed: int = 0) -> None:
+        super().__init__(data_source)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the order of this epoch."""
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        generator = torch.Generator()
+        generator.manual_seed((self.seed * 1_000_003 + self.epoch) % (2**63))
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
 class GraphDataModule(L.LightningDataModule):
     """Serves train/valid/test graphs in batches (PyG collation; real batching, padding masks)."""
 
     def __init__(
-        self, graphs: Sequence[Data], split: dict[str, np.ndarray], batch_size: int = 32, num_workers: int = 0
+        self,
+        graphs: Sequence[Data],
+        split: dict[str, np.ndarray],
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         for name in ("train", "valid"):
@@ -24,16 +56,18 @@ class GraphDataModule(L.LightningDataModule):
         self.split = split
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.seed = seed
 
     def subset(self, name: str) -> list[Data]:
         """Graphs of one part of the split."""
         return [self.graphs[i] for i in self.split[name]]
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        data = self.subset(name)
         return DataLoader(
-            self.subset(name),
+            data,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochSeededSampler(data, self.seed) if shuffle else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

@@ -39,4 +39,7 @@ class TrainOptions:
     threads: int | None = None
     resume: bool = False
     limit: int | None = None  # use only the first N materials of each part (tests, smoke runs)
+    task: str = "phonon"  # phonon | edos (electron DOS from a dataset built by `dostransformer dataset build`)
+    init_from: str | None = None  # start from this model file's weights and architecture (fine-tuning)
+    prompt_only: bool = False  # train only the crystal-system prompts and the output head
     extra: dict = field(default_factory=dict)

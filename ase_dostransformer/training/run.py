@@ -22,7 +22,9 @@ from .data_module import GraphDataModule
 from .evaluate import evaluate_split, format_report
 from .lightning_module import DOSTransformerModule
 from .options import TrainOptions
+from .resume import AtomicCheckpointIO, RNGStateCallback, check_resume_checkpoint, remove_stale_temporaries
 from .splits import make_split
+from .tasks import describe_init, prepare_module, task_data
 
 
 class EpochLog(Callback):
@@ -90,10 +92,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(opts.seed, workers=True, verbose=False)
-    ds, graphs = load_phonon_graphs(opts.data)
-    split = phonon_split(ds, graphs, opts.dataset, opts.seed, opts.limit)
-    recipe = PhononGraphRecipe()
-    cfg = model_config(opts, recipe)
+    data = task_data(opts)  # phonon or electron DOS; with --init_from, the starting model's architecture
+    graphs, split, cfg = data.graphs, data.split, data.cfg
     module = DOSTransformerModule(
         cfg.to_dict(),
         lr=opts.lr,
@@ -102,10 +102,12 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         scheduler=opts.scheduler,
         warmup_epochs=opts.warmup_epochs,
         max_epochs=opts.epochs,
+        prompt_only=opts.prompt_only,
     )
-    module.model.set_seen_systems(torch.cat([graphs[i].system for i in split["train"]]))
-    dm = GraphDataModule(graphs, split, batch_size=opts.batch_size)
+    prepare_module(module, opts, data)  # --init_from weights, crystal systems seen in training
+    dm = GraphDataModule(graphs, split, batch_size=opts.batch_size, seed=opts.seed)
     ckpt_dir = out / "checkpoints"
+    remove_stale_temporaries(ckpt_dir)
     best = ModelCheckpoint(
         dirpath=ckpt_dir,
         filename="best",
@@ -115,7 +117,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         save_top_k=1,
         enable_version_counter=False,
     )
-    callbacks: list[Callback] = [best, EpochLog()]
+    callbacks: list[Callback] = [best, EpochLog(), RNGStateCallback()]
     if opts.es > 0:
         callbacks.append(EarlyStopping(monitor="val_mse", mode="min", patience=max(1, opts.es // opts.eval)))
     trainer = L.Trainer(
@@ -133,10 +135,15 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         enable_model_summary=False,
         deterministic=opts.accelerator == "cpu",
         num_sanity_val_steps=0,
+        plugins=[AtomicCheckpointIO()],
     )
     last = ckpt_dir / "last.ckpt"
+    resume_from = None
+    if opts.resume and last.is_file():
+        check_resume_checkpoint(last, cfg.to_dict())
+        resume_from = str(last)
     t0 = time.time()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if opts.resume and last.is_file() else None)
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
     fit_seconds = time.time() - t0
     if trainer.global_rank != 0:
         return {}
@@ -146,7 +153,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         "world_size": trainer.world_size,
         "effective_batch_size": opts.batch_size * trainer.world_size,
     }
-    return export_run(opts, best.best_model_path or str(last), run_info, ds.sha256, graphs, split)
+    run_info.update(describe_init(opts))
+    return export_run(opts, best.best_model_path or str(last), run_info, data.sha256, graphs, split)
 
 
 def export_run(

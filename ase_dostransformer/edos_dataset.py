@@ -1,0 +1,396 @@
+"""Electron-DOS datasets: raw DOS -> the model's target (SPEC.md), building a featurised dataset folder, loading it.
+
+Target processing (SPEC.md, "Targets"): energies relative to the Fermi level; linear interpolation onto
+-5..+5 eV at 201 points (50 meV); Savitzky-Golay smoothing (window 17, order 1); division by the
+maximum; negatives clamped to 0.
+
+A dataset folder holds
+- ``manifest.json``: format, grid, processing, graph recipe, each input's sha256 and counts, every
+  skipped row with its reason, warnings, and the checksum of the data files;
+- ``materials.json``: one entry per kept material (id, source, structure, Fermi level, crystal system,
+  number of species, properties such as DFT energies);
+- ``dos.npy``: the (n, 201) float32 targets, in the order of ``materials.json``;
+- ``graphs.pt`` (optional): the featurised graphs (``ElectronGraphRecipe``), rebuilt on load when absent
+  or made with another recipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .graphs.cache import atomic_torch_save, cache_dir, recipe_key
+from .graphs.crystal_system import CRYSTAL_SYSTEMS
+from .graphs.edos import ElectronGraphRecipe
+from .graphs.structure import crystal_arrays
+from .io.edos_sources import (
+    DEFAULT_WIDTH,
+    EDOSRecord,
+    SkippedRow,
+    expand_inputs,
+    read_edos_source,
+)
+from .io.phdos import file_sha256
+from .spectra import ELECTRON_GRID, EnergyGrid, max_normalise
+
+DATASET_FORMAT = "ase-dostransformer-edos-dataset"
+DATASET_VERSION = 1
+SAVGOL_WINDOW = 17
+SAVGOL_ORDER = 1
+
+
+class DOSProcessingError(ValueError):
+    """A raw DOS that cannot become a target; the message says why."""
+
+
+def process_edos(
+    energies: np.ndarray,
+    densities: np.ndarray,
+    efermi: float,
+    grid: EnergyGrid = ELECTRON_GRID,
+    window: int = SAVGOL_WINDOW,
+    order: int = SAVGOL_ORDER,
+) -> np.ndarray:
+    """The model's target from a raw DOS: shift by ``efermi``, interpolate onto ``grid``, smooth, max-normalise.
+
+    Raises :class:`DOSProcessingError` for non-finite input, energies that are not increasing, a raw
+    energy range that does not cover the grid, or a DOS with no states in the window.
+    """
+    from scipy.signal import savgol_filter
+
+    e = np.asarray(energies, dtype=float).reshape(-1)
+    d = np.asarray(densities, dtype=float).reshape(-1)
+    if e.shape != d.shape or len(e) < 2:
+        raise DOSProcessingError(f"need equal-length energies and densities (>= 2 points), got {e.shape} and {d.shape}")
+    if not np.isfinite(efermi):
+        raise DOSProcessingError(f"Fermi level is not finite ({efermi})")
+    bad = np.flatnonzero(~(np.isfinite(e) & np.isfinite(d)))
+    if bad.size:
+        raise DOSProcessingError(f"non-finite energy or density at point {int(bad[0])}")
+    if not np.all(np.diff(e) > 0):
+        raise DOSProcessingError("energies are not strictly increasing")
+    rel = e - efermi
+    tol = 1e-6
+    if rel[0] > grid.start + tol or rel[-1] < grid.stop - tol:
+        raise DOSProcessingError(
+            f"DOS covers {rel[0]:.2f}..{rel[-1]:.2f} eV around the Fermi level, not the whole "
+            f"{grid.start:g}..{grid.stop:g} eV window"
+        )
+    y = np.interp(grid.values, rel, d)
+    y = savgol_filter(y, window, order)
+    y = max_normalise(y)
+    if not y.max() > 0:
+        raise DOSProcessingError(f"no states within {grid.start:g}..{grid.stop:g} eV of the Fermi level")
+    return y
+
+
+def atoms_dict(structure: Any) -> dict:
+    """An ASE-style dict (numbers, positions, cell, pbc) of a validated structure."""
+    c = crystal_arrays(structure)
+    return {
+        "numbers": c.numbers.tolist(),
+        "positions": c.positions.tolist(),
+        "cell": c.cell.tolist(),
+        "pbc": [True, True, True],
+    }
+
+
+def atoms_from_dict(d: dict) -> Any:
+    """Inverse of :func:`atoms_dict`."""
+    from ase import Atoms
+
+    return Atoms(numbers=d["numbers"], positions=d["positions"], cell=d["cell"], pbc=d.get("pbc", True))
+
+
+@dataclass
+class BuildReport:
+    """What a build did: the manifest written and where."""
+
+    out: Path
+    manifest: dict
+
+    @property
+    def kept(self) -> int:
+        """Rows written."""
+        return int(self.manifest["counts"]["kept"])
+
+    @property
+    def skipped(self) -> list[dict]:
+        """Rows skipped, each with ``input``, ``id`` and ``reason``."""
+        return self.manifest["skipped"]
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write through ``write(file)`` to a temporary file beside ``path``, then rename (usual permissions)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_json_atomic(obj: Any, path: Path) -> None:
+    _atomic_write(path, lambda f: json.dump(obj, f, indent=1), "w")
+
+
+def _save_npy_atomic(arr: np.ndarray, path: Path) -> None:
+    _atomic_write(path, lambda f: np.save(f, arr))
+
+
+def data_checksum(folder: Path) -> str:
+    """sha256 over ``materials.json`` and ``dos.npy`` (the dataset's identity in caches and model files)."""
+    h = hashlib.sha256()
+    for name in ("materials.json", "dos.npy"):
+        h.update(file_sha256(folder / name).encode())
+    return h.hexdigest()
+
+
+def build_edos_dataset(
+    inputs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    fmt: str = "auto",
+    recipe: ElectronGraphRecipe | None = None,
+    width: float = DEFAULT_WIDTH,
+    write_graphs: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> BuildReport:
+    """Read every input, process and featurise each material, and write the dataset folder ``out``.
+
+    Bad rows and bad files are skipped and listed in the manifest with the reason; nothing raises
+    for bad data. Duplicate ids keep the first row.
+    """
+    recipe = recipe or ElectronGraphRecipe()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    files = expand_inputs(list(inputs))
+    rows: list[dict] = []
+    targets: list[np.ndarray] = []
+    graphs = []
+    skipped: list[dict] = []
+    warnings: list[dict] = []
+    input_info: list[dict] = []
+    seen: set[str] = set()
+    for path in files:
+        info: dict[str, Any] = {"path": str(path), "sha256": file_sha256(path) if path.is_file() else None}
+        info["rows"] = info["kept"] = info["skipped"] = 0
+        formats: set[str] = set()
+        for item in read_edos_source(path, fmt, width):
+            info["rows"] += 1
+            if isinstance(item, SkippedRow):
+                skipped.append({"input": str(path), "id": item.id, "reason": item.reason})
+                info["skipped"] += 1
+                continue
+            formats.add(item.format)
+            try:
+                row, y, graph = _make_row(item, recipe, seen)
+            except Exception as exc:  # a bad row is reported, never fatal
+                reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+                skipped.append({"input": str(path), "id": item.id, "reason": reason})
+                info["skipped"] += 1
+                continue
+            seen.add(row["id"])
+            rows.append(row)
+            targets.append(y)
+            graphs.append(graph)
+            info["kept"] += 1
+            warnings.extend({"input": str(path), "id": item.id, "warning": w} for w in item.warnings)
+        info["format"] = sorted(formats)[0] if len(formats) == 1 else sorted(formats) or None
+        input_info.append(info)
+        if log:
+            log(f"{path}: {info['kept']} kept, {info['skipped']} skipped")
+    dos = np.asarray(targets, dtype=np.float32).reshape(len(targets), ELECTRON_GRID.npoints)
+    _write_json_atomic(rows, out / "materials.json")
+    _save_npy_atomic(dos, out / "dos.npy")
+    sha = data_checksum(out)
+    graphs_file = out / "graphs.pt"
+    if write_graphs and rows:
+        blob = {"recipe": recipe.to_dict(), "data_sha256": sha, "graphs": graphs}
+        _atomic_write(graphs_file, lambda f: torch.save(blob, f))
+    else:
+        graphs_file.unlink(missing_ok=True)
+    from . import __version__
+
+    manifest = {
+        "format": DATASET_FORMAT,
+        "version": DATASET_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "package_version": __version__,
+        "grid": ELECTRON_GRID.to_dict(),
+        "processing": {
+            "energies": "relative to the Fermi level",
+            "interpolation": "linear (numpy.interp)",
+            "savgol": {"window": SAVGOL_WINDOW, "order": SAVGOL_ORDER, "function": "scipy.signal.savgol_filter"},
+            "normalisation": "divided by the maximum, negatives clamped to 0",
+            "eigenvalue_broadening": {"kind": "gaussian (ase.dft.dos.DOS convention)", "width_eV": width},
+        },
+        "recipe": recipe.to_dict(),
+        "format_requested": fmt,
+        "inputs": input_info,
+        "counts": {
+            "inputs": len(files),
+            "rows_read": sum(i["rows"] for i in input_info),
+            "kept": len(rows),
+            "skipped": len(skipped),
+            "by_crystal_system": {s: sum(r["system"] == s for r in rows) for s in CRYSTAL_SYSTEMS},
+            "by_num_species": {
+                str(k): sum(r["num_species"] == k for r in rows) for k in sorted({r["num_species"] for r in rows})
+            },
+        },
+        "skipped": skipped,
+        "warnings": warnings,
+        "files": {
+            "materials": "materials.json",
+            "dos": "dos.npy",
+            "graphs": "graphs.pt" if graphs_file.is_file() else None,
+        },
+        "data_sha256": sha,
+        "seconds": round(time.time() - t0, 2),
+    }
+    _write_json_atomic(manifest, out / "manifest.json")
+    return BuildReport(out, manifest)
+
+
+def _make_row(item: EDOSRecord, recipe: ElectronGraphRecipe, seen: set[str]) -> tuple[dict, np.ndarray, Any]:
+    if item.id in seen:
+        raise ValueError(f"duplicate id {item.id!r} (the first row with this id was kept)")
+    y = process_edos(item.energies, item.densities, item.efermi)
+    structure = atoms_dict(item.structure)  # validates
+    graph = recipe.featurise(item.structure, y, item.properties if recipe.global_features else None)
+    numbers = structure["numbers"]
+    from ase.formula import Formula
+
+    row = {
+        "id": item.id,
+        "source": item.source,
+        "format": item.format,
+        "formula": str(Formula.from_list([_symbol(z) for z in numbers]).reduce()[0]),
+        "num_species": len(set(numbers)),
+        "natoms": len(numbers),
+        "system": CRYSTAL_SYSTEMS[int(graph.system)],
+        "efermi": float(item.efermi),
+        "properties": item.properties,
+        "structure": structure,
+    }
+    return row, y, graph
+
+
+def _symbol(z: int) -> str:
+    from ase.data import chemical_symbols
+
+    return chemical_symbols[int(z)]
+
+
+# ----------------------------------------------------------------------------------- loading
+
+
+@dataclass
+class EDOSDataset:
+    """A built electron-DOS dataset: rows, structures, targets and the manifest."""
+
+    folder: Path
+    rows: list[dict]
+    dos: np.ndarray  # (n, 201)
+    manifest: dict
+    sha256: str
+    atoms: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def ids(self) -> list[str]:
+        """Material ids in order."""
+        return [r["id"] for r in self.rows]
+
+    @property
+    def recipe(self) -> ElectronGraphRecipe:
+        """The graph recipe the dataset was built with."""
+        return ElectronGraphRecipe.from_dict(self.manifest["recipe"])
+
+    @property
+    def num_species(self) -> np.ndarray:
+        """Number of distinct elements of each material."""
+        return np.array([r["num_species"] for r in self.rows])
+
+    @property
+    def systems(self) -> np.ndarray:
+        """Crystal-system (prompt) index of each material."""
+        return np.array([CRYSTAL_SYSTEMS.index(r["system"]) for r in self.rows])
+
+
+def load_edos_dataset(path: str | os.PathLike) -> EDOSDataset:
+    """Read a folder written by :func:`build_edos_dataset` (or its manifest.json)."""
+    folder = Path(path)
+    if folder.is_file():
+        folder = folder.parent
+    manifest_file = folder / "manifest.json"
+    if not manifest_file.is_file():
+        raise FileNotFoundError(
+            f"no manifest.json in {folder}: build an electron-DOS dataset with 'dostransformer dataset build'"
+        )
+    manifest = json.loads(manifest_file.read_text())
+    if manifest.get("format") != DATASET_FORMAT:
+        raise ValueError(f"{manifest_file} is not an electron-DOS dataset manifest")
+    if manifest.get("version", 0) > DATASET_VERSION:
+        raise ValueError(f"{folder}: dataset version {manifest['version']}; this package reads <= {DATASET_VERSION}")
+    sha = data_checksum(folder)
+    if sha != manifest["data_sha256"]:
+        raise ValueError(f"{folder}: materials.json / dos.npy do not match the manifest's checksum (edited?)")
+    rows = json.loads((folder / "materials.json").read_text())
+    dos = np.load(folder / "dos.npy")
+    if len(rows) == 0:
+        raise ValueError(f"{folder}: the dataset has no materials")
+    if dos.shape != (len(rows), ELECTRON_GRID.npoints):
+        raise ValueError(f"{folder}: dos.npy has shape {dos.shape}, expected ({len(rows)}, {ELECTRON_GRID.npoints})")
+    atoms = [atoms_from_dict(r["structure"]) for r in rows]
+    return EDOSDataset(folder, rows, dos, manifest, sha, atoms)
+
+
+def edos_graphs(ds: EDOSDataset, recipe: ElectronGraphRecipe | None = None) -> list:
+    """Featurised graphs of a dataset: its ``graphs.pt`` when made with ``recipe``, else built and cached."""
+    recipe = recipe or ds.recipe
+    stored = ds.folder / "graphs.pt"
+    if stored.is_file():
+        try:
+            blob = torch.load(stored, weights_only=False)  # written by build_edos_dataset
+            if (
+                blob.get("data_sha256") == ds.sha256
+                and ElectronGraphRecipe.from_dict(blob["recipe"]) == recipe
+                and len(blob["graphs"]) == len(ds)
+            ):
+                return blob["graphs"]
+        except Exception:  # a damaged file is rebuilt, never trusted
+            pass
+    cached = cache_dir() / f"graphs-{recipe.name}-{recipe_key(recipe)}-{ds.sha256[:16]}.pt"
+    if cached.is_file():
+        try:
+            graphs = torch.load(cached, weights_only=False)
+            if len(graphs) == len(ds):
+                return graphs
+        except Exception:
+            pass
+    graphs = []
+    for i, (atoms, row) in enumerate(zip(ds.atoms, ds.rows, strict=True)):
+        try:
+            graphs.append(recipe.featurise(atoms, ds.dos[i], row.get("properties") if recipe.global_features else None))
+        except ValueError as exc:
+            raise ValueError(f"material {row['id']}: {exc}") from exc
+    atomic_torch_save(graphs, cached)
+    return graphs

@@ -1,0 +1,244 @@
+"""Every check a structure goes through before a model sees it, in one place.
+
+Two kinds of findings:
+
+- **Errors** (:class:`InvalidStructureError`, a ``ValueError``): inputs the model cannot take or that
+  would give a silently wrong answer. :func:`validate_crystal` raises them; ``crystal_arrays`` calls it
+  for every structure, so the calculator, :func:`~ase_dostransformer.inference.predict_phonon_dos`,
+  ``dostransformer predict`` and training all apply the same rules:
+
+  ========================================  =====================================================
+  empty structure                            "empty structure: no atoms"
+  no periodic cell / partly periodic         "no periodic cell ..." / "partly periodic ..."
+  NaN or infinite cell or positions          names the cell vector or the atom
+  dummy atom ``X`` (Z=0), Z outside 1..118   names the atom, its symbol and Z
+  zero-length or linearly dependent cell     "singular cell ..." naming the vector
+  volume below :data:`MIN_VOLUME_PER_ATOM`   "near-zero cell volume ..." (Bohr or nm input?)
+  two atoms closer than :data:`MIN_DISTANCE` names both atoms, their elements and the distance,
+                                             periodic images included (an atom can overlap its
+                                             own image when the cell is too small)
+  ========================================  =====================================================
+
+- **Warnings** (:class:`DomainCheck`): inputs the model can take but was not trained for. The
+  prediction is made and flagged (``results["phonon_dos_warnings"]`` of the calculator,
+  ``out_of_domain`` and ``warnings`` in ``dostransformer predict``'s summary, an
+  :class:`OutOfDomainWarning` from the batch API):
+
+  - elements absent from the training set (model meta ``train_elements``): *out of domain*;
+  - more atoms in the cell than the largest training cell (meta ``train_max_atoms``): *out of domain*.
+    The prediction is still well defined (the graph network and the atom pooling are per-atom means),
+    but such cells are usually defective or disordered supercells the model has never seen;
+  - atoms with no neighbour within the graph cutoff (4 A): a warning only. Such an atom keeps its self
+    loop, so it still gets an embedding from its own element, it just sees no environment. It is not
+    an error because real crystals have such atoms: eight materials of the phonon training set (Cs and
+    Rb in iodides and bromides such as Cs2HfI6) have an atom whose nearest neighbour is beyond 4 A.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Two atoms (or an atom and a periodic image) closer than this (Angstrom) are an error. The closest
+#: pair in the phonon training data is 0.97 A apart, the H2 bond is 0.74 A; below 0.5 A the input is
+#: almost surely overlapping or duplicated atoms (or a cell in the wrong unit).
+MIN_DISTANCE = 0.5
+#: Cells with less volume per atom than this (A^3) are an error: the densest solids have about 4-6
+#: A^3 per atom (diamond 5.7, the phonon training set's minimum 5.6); far below that the cell is
+#: almost surely in Bohr or nm, or degenerate.
+MIN_VOLUME_PER_ATOM = 0.5
+#: Cell vectors whose normalised triple product |a.(b x c)| / (|a||b||c|) falls below this are
+#: treated as linearly dependent (a flat cell).
+MIN_CELL_FLATNESS = 1e-6
+
+
+class InvalidStructureError(ValueError):
+    """A structure the models cannot take; the message names the atom or field at fault."""
+
+
+class OutOfDomainWarning(UserWarning):
+    """The structure is valid but outside the model's training domain; treat the prediction with caution."""
+
+
+def _symbol(z: int) -> str:
+    from ase.data import chemical_symbols
+
+    return chemical_symbols[z] if 0 <= z < len(chemical_symbols) else f"Z={z}"
+
+
+def _atom(i: int, numbers: np.ndarray) -> str:
+    return f"atom {i} ({_symbol(int(numbers[i]))})"
+
+
+def validate_crystal(cell: np.ndarray, positions: np.ndarray, numbers: np.ndarray, pbc: np.ndarray) -> None:
+    """Raise :class:`InvalidStructureError` naming the fault when the arrays are not a valid 3D crystal.
+
+    ``cell`` is (3, 3) in Angstrom (row vectors), ``positions`` (N, 3) Cartesian, ``numbers`` (N,)
+    atomic numbers, ``pbc`` (3,) booleans. The checks run cheapest first.
+    """
+    cell = np.asarray(cell, dtype=float)
+    positions = np.asarray(positions, dtype=float)
+    numbers = np.asarray(numbers)
+    pbc = np.asarray(pbc, dtype=bool).reshape(-1)
+    if len(numbers) == 0:
+        raise InvalidStructureError("empty structure: no atoms")
+    if positions.shape != (len(numbers), 3):
+        raise InvalidStructureError(f"positions must have shape ({len(numbers)}, 3), got {positions.shape}")
+    if cell.shape != (3, 3):
+        raise InvalidStructureError(f"cell must be 3x3, got shape {cell.shape}")
+    if pbc.size == 1:
+        pbc = np.repeat(pbc, 3)
+    if not pbc.any():
+        raise InvalidStructureError(
+            f"no periodic cell (pbc={pbc.tolist()}): molecules and clusters are not supported; "
+            "the model needs a crystal periodic in all three directions (set a cell and pbc=True)"
+        )
+    if not pbc.all():
+        raise InvalidStructureError(
+            f"partly periodic structure (pbc={pbc.tolist()}): slabs and wires are not supported; "
+            "the model needs a crystal periodic in all three directions"
+        )
+    for k in range(3):
+        if not np.isfinite(cell[k]).all():
+            raise InvalidStructureError(f"cell vector {'abc'[k]} contains NaN or infinite values: {cell[k].tolist()}")
+    bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+    if bad.size:
+        i = int(bad[0])
+        more = f" (and {bad.size - 1} more atoms)" if bad.size > 1 else ""
+        raise InvalidStructureError(f"{_atom(i, numbers)} has a NaN or infinite position {positions[i].tolist()}{more}")
+    _check_elements(numbers)
+    _check_cell(cell, len(numbers))
+    _check_distances(cell, positions, numbers)
+
+
+def _check_elements(numbers: np.ndarray) -> None:
+    dummy = np.flatnonzero(numbers == 0)
+    if dummy.size:
+        raise InvalidStructureError(
+            f"atom {int(dummy[0])} is a dummy atom 'X' (Z=0): the model needs real elements (Z 1..118)"
+        )
+    bad = np.flatnonzero((numbers < 1) | (numbers > 118))
+    if bad.size:
+        i = int(bad[0])
+        raise InvalidStructureError(f"atom {i} has atomic number {int(numbers[i])}, outside 1..118")
+
+
+def _check_cell(cell: np.ndarray, natoms: int) -> None:
+    lengths = np.linalg.norm(cell, axis=1)
+    for k in range(3):
+        if lengths[k] < 1e-8:
+            raise InvalidStructureError(
+                f"singular cell: cell vector {'abc'[k]} has zero length (cell {cell.tolist()}); was a cell set?"
+            )
+    volume = abs(float(np.linalg.det(cell)))
+    if volume < MIN_CELL_FLATNESS * float(np.prod(lengths)):
+        raise InvalidStructureError(
+            f"singular cell: the cell vectors are (nearly) linearly dependent, volume {volume:.3g} A^3 "
+            f"for vector lengths {np.round(lengths, 4).tolist()} A"
+        )
+    if volume < MIN_VOLUME_PER_ATOM * natoms:
+        raise InvalidStructureError(
+            f"near-zero cell volume: {volume:.3g} A^3 for {natoms} atoms ({volume / natoms:.3g} A^3 per atom, "
+            f"minimum {MIN_VOLUME_PER_ATOM} A^3); singular cell, or a cell not in Angstrom?"
+        )
+
+
+def _check_distances(cell: np.ndarray, positions: np.ndarray, numbers: np.ndarray) -> None:
+    from .neighbours import periodic_pairs
+
+    centre, neighbour, _, dist = periodic_pairs(positions, cell, MIN_DISTANCE)
+    if len(dist) == 0:
+        return
+    k = int(np.argmin(dist))
+    i, j, d = int(centre[k]), int(neighbour[k]), float(dist[k])
+    if i == j:
+        raise InvalidStructureError(
+            f"{_atom(i, numbers)} is {d:.3g} A from its own periodic image, closer than the minimum "
+            f"{MIN_DISTANCE} A: the cell is too small"
+        )
+    i, j = min(i, j), max(i, j)
+    raise InvalidStructureError(
+        f"atoms {i} ({_symbol(int(numbers[i]))}) and {j} ({_symbol(int(numbers[j]))}) are {d:.3g} A apart "
+        f"(periodic images included), closer than the minimum {MIN_DISTANCE} A: overlapping or duplicated atoms?"
+    )
+
+
+@dataclass(frozen=True)
+class DomainCheck:
+    """How a valid structure relates to the model's training data (see the module docstring)."""
+
+    natoms: int
+    unseen_elements: tuple[str, ...] = ()
+    train_max_atoms: int | None = None
+    isolated_atoms: tuple[int, ...] = ()
+    cutoff: float = 4.0
+    isolated_symbols: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def too_large(self) -> bool:
+        """More atoms than the largest training cell."""
+        return self.train_max_atoms is not None and self.natoms > self.train_max_atoms
+
+    @property
+    def out_of_domain(self) -> bool:
+        """Unseen elements or a cell larger than any in training."""
+        return bool(self.unseen_elements) or self.too_large
+
+    def messages(self) -> list[str]:
+        """One human-readable line per finding (empty when there is nothing to say)."""
+        out = []
+        if self.unseen_elements:
+            out.append(
+                f"out of domain: element(s) {', '.join(self.unseen_elements)} never seen in training; "
+                "treat the prediction with caution"
+            )
+        if self.too_large:
+            out.append(
+                f"out of domain: {self.natoms} atoms in the cell, more than the largest training cell "
+                f"({self.train_max_atoms} atoms)"
+            )
+        if self.isolated_atoms:
+            pairs = zip(self.isolated_atoms[:5], self.isolated_symbols[:5], strict=True)
+            shown = ", ".join(f"{i} ({s})" for i, s in pairs)
+            more = f" and {len(self.isolated_atoms) - 5} more" if len(self.isolated_atoms) > 5 else ""
+            out.append(
+                f"atom(s) {shown}{more} have no neighbour within {self.cutoff:g} A: only their own element "
+                "(self loop) informs them"
+            )
+        return out
+
+
+def check_domain(graph: Any, meta: dict[str, Any] | None = None, cutoff: float = 4.0) -> DomainCheck:
+    """Out-of-domain findings for a featurised graph, given a model's ``meta`` (may be empty or None).
+
+    Uses ``meta["train_elements"]`` and ``meta["train_max_atoms"]`` when present (written by
+    ``dostransformer train``); isolated atoms are found from the graph's edges (self loops excluded).
+    """
+    meta = meta or {}
+    z = graph.z.detach().cpu().numpy().astype(int)
+    n = len(z)
+    unseen: tuple[str, ...] = ()
+    seen = meta.get("train_elements")
+    if seen:
+        known = {int(v) for v in seen}
+        unseen = tuple(_symbol(int(v)) for v in sorted(set(z.tolist()) - known))
+    max_atoms = meta.get("train_max_atoms")
+    src, dst = graph.edge_index.detach().cpu().numpy()
+    vec = getattr(graph, "edge_vec", None)
+    if vec is not None:
+        real = np.linalg.norm(vec.detach().cpu().numpy(), axis=1) > 0
+    else:  # no vectors stored: a self loop is an edge from an atom to itself
+        real = src != dst
+    has_neighbour = np.zeros(n, dtype=bool)
+    has_neighbour[dst[real]] = True
+    isolated = np.flatnonzero(~has_neighbour)
+    return DomainCheck(
+        natoms=n,
+        unseen_elements=unseen,
+        train_max_atoms=int(max_atoms) if max_atoms is not None else None,
+        isolated_atoms=tuple(int(i) for i in isolated),
+        cutoff=float(cutoff),
+        isolated_symbols=tuple(_symbol(int(z[i])) for i in isolated),
+    )

@@ -1,0 +1,571 @@
+"""Readers of electron-DOS sources: Materials Project-style JSON, pymatgen ``Dos`` JSON, VASP
+``vasprun.xml`` (through pymatgen's ``Vasprun``) and ASE DFT calculators (eigenvalues, k-point weights,
+Fermi level; a GPAW ``.gpw`` file when GPAW is importable, or the result JSON of
+``train/edos/gpaw_runner.py``).
+
+Every reader yields :class:`EDOSRecord` (one material: structure, energies, spin-summed DOS, Fermi
+level) or :class:`SkippedRow` (why a row could not be read); a bad file never raises out of
+:func:`read_edos_source`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from math import pi, sqrt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMATS = ("auto", "mp-json", "pymatgen-dos", "vasprun", "ase")
+#: Format tag of the result files written by ``train/edos/gpaw_runner.py``.
+DFT_RESULT_FORMAT = "ase-dostransformer-dft-result"
+#: Gaussian width (eV) used to broaden eigenvalues, in ``ase.dft.dos.DOS``'s convention.
+DEFAULT_WIDTH = 0.1
+#: Numeric per-material properties kept from a source when present (possible global features).
+PROPERTY_KEYS = (
+    "energy_per_atom",
+    "formation_energy_per_atom",
+    "uncorrected_energy_per_atom",
+    "e_above_hull",
+    "band_gap",
+)
+PYMATGEN_DOS_CLASSES = ("Dos", "CompleteDos", "LobsterCompleteDos", "FermiDos")
+#: Files in input folders that are not DOS sources (runner logs, built datasets).
+NOT_SOURCES = ("failures.jsonl", "manifest.json", "materials.json")
+STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".extxyz", ".xyz")
+
+
+@dataclass
+class EDOSRecord:
+    """One material's raw electron DOS: absolute energies (eV), spin-summed densities, Fermi level."""
+
+    id: str
+    structure: Any  # ase.Atoms or pymatgen Structure
+    energies: np.ndarray
+    densities: np.ndarray
+    efermi: float
+    source: str
+    format: str
+    properties: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SkippedRow:
+    """A row (or a whole file) that could not be read, and why."""
+
+    source: str
+    id: str | None
+    reason: str
+
+
+class SourceError(ValueError):
+    """A source row that cannot become a dataset row; the message says why."""
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """JSON from a ``.json``, ``.json.gz`` or ``.jsonl`` file (a JSON-lines file gives a list)."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        text = f.read()
+    if path.name.endswith((".jsonl", ".jsonl.gz")):
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return json.loads(text)
+
+
+def structure_from_any(obj: Any) -> Any:
+    """A structure from a pymatgen ``Structure`` dict, an ASE-style dict (numbers, positions, cell) or CIF text."""
+    if hasattr(obj, "get_positions") or hasattr(obj, "cart_coords"):
+        return obj
+    if isinstance(obj, str):
+        from pymatgen.core import Structure
+
+        try:
+            return Structure.from_str(obj, fmt="cif")
+        except Exception as exc:
+            raise SourceError(f"structure string is not readable CIF: {exc}") from exc
+    if not isinstance(obj, Mapping):
+        raise SourceError(f"structure must be a dict or CIF text, got {type(obj).__name__}")
+    if "lattice" in obj and "sites" in obj:
+        from pymatgen.core import Structure
+
+        try:
+            return Structure.from_dict(obj)
+        except Exception as exc:
+            raise SourceError(f"unreadable pymatgen structure dict: {type(exc).__name__}: {exc}") from exc
+    if {"numbers", "positions", "cell"} <= set(obj):
+        from ase import Atoms
+
+        try:
+            return Atoms(numbers=obj["numbers"], positions=obj["positions"], cell=obj["cell"], pbc=obj.get("pbc", True))
+        except Exception as exc:
+            raise SourceError(f"unreadable ASE structure dict: {type(exc).__name__}: {exc}") from exc
+    raise SourceError(f"structure dict has neither lattice/sites nor numbers/positions/cell (keys {sorted(obj)[:8]})")
+
+
+def sum_spins(densities: Any) -> np.ndarray:
+    """Densities as one array: a list, or a dict by spin (``"1"``/``"-1"``, ``"up"``/``"down"``) summed."""
+    if isinstance(densities, Mapping):
+        if not densities:
+            raise SourceError("densities dict is empty")
+        arrays = [np.asarray(v, dtype=float) for v in densities.values()]
+        if len({a.shape for a in arrays}) != 1:
+            raise SourceError(f"spin channels have different lengths {[a.shape for a in arrays]}")
+        return np.sum(arrays, axis=0)
+    return np.asarray(densities, dtype=float)
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
+
+
+def _properties(d: Mapping[str, Any]) -> dict[str, float]:
+    props = {k: v for k in PROPERTY_KEYS if (v := _float_or_none(d.get(k))) is not None}
+    extra = d.get("global_features")
+    if isinstance(extra, Mapping):
+        props.update({str(k): f for k, v in extra.items() if (f := _float_or_none(v)) is not None})
+    return props
+
+
+def _check_arrays(energies: Any, densities: Any) -> tuple[np.ndarray, np.ndarray]:
+    e = np.asarray(energies, dtype=float).reshape(-1)
+    d = np.asarray(densities, dtype=float).reshape(-1)
+    if e.shape != d.shape:
+        raise SourceError(f"{len(e)} energies but {len(d)} density values")
+    if len(e) < 2:
+        raise SourceError("fewer than two DOS points")
+    return e, d
+
+
+# ------------------------------------------------------------------------- Materials Project JSON
+
+
+def _mp_rows(obj: Any, stem: str) -> Iterator[tuple[str | None, Any]]:
+    """(key, row dict) pairs of an MP-style document: one row, a list, {"data": [...]}, or a dict by id."""
+    if isinstance(obj, list):
+        for i, row in enumerate(obj):
+            yield f"{stem}#{i}", row
+    elif isinstance(obj, Mapping) and "structure" not in obj and isinstance(obj.get("data"), list):
+        yield from _mp_rows(obj["data"], stem)
+    elif (
+        isinstance(obj, Mapping)
+        and "structure" not in obj
+        and obj
+        and all(isinstance(v, Mapping) for v in obj.values())
+    ):
+        for key, row in obj.items():
+            yield str(key), row
+    else:
+        yield None, obj
+
+
+def _row_id(row: Mapping[str, Any], fallback: str) -> str:
+    for key in ("material_id", "mp_id", "task_id", "id"):
+        if row.get(key) not in (None, ""):
+            return str(row[key])
+    return fallback
+
+
+def mp_record(row: Any, rid: str, source: str) -> EDOSRecord:
+    """One MP-style row: ``structure`` plus ``dos`` {energies, densities, efermi} (or those keys at top level)."""
+    if not isinstance(row, Mapping):
+        raise SourceError(f"row is a {type(row).__name__}, not a JSON object")
+    if "structure" not in row:
+        raise SourceError("row has no 'structure'")
+    dos = row.get("dos", row.get("total_dos", row))
+    if not isinstance(dos, Mapping):
+        raise SourceError("'dos' is not a JSON object")
+    for key in ("energies", "densities"):
+        if key not in dos:
+            raise SourceError(f"DOS has no {key!r}")
+    efermi = _float_or_none(dos.get("efermi", row.get("efermi")))
+    if efermi is None:
+        raise SourceError("no finite 'efermi' (Fermi level) in the row or its DOS")
+    energies, densities = _check_arrays(dos["energies"], sum_spins(dos["densities"]))
+    return EDOSRecord(
+        id=rid,
+        structure=structure_from_any(row["structure"]),
+        energies=energies,
+        densities=densities,
+        efermi=efermi,
+        source=source,
+        format="mp-json",
+        properties=_properties(row),
+    )
+
+
+def read_mp_json(path: str | os.PathLike, obj: Any = None) -> Iterator[EDOSRecord | SkippedRow]:
+    """Rows of a Materials Project-style JSON file."""
+    path = Path(path)
+    obj = load_json(path) if obj is None else obj
+    stem = path.name.split(".")[0]
+    for key, row in _mp_rows(obj, stem):
+        rid = _row_id(row, key or stem) if isinstance(row, Mapping) else (key or stem)
+        source = str(path) if key is None else f"{path}#{key}"
+        try:
+            yield mp_record(row, rid, source)
+        except (SourceError, ValueError, TypeError, KeyError) as exc:
+            yield SkippedRow(source, rid, _reason(exc))
+
+
+# ------------------------------------------------------------------------------ pymatgen Dos JSON
+
+
+def sibling_structure(path: Path) -> Any | None:
+    """A structure file next to ``path`` with the same stem (``.cif``, ``.vasp``, ...), or None."""
+    from ase.io import read
+
+    stem = path.name.split(".")[0]
+    for suffix in STRUCTURE_SUFFIXES:
+        candidate = path.with_name(stem + suffix)
+        if candidate.is_file():
+            return read(candidate)
+    return None
+
+
+def read_pymatgen_dos(path: str | os.PathLike, obj: Any = None) -> Iterator[EDOSRecord | SkippedRow]:
+    """A pymatgen ``Dos`` / ``CompleteDos`` saved with ``json.dump(dos.as_dict())``.
+
+    A ``CompleteDos`` carries its structure; a plain ``Dos`` needs one in a file next to it with the
+    same stem (``mp-149.json`` + ``mp-149.cif``) or a ``structure`` key added to the dict.
+    """
+    path = Path(path)
+    rid = path.name.split(".")[0]
+    try:
+        obj = load_json(path) if obj is None else obj
+        if not isinstance(obj, Mapping) or obj.get("@class") not in PYMATGEN_DOS_CLASSES:
+            raise SourceError(
+                f"not a pymatgen Dos dict ('@class' is {obj.get('@class') if isinstance(obj, Mapping) else None!r})"
+            )
+        from pymatgen.electronic_structure.dos import CompleteDos, Dos
+
+        cls = Dos if obj["@class"] in ("Dos", "FermiDos") else CompleteDos
+        try:
+            dos = cls.from_dict(dict(obj))
+        except Exception as exc:
+            raise SourceError(f"pymatgen could not read the {obj['@class']}: {type(exc).__name__}: {exc}") from exc
+        structure = getattr(dos, "structure", None)
+        if structure is None and "structure" in obj:
+            structure = structure_from_any(obj["structure"])
+        if structure is None:
+            structure = sibling_structure(path)
+        if structure is None:
+            raise SourceError(
+                f"a plain pymatgen Dos has no structure: put {rid}.cif (or .vasp/.poscar/.extxyz) next to it, "
+                "or save a CompleteDos"
+            )
+        efermi = _float_or_none(dos.efermi)
+        if efermi is None:
+            raise SourceError("Dos has no finite Fermi level")
+        energies, densities = _check_arrays(dos.energies, dos.get_densities())
+        yield EDOSRecord(rid, structure, energies, densities, efermi, str(path), "pymatgen-dos", _properties(obj))
+    except (SourceError, ValueError, TypeError, KeyError, OSError) as exc:
+        yield SkippedRow(str(path), rid, _reason(exc))
+
+
+# ----------------------------------------------------------------------------------- vasprun.xml
+
+
+def read_vasprun(path: str | os.PathLike) -> Iterator[EDOSRecord | SkippedRow]:
+    """The total DOS, Fermi level and final structure of a VASP run (pymatgen ``Vasprun``)."""
+    path = Path(path)
+    rid = path.parent.name if path.name.startswith("vasprun") and path.parent.name else path.name.split(".")[0]
+    try:
+        import warnings
+
+        from pymatgen.io.vasp.outputs import Vasprun
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                vr = Vasprun(
+                    str(path),
+                    parse_dos=True,
+                    parse_eigen=False,
+                    parse_projected_eigen=False,
+                    parse_potcar_file=False,
+                )
+        except Exception as exc:
+            raise SourceError(f"pymatgen Vasprun could not parse it: {type(exc).__name__}: {exc}") from exc
+        if getattr(vr, "dos_has_errors", False) or getattr(vr, "tdos", None) is None:
+            raise SourceError("vasprun.xml has no readable total DOS (<dos> block missing or damaged)")
+        efermi = _float_or_none(vr.efermi)
+        if efermi is None:
+            raise SourceError("vasprun.xml has no Fermi level")
+        energies, densities = _check_arrays(vr.tdos.energies, vr.tdos.get_densities())
+        structure = vr.final_structure
+        props: dict[str, float] = {}
+        warns: list[str] = []
+        final_energy = _float_or_none(getattr(vr, "final_energy", None))
+        if final_energy is not None:
+            props["energy_per_atom"] = final_energy / len(structure)
+        try:
+            if not vr.converged_electronic:
+                warns.append("VASP electronic SCF did not converge in the last ionic step")
+        except Exception:  # pymatgen needs NELM etc.; a missing flag is not a reason to drop the DOS
+            pass
+        if vr.parameters.get("ISPIN", 1) == 2:
+            warns.append("spin-polarised run: spin channels summed")
+        yield EDOSRecord(rid, structure, energies, densities, efermi, str(path), "vasprun", props, warns)
+    except (SourceError, ValueError, TypeError, KeyError, OSError) as exc:
+        yield SkippedRow(str(path), rid, _reason(exc))
+
+
+# --------------------------------------------------------------------------- ASE calculators
+
+
+def gaussian_dos(
+    eigenvalues: np.ndarray, weights: np.ndarray, energies: np.ndarray, width: float = DEFAULT_WIDTH
+) -> np.ndarray:
+    """Total DOS (states/eV per cell) from eigenvalues ``[spin][k][band]`` and k-point weights (summing to 1).
+
+    Each state is a normalised Gaussian ``exp(-((E - e) / width)^2) / (sqrt(pi) width)``, the convention
+    of ``ase.dft.dos.DOS``; a spin-unpolarised calculation counts every band twice, as ASE does.
+    """
+    eps = np.asarray(eigenvalues, dtype=float)
+    if eps.ndim != 3:
+        raise SourceError(f"eigenvalues must be [spin][k-point][band], got shape {eps.shape}")
+    w = np.asarray(weights, dtype=float).reshape(-1)
+    if len(w) != eps.shape[1]:
+        raise SourceError(f"{len(w)} k-point weights for {eps.shape[1]} k-points")
+    if not (np.isfinite(eps).all() and np.isfinite(w).all()):
+        raise SourceError("eigenvalues or k-point weights are not finite")
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    energies = np.asarray(energies, dtype=float)
+    spin_factor = 2.0 if eps.shape[0] == 1 else 1.0
+    dos = np.zeros_like(energies)
+    lo, hi = energies.min() - 8 * width, energies.max() + 8 * width
+    norm = 1.0 / (sqrt(pi) * width)
+    for s in range(eps.shape[0]):
+        for k in range(eps.shape[1]):
+            e_n = eps[s, k]
+            e_n = e_n[(e_n > lo) & (e_n < hi)]
+            if e_n.size:
+                dos += spin_factor * w[k] * norm * np.exp(-(((energies[:, None] - e_n[None, :]) / width) ** 2)).sum(1)
+    return dos
+
+
+def dft_record(
+    rid: str,
+    structure: Any,
+    eigenvalues: Any,
+    weights: Any,
+    efermi: float,
+    source: str,
+    width: float = DEFAULT_WIDTH,
+    window: tuple[float, float] = (-5.0, 5.0),
+    properties: dict[str, float] | None = None,
+) -> EDOSRecord:
+    """A record from DFT eigenvalues: Gaussian-broadened on a 10 meV grid covering ``window`` around ``efermi``.
+
+    Refused (``SourceError``) when the calculation has too few empty bands to describe the window:
+    the highest band must lie above ``efermi + window[1]`` at every k-point.
+    """
+    eps = np.asarray(eigenvalues, dtype=float)
+    ef = _float_or_none(efermi)
+    if ef is None:
+        raise SourceError("no finite Fermi level")
+    if eps.ndim == 2:  # [k][band] without a spin axis
+        eps = eps[None]
+    if eps.ndim != 3 or eps.size == 0:
+        raise SourceError(f"eigenvalues must be [spin][k-point][band], got shape {eps.shape}")
+    top = float(eps[..., -1].min()) - ef
+    if top < window[1]:
+        raise SourceError(
+            f"the highest band starts {top:.2f} eV above the Fermi level, below the window's top "
+            f"(+{window[1]:g} eV): the calculation needs more empty bands"
+        )
+    margin = 0.5
+    energies = np.arange(window[0] - margin, window[1] + margin + 1e-9, 0.01) + ef
+    dos = gaussian_dos(eps, weights, energies, width)
+    return EDOSRecord(rid, structure, energies, dos, ef, source, "ase", dict(properties or {}))
+
+
+def record_from_calculator(
+    atoms: Any, calc: Any = None, rid: str = "material", width: float = DEFAULT_WIDTH, source: str = "calculator"
+) -> EDOSRecord:
+    """A record from any ASE DFT calculator that has run on ``atoms`` (eigenvalues, weights, Fermi level)."""
+    calc = calc if calc is not None else atoms.calc
+    if calc is None:
+        raise SourceError("atoms have no calculator")
+    try:
+        nspins = calc.get_number_of_spins()
+        weights = np.asarray(calc.get_k_point_weights(), dtype=float)
+        eps = np.array([[calc.get_eigenvalues(kpt=k, spin=s) for k in range(len(weights))] for s in range(nspins)])
+        efermi = calc.get_fermi_level()
+    except Exception as exc:
+        raise SourceError(
+            f"calculator gives no eigenvalues/k-point weights/Fermi level: {type(exc).__name__}: {exc}"
+        ) from exc
+    if np.ndim(efermi) > 0:
+        raise SourceError("two Fermi levels (fixed magnetic moment) are not supported")
+    props = {}
+    try:
+        props["energy_per_atom"] = float(atoms.get_potential_energy()) / len(atoms)
+    except Exception:
+        pass
+    return dft_record(rid, atoms, eps, weights, float(efermi), source, width, properties=props)
+
+
+def read_dft_result(
+    path: str | os.PathLike, obj: Any = None, width: float = DEFAULT_WIDTH
+) -> Iterator[EDOSRecord | SkippedRow]:
+    """A result JSON of ``train/edos/gpaw_runner.py`` (or any JSON with structure, eigenvalues, weights, efermi)."""
+    path = Path(path)
+    rid = path.name.split(".")[0]
+    try:
+        obj = load_json(path) if obj is None else obj
+        if not isinstance(obj, Mapping):
+            raise SourceError("not a JSON object")
+        rid = str(obj.get("id") or rid)
+        for key in ("structure", "eigenvalues", "weights", "efermi"):
+            if key not in obj:
+                raise SourceError(f"DFT result has no {key!r}")
+        props = _properties(obj)
+        gap = obj.get("band_gap")
+        if isinstance(gap, Mapping) and _float_or_none(gap.get("gap")) is not None:
+            props["band_gap"] = float(gap["gap"])
+        yield dft_record(
+            rid,
+            structure_from_any(obj["structure"]),
+            obj["eigenvalues"],
+            obj["weights"],
+            obj["efermi"],
+            str(path),
+            width,
+            properties=props,
+        )
+    except (SourceError, ValueError, TypeError, KeyError, OSError) as exc:
+        yield SkippedRow(str(path), rid, _reason(exc))
+
+
+def read_ase_file(path: str | os.PathLike, width: float = DEFAULT_WIDTH) -> Iterator[EDOSRecord | SkippedRow]:
+    """A GPAW ``.gpw`` file (needs GPAW importable here), or any file ``ase.io.read`` returns with a DFT calculator."""
+    path = Path(path)
+    rid = path.name.split(".")[0]
+    try:
+        if path.suffix == ".gpw":
+            try:
+                from gpaw import GPAW
+            except ImportError as exc:
+                raise SourceError(
+                    "GPAW is not importable in this Python: run train/edos/gpaw_runner.py under the interpreter "
+                    "that has GPAW and build from its result JSON files"
+                ) from exc
+            calc = GPAW(str(path), txt=None)
+            atoms = calc.get_atoms()
+        else:
+            from ase.io import read
+
+            try:
+                atoms = read(path)
+            except Exception as exc:
+                raise SourceError(f"ase.io.read could not read it: {type(exc).__name__}: {exc}") from exc
+            calc = atoms.calc
+            if calc is None:
+                raise SourceError("ase.io.read found no calculator results (eigenvalues) in the file")
+        yield record_from_calculator(atoms, calc, rid, width, str(path))
+    except (SourceError, ValueError, TypeError, KeyError, OSError) as exc:
+        yield SkippedRow(str(path), rid, _reason(exc))
+
+
+# ------------------------------------------------------------------------------- dispatch
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, SourceError):
+        return text
+    return f"{type(exc).__name__}: {text}"
+
+
+def is_json_name(path: Path) -> bool:
+    """True for ``.json``, ``.json.gz``, ``.jsonl``."""
+    return path.name.endswith((".json", ".json.gz", ".jsonl", ".jsonl.gz"))
+
+
+def is_vasprun_name(path: Path) -> bool:
+    """True for ``vasprun.xml`` (optionally compressed or with a suffix such as ``vasprun.xml.relax2``)."""
+    return path.name.startswith("vasprun") and ".xml" in path.name
+
+
+def detect_format(path: str | os.PathLike, obj: Any = None) -> str:
+    """The format of a file from its name and, for JSON, its content."""
+    path = Path(path)
+    if path.suffix == ".gpw":
+        return "ase"
+    if is_vasprun_name(path) or path.suffix == ".xml":
+        return "vasprun"
+    if is_json_name(path):
+        obj = load_json(path) if obj is None else obj
+        if isinstance(obj, Mapping):
+            if obj.get("@class") in PYMATGEN_DOS_CLASSES:
+                return "pymatgen-dos"
+            if obj.get("format") == DFT_RESULT_FORMAT or "eigenvalues" in obj:
+                return "ase"
+        return "mp-json"
+    return "ase"
+
+
+def expand_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
+    """Files named, and the DOS files inside named folders (recursively, sorted); missing paths kept.
+
+    In folders, the runner's ``failures.jsonl`` and a built dataset's ``manifest.json`` /
+    ``materials.json`` are passed over (they hold no DOS).
+    """
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.name in NOT_SOURCES or not f.is_file():
+                    continue
+                if is_json_name(f) or is_vasprun_name(f) or f.suffix == ".gpw":
+                    out.append(f)
+        else:
+            out.append(p)
+    return out
+
+
+def read_edos_source(
+    path: str | os.PathLike, fmt: str = "auto", width: float = DEFAULT_WIDTH
+) -> Iterator[EDOSRecord | SkippedRow]:
+    """Records of one input file in format ``fmt`` (see :data:`FORMATS`); problems come back as ``SkippedRow``."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if not path.is_file():
+        yield SkippedRow(str(path), None, "file not found")
+        return
+    obj = None
+    try:
+        if is_json_name(path) and fmt in ("auto", "mp-json", "pymatgen-dos", "ase"):
+            obj = load_json(path)
+        kind = detect_format(path, obj) if fmt == "auto" else fmt
+    except (OSError, ValueError, EOFError) as exc:
+        yield SkippedRow(str(path), path.name.split(".")[0], f"unreadable JSON: {_reason(exc)}")
+        return
+    if kind == "mp-json":
+        yield from read_mp_json(path, obj)
+    elif kind == "pymatgen-dos":
+        yield from read_pymatgen_dos(path, obj)
+    elif kind == "vasprun":
+        yield from read_vasprun(path)
+    elif obj is not None:
+        yield from read_dft_result(path, obj, width)
+    else:
+        yield from read_ase_file(path, width)

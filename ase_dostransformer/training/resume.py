@@ -1,0 +1,134 @@
+"""Training that never loses work: atomic checkpoints, RNG states in checkpoints, checked resumes.
+
+A run killed at any moment (SIGKILL, OOM, a pre-empted node) leaves ``checkpoints/last.ckpt`` as the
+last complete checkpoint, and ``dostransformer train --resume`` from it ends with the same weights
+and metrics (to float round-off: bit for bit on CPU) as a run that was never interrupted, because
+each checkpoint also holds the global RNG states and the training order depends only on
+``(seed, epoch)`` (:class:`~.data_module.EpochSeededSampler`). A damaged checkpoint is refused
+with a clear :class:`CheckpointError`, never loaded silently.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from ..model import ModelConfig
+
+#: Pattern of the temporary files :class:`AtomicCheckpointIO` writes beside a checkpoint.
+TEMPORARY_GLOB = ".*.ckpt.*.tmp"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from (damaged, truncated, or of another model)."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a hidden temporary file beside it, fsyncs it, then renames it into place.
+
+    Lightning's own ``_atomic_save`` (lightning/fabric/utilities/cloud_io.py, 2.6) serialises to
+    memory and writes through an fsspec transaction; for a local path fsspec's ``LocalFileOpener``
+    writes the bytes to ``tempfile.mkstemp()`` -- the system temp folder, not the checkpoint's -- and
+    ``commit()`` moves it with ``shutil.move``. That is an atomic ``rename`` only when the temp folder
+    and the run folder share a file system; otherwise (``/tmp`` on tmpfs, runs on another disk, a
+    cluster scratch) ``shutil.move`` copies then deletes, and a kill during the copy leaves a torn
+    ``last.ckpt``. Neither path fsyncs. Writing beside the target and ``os.replace`` is atomic on
+    every POSIX file system, so a killed run always leaves the previous complete checkpoint.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO does not take storage_options")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class RNGStateCallback(Callback):
+    """Keeps the global RNG states (Python, NumPy, torch, CUDA) in every checkpoint and restores them on resume.
+
+    Lightning (2.6) checkpoints hold the weights, optimiser, scheduler, loop and callback states,
+    but not the random generators: a resumed run would draw other dropout masks (and DataLoader
+    seeds) than an uninterrupted one. With these states and :class:`~.data_module.EpochSeededSampler`
+    a resumed run repeats the uninterrupted one exactly on CPU.
+    """
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        # plain types and tensors only: Lightning loads checkpoints with ``weights_only=True``
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        states: dict[str, Any] = {
+            "python": random.getstate(),
+            "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["rng_states"] = states
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if not states:  # a checkpoint from before this callback: resume without the RNG states
+            return
+        version, internal, gauss_next = states["python"]
+        random.setstate((version, tuple(internal), gauss_next))
+        kind, keys, pos, has_gauss, cached = states["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(states["torch"])
+        cuda = states.get("cuda")
+        if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def check_resume_checkpoint(path: str | os.PathLike, config: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint at ``path``, loaded and checked before resuming; :class:`CheckpointError` if unusable."""
+    path = Path(path)
+    advice = f"move {path.name} away to start afresh, or copy best.ckpt over it to resume from the best epoch"
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)  # our own run folder
+    except Exception as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise CheckpointError(
+            f"cannot resume from {path}: the checkpoint is damaged or truncated ({reason}); {advice}"
+        ) from exc
+    needed = ("state_dict", "epoch", "optimizer_states", "hyper_parameters", "loops")
+    missing = [k for k in needed if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise CheckpointError(f"cannot resume from {path}: not a complete training checkpoint (no {missing}); {advice}")
+    try:  # fill in fields added since the checkpoint was written with their defaults
+        stored = ModelConfig.from_dict(dict(ckpt["hyper_parameters"].get("config") or {})).to_dict()
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"cannot resume from {path}: its model config is not readable ({exc}); {advice}") from exc
+    differ = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
+    if differ:
+        shown = ", ".join(f"{k}: {stored.get(k)!r} -> {config.get(k)!r}" for k in differ)
+        raise CheckpointError(
+            f"cannot resume from {path}: it was trained with other model settings ({shown}); "
+            "pass the same options, or a new --out"
+        )
+    return ckpt
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> None:
+    """Delete temporary checkpoint files left in ``folder`` by a run killed while writing one."""
+    folder = Path(folder)
+    if folder.is_dir():
+        for stale in folder.glob(TEMPORARY_GLOB):
+            stale.unlink(missing_ok=True)

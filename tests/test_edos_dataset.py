@@ -1,0 +1,261 @@
+"""Electron-DOS targets and dataset building: processing as SPEC.md says, every source format, bad rows reported."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointDFTCalculator, SinglePointKPoint
+from edos_synthetic import (
+    crystals,
+    spectrum,
+    write_dft_result,
+    write_mp_json,
+    write_pymatgen_dos,
+    write_sources,
+    write_vasprun,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.signal import savgol_filter
+
+from ase_dostransformer.cli import main
+from ase_dostransformer.edos_dataset import (
+    DOSProcessingError,
+    build_edos_dataset,
+    edos_graphs,
+    load_edos_dataset,
+    process_edos,
+)
+from ase_dostransformer.graphs.edos import ElectronGraphRecipe
+from ase_dostransformer.graphs.structure import crystal_arrays
+from ase_dostransformer.io.edos_sources import (
+    EDOSRecord,
+    SkippedRow,
+    detect_format,
+    gaussian_dos,
+    read_edos_source,
+    record_from_calculator,
+)
+
+GRID = np.linspace(-5, 5, 201)
+
+
+# ------------------------------------------------------------------------------ processing
+
+
+def test_processing_follows_the_spec_step_by_step() -> None:
+    e = np.linspace(-12.0, 9.0, 901)
+    d = 1.0 + np.sin(e) ** 2 + 0.3 * e
+    ef = 1.37
+    got = process_edos(e, d, ef)
+    by_hand = savgol_filter(np.interp(GRID + ef, e, d), 17, 1)
+    by_hand = np.clip(by_hand / by_hand.max(), 0, None)
+    np.testing.assert_allclose(got, by_hand, rtol=1e-12, atol=1e-12)
+    assert got.shape == (201,) and got.max() == pytest.approx(1.0)
+
+
+def test_smoothing_negatives_are_clamped() -> None:
+    e = np.linspace(-8, 8, 321)
+    d = np.where(e > -4.6, 0.0, 50.0) + np.exp(-((e - 1) ** 2))  # a cliff near the window edge
+    y = process_edos(e, d, 0.0)
+    assert (y >= 0).all() and y.max() == 1.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(shift=st.floats(-30, 30), scale=st.floats(1e-3, 1e3))
+def test_fermi_shift_and_scale_do_not_change_the_target(shift: float, scale: float) -> None:
+    e = np.linspace(-10, 10, 801)
+    d = spectrum(3, e)
+    ref = process_edos(e, d, 0.4)
+    np.testing.assert_allclose(process_edos(e + shift, scale * d, 0.4 + shift), ref, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("energies", "densities", "efermi", "match"),
+    [
+        (np.linspace(-3, 9, 50), np.ones(50), 0.0, "not the whole"),
+        (np.linspace(-9, 9, 50)[::-1], np.ones(50), 0.0, "not strictly increasing"),
+        (np.linspace(-9, 9, 50), np.full(50, np.nan), 0.0, "non-finite"),
+        (np.linspace(-9, 9, 50), np.ones(50), np.nan, "Fermi level"),
+        (np.linspace(-9, 9, 50), np.zeros(50), 0.0, "no states"),
+        (np.linspace(-9, 9, 50), np.ones(49), 0.0, "equal-length"),
+    ],
+)
+def test_processing_refuses_bad_spectra(energies, densities, efermi, match) -> None:
+    with pytest.raises(DOSProcessingError, match=match):
+        process_edos(energies, densities, efermi)
+
+
+# ------------------------------------------------------------------------------ readers
+
+
+def _only_record(items: list) -> EDOSRecord:
+    assert len(items) == 1 and isinstance(items[0], EDOSRecord), items
+    return items[0]
+
+
+def test_gaussian_broadening_matches_ase_dos() -> None:
+    """The 'ase' path against ase.dft.dos.DOS on a SinglePointDFTCalculator (any ASE DFT calculator)."""
+    from ase.dft.dos import DOS
+
+    atoms = bulk("Si")
+    rng = np.random.default_rng(0)
+    eps = np.sort(rng.uniform(-6, 12, size=(4, 10)), axis=1)
+    eps[:, -1] = 15.0  # enough empty bands for the +5 eV window
+    w = np.array([0.1, 0.2, 0.3, 0.4])
+    calc = SinglePointDFTCalculator(atoms, energy=-10.8, efermi=0.7)
+    calc.kpts = [SinglePointKPoint(w[k], 0, k, eps[k], np.zeros(10)) for k in range(4)]
+    atoms.calc = calc
+    ase_dos = DOS(calc, width=0.1, window=(-5.0, 5.0), npts=201)
+    ours = gaussian_dos(eps[None], w, ase_dos.get_energies() + 0.7, width=0.1)
+    np.testing.assert_allclose(ours, ase_dos.get_dos(), rtol=1e-10)
+    rec = record_from_calculator(atoms, rid="si")
+    assert rec.format == "ase" and rec.efermi == 0.7 and rec.properties["energy_per_atom"] == pytest.approx(-5.4)
+    y = process_edos(rec.energies, rec.densities, rec.efermi)
+    assert y.shape == (201,) and y.max() == 1.0
+
+
+def test_each_format_is_read_and_detected(tmp_path: Path) -> None:
+    atoms, ef = crystals()[5][1], 0.3
+    mp = write_mp_json(tmp_path / "mp.json", [("mp-22862", atoms, ef, 5)])
+    pmg = write_pymatgen_dos(tmp_path / "nacl.json", atoms, ef, 5)
+    vr = write_vasprun(tmp_path / "nacl" / "vasprun.xml", atoms, ef, 5)
+    dft = write_dft_result(tmp_path / "nacl_gpaw.json", atoms, ef)
+    assert [detect_format(p) for p in (mp, pmg, vr, dft)] == ["mp-json", "pymatgen-dos", "vasprun", "ase"]
+    targets = []
+    for path, fmt in ((mp, "mp-json"), (pmg, "pymatgen-dos"), (vr, "vasprun")):
+        rec = _only_record(list(read_edos_source(path, "auto")))
+        assert rec.format == fmt and rec.efermi == pytest.approx(ef)
+        assert sorted(crystal_arrays(rec.structure).numbers.tolist()) == [11, 17]
+        targets.append(process_edos(rec.energies, rec.densities, rec.efermi))
+    # the same spectrum through three formats gives the same target (vasprun rounds to 4 decimals)
+    np.testing.assert_allclose(targets[0], targets[1], atol=1e-12)
+    np.testing.assert_allclose(targets[0], targets[2], atol=1e-4)
+    rec = _only_record(list(read_edos_source(dft, "ase")))
+    assert rec.id == "nacl_gpaw" and rec.properties["energy_per_atom"] == -3.0
+    # forcing a wrong format is reported, not raised
+    wrong = list(read_edos_source(mp, "pymatgen-dos"))
+    assert isinstance(wrong[0], SkippedRow) and "not a pymatgen Dos" in wrong[0].reason
+
+
+def test_gpw_without_gpaw_is_skipped_with_a_reason(tmp_path: Path) -> None:
+    try:
+        import gpaw  # noqa: F401
+
+        pytest.skip("GPAW is importable here: the no-GPAW message is not reachable")
+    except ImportError:
+        pass
+    f = tmp_path / "si.gpw"
+    f.write_bytes(b"not really")
+    (item,) = read_edos_source(f)
+    assert isinstance(item, SkippedRow) and "GPAW is not importable" in item.reason
+
+
+# ------------------------------------------------------------------------------ building
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    src = tmp_path_factory.mktemp("sources")
+    expected = write_sources(src)
+    out = tmp_path_factory.mktemp("dataset")
+    report = build_edos_dataset([src], out)
+    return src, out, {"expected": expected, "report": report}
+
+
+def test_build_keeps_good_rows_and_reports_bad_ones(built) -> None:
+    src, out, info = built
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["counts"]["kept"] == 12 and m["counts"]["skipped"] == 8 and m["counts"]["inputs"] == 13
+    rows = json.loads((out / "materials.json").read_text())
+    assert sorted(r["id"] for r in rows) == sorted(info["expected"]["good"])
+    reasons = {s["id"]: s["reason"] for s in m["skipped"]}
+    assert "unreadable JSON" in reasons["broken"]
+    assert "not the whole -5..5 eV window" in reasons["mp-narrow"]
+    assert "efermi" in reasons["mp-nofermi"]
+    assert "duplicate id 'mp-0'" in reasons["mp-0"]
+    assert "no 'structure'" in reasons["mp-nostructure"]
+    assert "has no structure" in reasons["plain_dos"]
+    assert "more empty bands" in reasons["few_bands"]
+    assert "Vasprun could not parse" in reasons["damaged"]
+    # every input with its checksum and counts
+    by_path = {Path(i["path"]).relative_to(src).as_posix(): i for i in m["inputs"]}
+    mp = by_path["mp_batch.json"]
+    assert mp["sha256"] == hashlib.sha256((src / "mp_batch.json").read_bytes()).hexdigest()
+    assert (mp["rows"], mp["kept"], mp["skipped"], mp["format"]) == (5, 5, 0, "mp-json")
+    assert by_path["mgo/vasprun.xml"]["format"] == "vasprun"
+    assert m["recipe"] == ElectronGraphRecipe().to_dict()
+    assert m["grid"] == {"start": -5.0, "stop": 5.0, "npoints": 201, "unit": "eV"}
+    assert m["processing"]["savgol"] == {"window": 17, "order": 1, "function": "scipy.signal.savgol_filter"}
+    assert sum(m["counts"]["by_crystal_system"].values()) == 12
+    assert m["counts"]["by_crystal_system"]["monoclinic"] == 1 and m["counts"]["by_crystal_system"]["triclinic"] == 1
+
+
+def test_built_dataset_loads_with_its_graphs(built) -> None:
+    _, out, _ = built
+    ds = load_edos_dataset(out)
+    assert len(ds) == 12 and ds.dos.shape == (12, 201) and ds.dos.dtype == np.float32
+    assert np.allclose(ds.dos.max(axis=1), 1.0) and (ds.dos >= 0).all()
+    graphs = edos_graphs(ds)
+    assert len(graphs) == 12
+    for g, row in zip(graphs, ds.rows, strict=True):
+        assert g.x.shape == (row["natoms"], 200) and g.y.shape == (1, 201)
+        assert torch_equal_counts(g.edge_index[1], row["natoms"])
+    assert set(ds.num_species.tolist()) == {1, 2, 3}
+
+
+def torch_equal_counts(dst, natoms: int) -> bool:
+    """Every atom of these small dense crystals has exactly 12 incoming edges."""
+    import torch
+
+    return torch.bincount(dst, minlength=natoms).tolist() == [12] * natoms
+
+
+def test_edited_dataset_is_refused(built, tmp_path: Path) -> None:
+    import shutil
+
+    _, out, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    dos = np.load(copy / "dos.npy")
+    dos[0, 0] += 0.5
+    np.save(copy / "dos.npy", dos)
+    with pytest.raises(ValueError, match="checksum"):
+        load_edos_dataset(copy)
+    with pytest.raises(FileNotFoundError, match="dataset build"):
+        load_edos_dataset(tmp_path)
+
+
+def test_global_features_are_opt_in_and_rows_without_them_skipped(built, tmp_path: Path) -> None:
+    src, _, _ = built
+    recipe = ElectronGraphRecipe(global_features=("energy_per_atom",))
+    report = build_edos_dataset([src], tmp_path / "g", recipe=recipe, write_graphs=False)
+    # pymatgen Dos files carry no energies: those three rows are skipped, with the reason
+    assert report.kept == 9
+    missing = [s for s in report.skipped if "missing global feature" in s["reason"]]
+    assert sorted(s["id"] for s in missing) == ["gaas", "nacl", "zno"]
+    ds = load_edos_dataset(tmp_path / "g")
+    graphs = edos_graphs(ds)  # rebuilt (no graphs.pt), with the feature
+    assert graphs[0].global_features.shape == (1, 1)
+
+
+def test_cli_dataset_build(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "src"
+    write_sources(src)
+    assert (
+        main(["dataset", "build", str(src / "mp_batch.json"), str(src / "broken.json"), "--out", str(tmp_path / "d")])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "5 materials written" in printed and "skipped broken: unreadable JSON" in printed
+    assert (tmp_path / "d" / "graphs.pt").is_file()
+    assert main(["dataset", "build", str(src / "broken.json"), "--out", str(tmp_path / "e")]) == 2
+    assert "no usable rows" in capsys.readouterr().err
+    assert (
+        main(["dataset", "build", str(src / "mp_batch.json"), "--format", "vasprun", "--out", str(tmp_path / "f")]) == 2
+    )

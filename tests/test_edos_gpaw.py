@@ -1,0 +1,64 @@
+"""A real (tiny) DFT electron DOS: GPAW on Si through train/edos/gpaw_runner.py, then the 'ase' dataset path.
+
+GPAW runs under the interpreter that has it (Debian's ``gpaw`` package: ``/usr/bin/python3``), not
+the virtual environment; the test skips with the reason when no such interpreter is found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ase_dostransformer.edos_dataset import build_edos_dataset, load_edos_dataset
+
+RUNNER = Path(__file__).resolve().parents[1] / "train" / "edos" / "gpaw_runner.py"
+
+
+def gpaw_python() -> str | None:
+    """An interpreter that imports GPAW: $DOSTRANSFORMER_GPAW_PYTHON, else /usr/bin/python3."""
+    for exe in (os.environ.get("DOSTRANSFORMER_GPAW_PYTHON"), "/usr/bin/python3", shutil.which("python3")):
+        if exe and Path(exe).is_file():
+            probe = subprocess.run([exe, "-c", "import gpaw, ase"], capture_output=True, timeout=60)
+            if probe.returncode == 0:
+                return exe
+    return None
+
+
+@pytest.mark.slow
+def test_gpaw_si_runner_is_resumable_and_builds_a_row(tmp_path: Path) -> None:
+    exe = gpaw_python()
+    if exe is None:
+        pytest.skip(
+            "GPAW absent: no interpreter imports gpaw "
+            "(apt-get install gpaw gpaw-data, or set DOSTRANSFORMER_GPAW_PYTHON)"
+        )
+    out = tmp_path / "dft"
+    cmd = [exe, str(RUNNER), "--bulk", "Si", "Xx:nosuchlattice", "--out", str(out), "--kdensity", "1.5"]
+    cmd += ["--dos-kdensity", "2.5"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert first.returncode == 1, first.stderr[-2000:]  # one material failed, and says so
+    result = json.loads((out / "Si.json").read_text())
+    assert result["format"] == "ase-dostransformer-dft-result" and result["settings"]["xc"] == "PBE"
+    assert result["nbands"] == 26  # every dzp orbital of two Si atoms
+    assert 0.4 < result["band_gap"]["gap"] < 1.0  # PBE Si: about 0.6 eV (coarse mesh here)
+    failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert failures[0]["id"] == "Xx_nosuchlattice" and failures[0]["reason"]
+    # resumable: finished materials are skipped, known failures too with --skip-failed
+    again = subprocess.run([*cmd, "--skip-failed"], capture_output=True, text=True, timeout=120, env=env)
+    assert again.returncode == 0 and again.stdout.count("skipped") == 2
+    report = build_edos_dataset([out], tmp_path / "ds")
+    assert report.kept == 1 and report.manifest["inputs"][0]["format"] == "ase"
+    ds = load_edos_dataset(tmp_path / "ds")
+    assert ds.rows[0]["formula"] == "Si" and ds.rows[0]["system"] == "cubic"
+    assert ds.rows[0]["properties"]["band_gap"] == pytest.approx(result["band_gap"]["gap"])
+    y, grid = ds.dos[0], np.linspace(-5, 5, 201)
+    assert y.max() == pytest.approx(1.0)
+    # the gap shows as a minimum near the Fermi level, between the valence and conduction bands
+    assert y[np.abs(grid) < 0.2].min() < 0.5 * y[(grid > -3) & (grid < -1)].max()
