@@ -10,8 +10,9 @@ A dataset folder holds
 - ``materials.json``: one entry per kept material (id, source, structure, Fermi level, crystal system,
   number of species, properties such as DFT energies);
 - ``dos.npy``: the (n, 201) float32 targets, in the order of ``materials.json``;
-- ``graphs.pt`` (optional): the featurised graphs (``ElectronGraphRecipe``), rebuilt on load when absent
-  or made with another recipe.
+- ``graphs.pt`` (optional): the featurised graphs (``ElectronGraphRecipe``), stored compactly (edges as
+  vectors, atoms as atomic numbers; the features are recomputed exactly on load), rebuilt on load when
+  absent or made with another recipe.
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ def build_edos_dataset(
     sha = data_checksum(out)
     graphs_file = out / "graphs.pt"
     if write_graphs and rows:
-        blob = {"recipe": recipe.to_dict(), "data_sha256": sha, "graphs": graphs}
+        blob = {"recipe": recipe.to_dict(), "data_sha256": sha, "graphs": [recipe.compact(g) for g in graphs]}
         _atomic_write(graphs_file, lambda f: torch.save(blob, f))
     else:
         graphs_file.unlink(missing_ok=True)
@@ -375,7 +376,7 @@ def edos_graphs(ds: EDOSDataset, recipe: ElectronGraphRecipe | None = None) -> l
                 and ElectronGraphRecipe.from_dict(blob["recipe"]) == recipe
                 and len(blob["graphs"]) == len(ds)
             ):
-                return blob["graphs"]
+                return [recipe.expand(g) for g in blob["graphs"]]
         except Exception:  # a damaged file is rebuilt, never trusted
             pass
     cached = cache_dir() / f"graphs-{recipe.name}-{recipe_key(recipe)}-{ds.sha256[:16]}.pt"
@@ -383,7 +384,7 @@ def edos_graphs(ds: EDOSDataset, recipe: ElectronGraphRecipe | None = None) -> l
         try:
             graphs = torch.load(cached, weights_only=False)
             if len(graphs) == len(ds):
-                return graphs
+                return [recipe.expand(g) for g in graphs]
         except Exception:
             pass
     graphs = []
@@ -392,5 +393,5 @@ def edos_graphs(ds: EDOSDataset, recipe: ElectronGraphRecipe | None = None) -> l
             graphs.append(recipe.featurise(atoms, ds.dos[i], row.get("properties") if recipe.global_features else None))
         except ValueError as exc:
             raise ValueError(f"material {row['id']}: {exc}") from exc
-    atomic_torch_save(graphs, cached)
+    atomic_torch_save([recipe.compact(g) for g in graphs], cached)
     return graphs

@@ -259,3 +259,32 @@ def test_cli_dataset_build(tmp_path: Path, capsys) -> None:
     assert (
         main(["dataset", "build", str(src / "mp_batch.json"), "--format", "vasprun", "--out", str(tmp_path / "f")]) == 2
     )
+
+
+def test_stored_graphs_expand_to_exactly_the_featurised_ones(built) -> None:
+    import torch
+
+    _, out, _ = built
+    ds = load_edos_dataset(out)
+    stored = torch.load(out / "graphs.pt", weights_only=False)["graphs"]
+    assert "x" not in stored[0] and "edge_attr" not in stored[0]  # compact on disk
+    recipe = ElectronGraphRecipe()
+    for g, atoms, y in zip(edos_graphs(ds), ds.atoms, ds.dos, strict=True):
+        fresh = recipe.featurise(atoms, y)
+        for key in ("x", "edge_attr", "edge_index", "edge_vec", "z", "system", "y"):
+            assert torch.equal(g[key], fresh[key]), key
+
+
+def test_json_lines_are_streamed_row_by_row(tmp_path: Path) -> None:
+    mp = json.loads(
+        write_mp_json(
+            tmp_path / "mp.json", [(f"mp-{k}", a, 0.0, k) for k, (_, a) in enumerate(crystals()[:3])]
+        ).read_text()
+    )
+    lines = [json.dumps(mp[0]), "{not json", json.dumps(mp[1]), "", json.dumps({"material_id": "x"}), json.dumps(mp[2])]
+    (tmp_path / "mp.jsonl").write_text("\n".join(lines) + "\n")
+    items = list(read_edos_source(tmp_path / "mp.jsonl"))
+    assert [i.id for i in items if isinstance(i, EDOSRecord)] == ["mp-0", "mp-1", "mp-2"]
+    skipped = [i for i in items if isinstance(i, SkippedRow)]
+    assert skipped[0].reason.startswith("line 2 is not JSON") and skipped[0].id == "mp#2"
+    assert skipped[1].id == "x" and "no 'structure'" in skipped[1].reason

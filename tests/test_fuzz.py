@@ -48,7 +48,7 @@ def cell_from_parameters(a: float, b: float, c: float, alpha: float, beta: float
 def plausible_crystals(draw) -> Atoms:
     """Cells from lengths and angles (some angle triples are impossible), random atoms, real elements."""
     a, b, c = (draw(st.floats(1.0, 12.0)) for _ in range(3))
-    angles = [draw(st.floats(30.0, 150.0)) for _ in range(3)]
+    angles = [draw(st.floats(55.0, 125.0)) for _ in range(3)]
     cell = cell_from_parameters(a, b, c, *angles)
     n = draw(st.integers(1, 8))
     frac = draw(arrays(np.float64, (n, 3), elements=st.floats(0.0, 1.0, exclude_max=True)))

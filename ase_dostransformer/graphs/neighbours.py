@@ -10,9 +10,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .structure import CrystalArrays
 
 #: pymatgen's cell list allocates 27 neighbour indices (216 bytes) per cube of side max(cutoff, 1 A)
-#: over the bounding box of the atoms; above this many cubes (about 430 MB) the search uses ASE's
+#: over the bounding box of the atoms; above this many cubes (about 110 MB) the search uses ASE's
 #: binned neighbour list instead, whose memory is bounded (huge, mostly empty cells).
-MAX_CELL_LIST_CUBES = 2_000_000
+MAX_CELL_LIST_CUBES = 500_000
 #: pymatgen searches with at least this radius (its ``min_r``) and filters shorter cutoffs afterwards.
 _PYMATGEN_MIN_R = 1.0
 

@@ -71,15 +71,54 @@ class SourceError(ValueError):
 # ----------------------------------------------------------------------------------- helpers
 
 
+def _open_text(path: Path) -> Any:
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def is_jsonl_name(path: Path) -> bool:
+    """True for JSON-lines files (one material per line), ``.jsonl`` or ``.jsonl.gz``."""
+    return path.name.endswith((".jsonl", ".jsonl.gz"))
+
+
 def load_json(path: str | os.PathLike) -> Any:
     """JSON from a ``.json``, ``.json.gz`` or ``.jsonl`` file (a JSON-lines file gives a list)."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        text = f.read()
-    if path.name.endswith((".jsonl", ".jsonl.gz")):
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    return json.loads(text)
+    with _open_text(path) as f:
+        if is_jsonl_name(path):
+            return [json.loads(line) for line in f if line.strip()]
+        return json.load(f)
+
+
+def read_json_lines(path: Path, fmt: str, width: float) -> Iterator[EDOSRecord | SkippedRow]:
+    """A JSON-lines file, streamed one line (one material) at a time: large MP exports never sit in memory whole.
+
+    Each line is an MP-style row, a pymatgen Dos dict or a DFT result (detected per line under ``auto``).
+    """
+    stem = path.name.split(".")[0]
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            key = f"{stem}#{lineno}"
+            source = f"{path}#{lineno}"
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                yield SkippedRow(source, key, f"line {lineno} is not JSON: {_reason(exc)}")
+                continue
+            rid = _row_id(obj, key) if isinstance(obj, Mapping) else key
+            kind = fmt if fmt != "auto" else _json_kind(obj)
+            if kind == "pymatgen-dos":
+                yield from read_pymatgen_dos(path, obj, rid, source)
+            elif kind == "ase":
+                yield from read_dft_result(path, obj, width, rid, source)
+            elif kind == "mp-json":
+                try:
+                    yield mp_record(obj, rid, source)
+                except (SourceError, ValueError, TypeError, KeyError) as exc:
+                    yield SkippedRow(source, rid, _reason(exc))
+            else:
+                yield SkippedRow(source, rid, f"format {kind!r} cannot be read from JSON lines")
 
 
 def structure_from_any(obj: Any) -> Any:
@@ -236,14 +275,17 @@ def sibling_structure(path: Path) -> Any | None:
     return None
 
 
-def read_pymatgen_dos(path: str | os.PathLike, obj: Any = None) -> Iterator[EDOSRecord | SkippedRow]:
+def read_pymatgen_dos(
+    path: str | os.PathLike, obj: Any = None, rid: str | None = None, source: str | None = None
+) -> Iterator[EDOSRecord | SkippedRow]:
     """A pymatgen ``Dos`` / ``CompleteDos`` saved with ``json.dump(dos.as_dict())``.
 
     A ``CompleteDos`` carries its structure; a plain ``Dos`` needs one in a file next to it with the
     same stem (``mp-149.json`` + ``mp-149.cif``) or a ``structure`` key added to the dict.
     """
     path = Path(path)
-    rid = path.name.split(".")[0]
+    rid = rid or path.name.split(".")[0]
+    source = source or str(path)
     try:
         obj = load_json(path) if obj is None else obj
         if not isinstance(obj, Mapping) or obj.get("@class") not in PYMATGEN_DOS_CLASSES:
@@ -271,9 +313,9 @@ def read_pymatgen_dos(path: str | os.PathLike, obj: Any = None) -> Iterator[EDOS
         if efermi is None:
             raise SourceError("Dos has no finite Fermi level")
         energies, densities = _check_arrays(dos.energies, dos.get_densities())
-        yield EDOSRecord(rid, structure, energies, densities, efermi, str(path), "pymatgen-dos", _properties(obj))
+        yield EDOSRecord(rid, structure, energies, densities, efermi, source, "pymatgen-dos", _properties(obj))
     except (SourceError, ValueError, TypeError, KeyError, OSError) as exc:
-        yield SkippedRow(str(path), rid, _reason(exc))
+        yield SkippedRow(source, rid, _reason(exc))
 
 
 # ----------------------------------------------------------------------------------- vasprun.xml
@@ -422,11 +464,16 @@ def record_from_calculator(
 
 
 def read_dft_result(
-    path: str | os.PathLike, obj: Any = None, width: float = DEFAULT_WIDTH
+    path: str | os.PathLike,
+    obj: Any = None,
+    width: float = DEFAULT_WIDTH,
+    rid: str | None = None,
+    source: str | None = None,
 ) -> Iterator[EDOSRecord | SkippedRow]:
     """A result JSON of ``train/edos/gpaw_runner.py`` (or any JSON with structure, eigenvalues, weights, efermi)."""
     path = Path(path)
-    rid = path.name.split(".")[0]
+    rid = rid or path.name.split(".")[0]
+    source = source or str(path)
     try:
         obj = load_json(path) if obj is None else obj
         if not isinstance(obj, Mapping):
@@ -445,12 +492,12 @@ def read_dft_result(
             obj["eigenvalues"],
             obj["weights"],
             obj["efermi"],
-            str(path),
+            source,
             width,
             properties=props,
         )
     except (SourceError, ValueError, TypeError, KeyError, OSError) as exc:
-        yield SkippedRow(str(path), rid, _reason(exc))
+        yield SkippedRow(source, rid, _reason(exc))
 
 
 def read_ase_file(path: str | os.PathLike, width: float = DEFAULT_WIDTH) -> Iterator[EDOSRecord | SkippedRow]:
@@ -510,15 +557,20 @@ def detect_format(path: str | os.PathLike, obj: Any = None) -> str:
         return "ase"
     if is_vasprun_name(path) or path.suffix == ".xml":
         return "vasprun"
-    if is_json_name(path):
-        obj = load_json(path) if obj is None else obj
-        if isinstance(obj, Mapping):
-            if obj.get("@class") in PYMATGEN_DOS_CLASSES:
-                return "pymatgen-dos"
-            if obj.get("format") == DFT_RESULT_FORMAT or "eigenvalues" in obj:
-                return "ase"
+    if is_jsonl_name(path):
         return "mp-json"
+    if is_json_name(path):
+        return _json_kind(load_json(path) if obj is None else obj)
     return "ase"
+
+
+def _json_kind(obj: Any) -> str:
+    if isinstance(obj, Mapping):
+        if obj.get("@class") in PYMATGEN_DOS_CLASSES:
+            return "pymatgen-dos"
+        if obj.get("format") == DFT_RESULT_FORMAT or "eigenvalues" in obj:
+            return "ase"
+    return "mp-json"
 
 
 def expand_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
@@ -550,6 +602,9 @@ def read_edos_source(
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     if not path.is_file():
         yield SkippedRow(str(path), None, "file not found")
+        return
+    if is_jsonl_name(path):
+        yield from read_json_lines(path, fmt, width)
         return
     obj = None
     try:
