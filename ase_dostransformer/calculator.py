@@ -81,7 +81,7 @@ class DOSCalculator(Calculator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        from .inference import graph_recipe, resolve_device
+        from .inference import graph_recipe, require_task, resolve_device
         from .model import DOSTransformer
 
         if batch_size < 1:
@@ -93,6 +93,7 @@ class DOSCalculator(Calculator):
             from .pretrained import load_model
 
             self.model = load_model(model, self.device)
+        require_task(self.model, "phonon")
         self.recipe = graph_recipe(self.model)
         self.batch_size = int(batch_size)
 

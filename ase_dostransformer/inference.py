@@ -45,20 +45,32 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return resolved
 
 
-def graph_recipe(model: DOSTransformer) -> PhononGraphRecipe:
-    """The graph recipe a model was trained with (its ``config.recipe``; the default when empty)."""
+def graph_recipe(model: DOSTransformer) -> Any:
+    """The graph recipe a model was trained with (its ``config.recipe``; the task's default when empty)."""
     from .graphs import PhononGraphRecipe
 
     cfg = model.cfg
-    if cfg.task != "phonon":
-        raise ValueError(f"this model predicts {cfg.task!r}, not a phonon DOS")
-    recipe = PhononGraphRecipe(**cfg.recipe) if cfg.recipe else PhononGraphRecipe()
+    if cfg.task == "edos":
+        from .graphs.edos import ElectronGraphRecipe
+
+        recipe = ElectronGraphRecipe.from_dict(cfg.recipe) if cfg.recipe else ElectronGraphRecipe()
+    elif cfg.task == "phonon":
+        recipe = PhononGraphRecipe(**cfg.recipe) if cfg.recipe else PhononGraphRecipe()
+    else:
+        raise ValueError(f"unknown model task {cfg.task!r}")
     if recipe.node_dim != cfg.node_dim or recipe.edge_dim != cfg.edge_dim:
         raise ValueError(
             f"model expects node/edge features of size {cfg.node_dim}/{cfg.edge_dim}, "
             f"recipe {recipe.name!r} gives {recipe.node_dim}/{recipe.edge_dim}"
         )
     return recipe
+
+
+def require_task(model: DOSTransformer, task: str) -> None:
+    """Raise a clear error when ``model`` predicts another kind of DOS than ``task``."""
+    if model.cfg.task != task:
+        kind = {"phonon": "a phonon DOS", "edos": "an electron DOS"}.get(task, task)
+        raise ValueError(f"this model predicts {model.cfg.task!r}, not {kind}")
 
 
 def as_structure_list(structures: Any) -> list[Any]:
@@ -174,6 +186,7 @@ def predict_phonon_dos(
 
     from .graphs import OutOfDomainWarning
 
+    require_task(model, "phonon")
     items = as_structure_list(structures)
     graphs = featurise_structures(graph_recipe(model), items)
     for i, graph in enumerate(graphs):

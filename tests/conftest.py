@@ -68,3 +68,25 @@ def write_tiny_dataset(folder: Path) -> Path:
 def tiny_dataset(tmp_path: Path) -> Path:
     """Folder of a tiny dataset in the phdos format."""
     return write_tiny_dataset(tmp_path / "tiny")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: on 2 cores, small operations run faster and timings stay stable."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A small untrained phonon DOSTransformer (hidden 32), the same in every test module."""
+    import torch
+
+    from ase_dostransformer.model import DOSTransformer, ModelConfig
+
+    torch.manual_seed(0)
+    return DOSTransformer(ModelConfig(hidden=32, layers=1, transformer=1, heads=4)).eval()

@@ -19,27 +19,13 @@ from pymatgen.phonon.dos import PhononDos
 from ase_dostransformer.calculator import DOSCalculator, SpectrumCutOffWarning
 from ase_dostransformer.graphs import InvalidStructureError
 from ase_dostransformer.inference import predict_phonon_dos
-from ase_dostransformer.model import DOSTransformer, ModelConfig, save_model_file
+from ase_dostransformer.model import DOSTransformer, save_model_file
 from ase_dostransformer.model.io import ModelFileError
 from ase_dostransformer.spectra import CM1_TO_THZ
 from ase_dostransformer.thermo import GAS_CONSTANT, heat_capacity
 
 # an untrained model predicts flat spectra, which are cut off: tests that need the warning catch it
 pytestmark = pytest.mark.filterwarnings("ignore::ase_dostransformer.calculator.SpectrumCutOffWarning")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def model() -> DOSTransformer:
-    torch.manual_seed(0)
-    return DOSTransformer(ModelConfig(hidden=32, layers=1, transformer=1, heads=4)).eval()
 
 
 @pytest.fixture(scope="module")

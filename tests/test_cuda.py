@@ -17,8 +17,11 @@ RECIPE = PhononGraphRecipe()
 
 
 def batch() -> Batch:
-    structures = [bulk("NaCl", "rocksalt", a=5.64), bulk("ZnO", "wurtzite", a=3.25, c=5.21) * (2, 2, 1),
-                  bulk("Si", "diamond", a=5.43)]
+    structures = [
+        bulk("NaCl", "rocksalt", a=5.64),
+        bulk("ZnO", "wurtzite", a=3.25, c=5.21) * (2, 2, 1),
+        bulk("Si", "diamond", a=5.43),
+    ]
     return Batch.from_data_list([RECIPE.featurise(s) for s in structures])
 
 

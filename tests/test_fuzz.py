@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pytest
 import torch
 from ase import Atoms
 from hypothesis import HealthCheck, find, given, settings
@@ -18,14 +17,6 @@ from ase_dostransformer.inference import predict_phonon_dos
 from ase_dostransformer.model import DOSTransformer, ModelConfig
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 torch.manual_seed(0)

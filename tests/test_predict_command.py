@@ -18,14 +18,6 @@ from ase_dostransformer.model import DOSTransformer, ModelConfig, save_model_fil
 from ase_dostransformer.predict_command import SUMMARY_COLUMNS, parse_temperatures, run_predict
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
     torch.manual_seed(0)

@@ -29,14 +29,6 @@ ENTRY_KEYS = {"file", "sha256", "task", "grid", "units", "training_data_sha256",
 META = {"data_sha256": "ab" * 32, "metrics": {"test": {"model": {"n": 3, "mse_x10": 0.2, "mae": 0.07, "r2": 0.7}}}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def tiny(tmp_path):
     """A registry folder holding one registered random model; returns (registry path, model)."""

@@ -32,14 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SUPERCELL_TOL = 1e-5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_model(**kw) -> DOSTransformer:
     torch.manual_seed(0)
     return DOSTransformer(ModelConfig(hidden=32, layers=1, transformer=1, heads=4, **kw)).eval()

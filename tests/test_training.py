@@ -14,6 +14,23 @@ from ase_dostransformer.cli import main
 from ase_dostransformer.model import load_model_file
 from ase_dostransformer.training.run import TrainOptions, train
 
+#: the same tiny run on the command line (2 epochs)
+TINY_CLI = [
+    "--epochs",
+    "2",
+    "--hidden",
+    "32",
+    "--heads",
+    "4",
+    "--layers",
+    "1",
+    "--transformer",
+    "1",
+    "--batch_size",
+    "4",
+    "--eval",
+    "1",
+]
 TINY = dict(hidden=32, heads=4, layers=1, transformer=1, batch_size=4, eval=1, es=0, threads=1)
 
 
@@ -56,20 +73,7 @@ def test_cli_train_and_evaluate(tiny_dataset: Path, tmp_path: Path, capsys) -> N
         str(tiny_dataset),
         "--out",
         str(out),
-        "--epochs",
-        "2",
-        "--hidden",
-        "32",
-        "--heads",
-        "4",
-        "--layers",
-        "1",
-        "--transformer",
-        "1",
-        "--batch_size",
-        "4",
-        "--eval",
-        "1",
+        *TINY_CLI,
         "--beta",
         "0.5",
         "--energy_encoding",
@@ -110,36 +114,8 @@ def test_cli_reports_missing_data(tmp_path: Path, capsys) -> None:
 def test_ddp_two_processes_on_cpu(tiny_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     exe = Path(sys.executable).parent / "dostransformer"
-    cmd = [
-        str(exe),
-        "train",
-        "--data",
-        str(tiny_dataset),
-        "--out",
-        str(out),
-        "--epochs",
-        "2",
-        "--hidden",
-        "32",
-        "--heads",
-        "4",
-        "--layers",
-        "1",
-        "--transformer",
-        "1",
-        "--batch_size",
-        "4",
-        "--eval",
-        "1",
-        "--accelerator",
-        "cpu",
-        "--devices",
-        "2",
-        "--strategy",
-        "ddp",
-        "--threads",
-        "1",
-    ]
+    cmd = [str(exe), "train", "--data", str(tiny_dataset), "--out", str(out), *TINY_CLI]
+    cmd += ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--threads", "1"]
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -9,7 +9,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from ase import Atoms
 from ase.build import bulk, molecule
 from ase.io import write
@@ -27,25 +26,11 @@ from ase_dostransformer.graphs import (
 from ase_dostransformer.graphs.neighbours import MAX_CELL_LIST_CUBES, periodic_pairs
 from ase_dostransformer.graphs.validation import MIN_VOLUME_PER_ATOM
 from ase_dostransformer.inference import predict_phonon_dos
-from ase_dostransformer.model import DOSTransformer, ModelConfig, save_model_file
+from ase_dostransformer.model import save_model_file
 from ase_dostransformer.predict_command import run_predict
 
 # an untrained model predicts flat spectra, which are cut off: not what these tests are about
 pytestmark = pytest.mark.filterwarnings("ignore::ase_dostransformer.calculator.SpectrumCutOffWarning")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def model() -> DOSTransformer:
-    torch.manual_seed(0)
-    return DOSTransformer(ModelConfig(hidden=32, layers=1, transformer=1, heads=4)).eval()
 
 
 @pytest.fixture(scope="module")
