@@ -81,13 +81,14 @@ class DOSCalculator(Calculator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        import torch
+
         from .inference import graph_recipe, require_task, resolve_device
-        from .model import DOSTransformer
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = resolve_device(device)
-        if isinstance(model, DOSTransformer):
+        if isinstance(model, torch.nn.Module):  # a DOSTransformer or a DOSEnsemble
             self.model = model.to(self.device).eval()
         else:
             from .pretrained import load_model

@@ -337,11 +337,11 @@ def run_predict(
     ``model`` is a registered name, a model-file path or a loaded ``DOSTransformer``. ``progress``:
     ``None`` shows a tqdm bar only on a terminal.
     """
+    import torch
     from tqdm.auto import tqdm
 
     from .graphs import CRYSTAL_SYSTEMS
     from .inference import domain_check, graph_recipe, predict_graphs, resolve_device
-    from .model import DOSTransformer
     from .spectra import is_cut_off
 
     if batch_size < 1:
@@ -349,7 +349,7 @@ def run_predict(
     temps = parse_temperatures(None) if temperatures is None else np.asarray(temperatures, dtype=float)
     out = Path(out)
     dev = resolve_device(device)
-    if isinstance(model, DOSTransformer):
+    if isinstance(model, torch.nn.Module):  # a DOSTransformer or a DOSEnsemble
         net, model_label = model.to(dev).eval(), "a DOSTransformer"
     else:
         from .pretrained import load_model

@@ -171,3 +171,25 @@ def test_tensornet_embedder_is_rotation_invariant_and_masked(graphs) -> None:
     out = model.train()(Batch.from_data_list(graphs), raw=True)["system"].sum()
     out.backward()
     assert model.embedder.project.weight.grad.abs().sum() > 0
+
+
+def test_ensemble_is_the_mean_of_its_members_and_round_trips(tmp_path, graphs) -> None:
+    from ase_dostransformer.model.ensemble import DOSEnsemble
+    from ase_dostransformer.model.io import combine_model_files
+
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        members.append(DOSTransformer(small_config()).eval())
+    members[1].set_seen_systems(torch.tensor([0, 3]))
+    paths = [save_model_file(m, tmp_path / f"m{i}.pt", meta={"train_elements": [11, 17]}) for i, m in enumerate(members)]
+    path = combine_model_files(paths, tmp_path / "ens.pt")
+    ens, meta = load_model_file(path)
+    assert isinstance(ens, DOSEnsemble) and len(meta["members"]) == 2 and meta["train_elements"] == [11, 17]
+    batch = Batch.from_data_list(graphs)
+    with torch.no_grad():
+        raw = [m(batch, raw=True)["system"] for m in members]
+        torch.testing.assert_close(ens(batch)["system"], ((raw[0] + raw[1]) / 2).clamp_min(0), atol=1e-6, rtol=1e-6)
+    assert ens.seen_systems.all()  # member 0 saw every system
+    with pytest.raises(ValueError, match="another config"):
+        DOSEnsemble([members[0], DOSTransformer(small_config(energy_encoding="value"))])

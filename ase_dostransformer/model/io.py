@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import torch
 from ..graphs.cache import atomic_torch_save
 from .config import ModelConfig
 from .dostransformer import DOSTransformer
+from .ensemble import DOSEnsemble
 
 FORMAT = "ase-dostransformer-model"
 VERSION = 1
@@ -21,7 +23,9 @@ class ModelFileError(ValueError):
     """A model file that is missing, damaged, or not ours."""
 
 
-def save_model_file(model: DOSTransformer, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
+def save_model_file(
+    model: DOSTransformer | DOSEnsemble, path: str | os.PathLike, meta: dict[str, Any] | None = None
+) -> Path:
     """Write ``model`` (weights in float32 + config + ``meta``) atomically to ``path``.
 
     ``meta`` is stored as plain JSON types, so the file loads with ``weights_only=True``.
@@ -32,10 +36,32 @@ def save_model_file(model: DOSTransformer, path: str | os.PathLike, meta: dict[s
         for k, v in model.state_dict().items()
     }
     atomic_torch_save(
-        {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "state_dict": state, "meta": meta},
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "config": model.cfg.to_dict(),
+            "state_dict": state,
+            "meta": meta,
+            "members": len(model.members) if isinstance(model, DOSEnsemble) else 0,
+        },
         path,
     )
     return Path(path)
+
+
+def combine_model_files(
+    paths: Sequence[str | os.PathLike], out: str | os.PathLike, meta: dict[str, Any] | None = None
+) -> Path:
+    """Write an ensemble of the single models in ``paths`` to ``out``; member metadata is kept."""
+    members, metas = [], []
+    for p in paths:
+        m, mt = load_model_file(p)
+        if isinstance(m, DOSEnsemble):
+            raise ModelFileError(f"{p} is already an ensemble")
+        members.append(m)
+        metas.append(mt)
+    merged = {k: metas[0][k] for k in ("data_sha256", "train_elements", "train_max_atoms") if k in metas[0]}
+    return save_model_file(DOSEnsemble(members), out, meta=merged | {"members": metas} | (meta or {}))
 
 
 def _json_default(obj: Any) -> Any:
@@ -64,10 +90,15 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
 
 def load_model_file(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
-) -> tuple[DOSTransformer, dict[str, Any]]:
-    """Rebuild a model from a file; returns ``(model in eval mode, meta)``."""
+) -> tuple[DOSTransformer | DOSEnsemble, dict[str, Any]]:
+    """Rebuild a model (or an ensemble) from a file; returns ``(model in eval mode, meta)``."""
     blob = read_model_file(path)
-    model = DOSTransformer(ModelConfig.from_dict(blob["config"]))
+    n = int(blob.get("members", 0))
+    model: DOSTransformer | DOSEnsemble
+    if n:
+        model = DOSEnsemble([DOSTransformer(ModelConfig.from_dict(blob["config"])) for _ in range(n)])
+    else:
+        model = DOSTransformer(ModelConfig.from_dict(blob["config"]))
     try:
         model.load_state_dict(blob["state_dict"])
     except RuntimeError as exc:
