@@ -7,7 +7,7 @@ Usage::
 
     atoms = bulk("Si", "diamond", a=5.43)
     atoms.calc = DOSCalculator()                           # the shipped model, offline
-    y = atoms.calc.get_property("phonon_dos", atoms)       # (51,) max-normalised, 0..1000 cm^-1
+    y = atoms.calc.get_property("phonon_dos", atoms)       # (51,) on 0..1000 cm^-1, peak ~1 (max-normalised scale)
     dos = atoms.calc.get_phonon_dos()                      # ase GridDOSData: THz, states/THz/cell, 3N
 
 ``phonon_dos`` is cached until the atoms change (positions, cell, numbers, pbc) or a parameter is

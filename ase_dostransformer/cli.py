@@ -15,6 +15,7 @@ TRAIN_HELP = {
     "transformer": "layers per attention stack",
     "embedder": "graph_network | mlp | tensornet",
     "energy_encoding": "table (per-bin, the seed's) | value (from the energy, any grid)",
+    "element_features": "phonon nodes also carry 7 continuous element descriptors (graphs/elements.py)",
     "hidden": "width of every hidden layer",
     "epochs": "maximum epochs",
     "dataset": "official | random | crystal_ood | element_ood",
@@ -76,7 +77,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model, device="cpu")
-    data_sha256, graphs, split = evaluation_data(model.cfg.task, args.data, args.dataset, args.seed)
+    data_sha256, graphs, split = evaluation_data(model.cfg.task, args.data, args.dataset, args.seed, model.cfg.recipe)
     report = evaluate_split(model, graphs, split, parts=args.split, batch_size=args.batch_size, device=args.device)
     print(format_report(report))
     if args.json:

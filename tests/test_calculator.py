@@ -69,7 +69,7 @@ def test_get_property_matches_batch_api(calc, model):
     atoms.calc = calc
     y = atoms.calc.get_property("phonon_dos", atoms)
     assert isinstance(y, np.ndarray) and y.shape == (51,)
-    assert y.max() == pytest.approx(1.0) and (y >= 0).all()
+    assert y.max() > 0 and (y >= 0).all()
     np.testing.assert_allclose(y, predict_phonon_dos(model, [atoms], device="cpu")[0], atol=1e-6)
     np.testing.assert_allclose(calc.frequencies_cm1, np.linspace(0, 1000, 51))
 
@@ -115,7 +115,7 @@ def test_grid_dos_data_in_phonopy_convention(calc):
     assert e[0] == 0.0 and e[-1] == pytest.approx(1000.0 * CM1_TO_THZ)
     assert np.trapezoid(w, e) == pytest.approx(3 * len(atoms), abs=1e-6)
     y = calc.get_property("phonon_dos", atoms)
-    np.testing.assert_allclose(w / w.max(), y, atol=1e-12)  # same shape, rescaled
+    np.testing.assert_allclose(w / w.max(), y / y.max(), atol=1e-12)  # same shape, rescaled
 
 
 def test_pymatgen_phonon_dos(calc):

@@ -13,6 +13,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from ase_dostransformer.graphs import InvalidStructureError
 from ase_dostransformer.inference import (
     DEVICE_ENV,
+    featurise_structures,
     graph_recipe,
     predict_graphs,
     predict_phonon_dos,
@@ -40,7 +41,11 @@ def test_shape_and_normalisation(model):
     assert y.shape == (6, 51)
     assert y.dtype == np.float64
     assert np.isfinite(y).all() and (y >= 0).all()
-    np.testing.assert_allclose(y.max(axis=1), 1.0, atol=1e-12)
+    graphs = featurise_structures(graph_recipe(model), structures())
+    np.testing.assert_allclose(predict_graphs(model, graphs), y, atol=0)  # not rescaled by default
+    rescaled = predict_graphs(model, graphs, normalise=True)
+    np.testing.assert_allclose(rescaled.max(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(rescaled * y.max(axis=1, keepdims=True), y, atol=1e-12)
 
 
 def test_batch_equals_one_at_a_time(model):
@@ -71,7 +76,7 @@ def test_raw_output_is_the_unnormalised_model_output(model):
     recipe = graph_recipe(model)
     graphs = [recipe.featurise(a) for a in structures()[:3]]
     raw = predict_graphs(model, graphs, device="cpu", normalise=False)
-    norm = predict_graphs(model, graphs, device="cpu")
+    norm = predict_graphs(model, graphs, device="cpu", normalise=True)
     with torch.no_grad():
         from torch_geometric.data import Batch
 

@@ -182,7 +182,9 @@ def test_ensemble_is_the_mean_of_its_members_and_round_trips(tmp_path, graphs) -
         torch.manual_seed(seed)
         members.append(DOSTransformer(small_config()).eval())
     members[1].set_seen_systems(torch.tensor([0, 3]))
-    paths = [save_model_file(m, tmp_path / f"m{i}.pt", meta={"train_elements": [11, 17]}) for i, m in enumerate(members)]
+    paths = [
+        save_model_file(m, tmp_path / f"m{i}.pt", meta={"train_elements": [11, 17]}) for i, m in enumerate(members)
+    ]
     path = combine_model_files(paths, tmp_path / "ens.pt")
     ens, meta = load_model_file(path)
     assert isinstance(ens, DOSEnsemble) and len(meta["members"]) == 2 and meta["train_elements"] == [11, 17]

@@ -1,6 +1,7 @@
 """The phonon-DOS graph recipe of the original model (SPEC.md, "Inputs of the original").
 
-- nodes: a 118-long one-hot of Z whose non-zero value is the atomic mass (u);
+- nodes: a 118-long one-hot of Z whose non-zero value is the atomic mass (u) (optionally followed by
+  continuous element descriptors, ``element_features=True``);
 - edges: every neighbour within 4 A (periodic images included) plus one self loop per atom;
   feature ``[1, x/r, y/r, z/r] * fc(r)`` (spherical harmonics l <= 1 without normalisation)
   with the cosine cutoff ``fc`` equal to 1 below 2 A and falling to 0 at 4 A.
@@ -17,6 +18,7 @@ from ase.data import atomic_masses
 from torch_geometric.data import Data
 
 from .crystal_system import crystal_system_index
+from .elements import DESCRIPTORS, element_descriptor_table
 from .neighbours import radius_neighbours
 from .structure import crystal_arrays
 
@@ -30,12 +32,15 @@ class PhononGraphRecipe:
     cutoff: float = 4.0
     cutoff_onset: float = 2.0
     self_loops: bool = True
+    # off: the seed's recipe exactly; on: 7 continuous element descriptors follow the one-hot
+    # (graphs/elements.py), which the shipped model uses
+    element_features: bool = False
     name: str = "phonon-v2"
 
     @property
     def node_dim(self) -> int:
         """Length of a node feature."""
-        return NUM_ELEMENTS
+        return NUM_ELEMENTS + (len(DESCRIPTORS) if self.element_features else 0)
 
     @property
     def edge_dim(self) -> int:
@@ -67,8 +72,10 @@ class PhononGraphRecipe:
             self_attr[:, 0] = 1.0
             edge_attr = np.concatenate([edge_attr, self_attr])
             vectors = np.concatenate([vectors, np.zeros((n, 3))])
-        x = np.zeros((n, NUM_ELEMENTS), dtype=np.float32)
+        x = np.zeros((n, self.node_dim), dtype=np.float32)
         x[np.arange(n), crystal.numbers - 1] = atomic_masses[crystal.numbers]
+        if self.element_features:
+            x[:, NUM_ELEMENTS:] = element_descriptor_table()[crystal.numbers]
         data = Data(
             x=torch.from_numpy(x),
             # messages flow from the neighbour (source) to the centre atom (target)

@@ -10,6 +10,13 @@ from torch_geometric.utils import scatter
 from .config import ModelConfig
 
 
+def node_scale_vector(cfg: ModelConfig) -> torch.Tensor:
+    """Per-column input scale: ``cfg.node_scale`` on the 118 one-hot columns, 1 on any that follow."""
+    scale = torch.ones(cfg.node_dim)
+    scale[: min(118, cfg.node_dim)] = cfg.node_scale
+    return scale
+
+
 def mlp(d_in: int, d_out: int, d_hidden: int | None = None) -> nn.Sequential:
     """Linear-PReLU-Linear."""
     d_hidden = d_hidden or d_out
@@ -38,7 +45,7 @@ class GraphNetworkEmbedder(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.node_scale = cfg.node_scale
+        self.register_buffer("node_scale", node_scale_vector(cfg), persistent=False)
         self.node_in = mlp(cfg.node_dim, cfg.hidden)
         self.edge_in = mlp(cfg.edge_dim, cfg.hidden)
         self.blocks = nn.ModuleList(GraphNetworkBlock(cfg.hidden, cfg.aggregation) for _ in range(cfg.layers))
@@ -56,7 +63,7 @@ class MLPEmbedder(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.node_scale = cfg.node_scale
+        self.register_buffer("node_scale", node_scale_vector(cfg), persistent=False)
         layers: list[nn.Module] = [mlp(cfg.node_dim, cfg.hidden)]
         for _ in range(cfg.layers - 1):
             layers += [nn.PReLU(), nn.Linear(cfg.hidden, cfg.hidden)]

@@ -21,6 +21,7 @@ class TrainOptions:
     ff_mult: int = 1
     embedder: str = "graph_network"
     energy_encoding: str = "table"
+    element_features: bool = False  # add continuous element descriptors to the seed's phonon nodes
     hidden: int = 256
     epochs: int = 500
     lr: float = 1e-4

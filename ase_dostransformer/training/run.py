@@ -63,10 +63,10 @@ def model_config(opts: TrainOptions, recipe: PhononGraphRecipe) -> ModelConfig:
     )
 
 
-def load_phonon_graphs(data: str | None) -> tuple[Any, list]:
-    """The phonon dataset and its (cached) graphs."""
+def load_phonon_graphs(data: str | None, recipe: PhononGraphRecipe | None = None) -> tuple[Any, list]:
+    """The phonon dataset and its (cached) graphs made with ``recipe`` (default: the seed's)."""
     ds = load_phonon_dataset(data)
-    recipe = PhononGraphRecipe()
+    recipe = recipe or PhononGraphRecipe()
     return ds, cached_graphs(recipe, ds.atoms, ds.dos, ds.sha256)
 
 

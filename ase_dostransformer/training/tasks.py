@@ -59,14 +59,17 @@ def edos_task_data(opts: TrainOptions) -> TaskData:
     return TaskData(ds.sha256, graphs, split, edos_model_config(opts, ds.recipe))
 
 
-def phonon_task_data(opts: TrainOptions) -> TaskData:
+def phonon_task_data(opts: TrainOptions, recipe_dict: dict | None = None) -> TaskData:
     """The phonon dataset, its graphs and split (the original behaviour of ``train``)."""
     from ..graphs import PhononGraphRecipe
     from .run import load_phonon_graphs, model_config, phonon_split
 
-    ds, graphs = load_phonon_graphs(opts.data)
+    recipe = (
+        PhononGraphRecipe(**recipe_dict) if recipe_dict else PhononGraphRecipe(element_features=opts.element_features)
+    )
+    ds, graphs = load_phonon_graphs(opts.data, recipe)
     split = phonon_split(ds, graphs, opts.dataset, opts.seed, opts.limit)
-    return TaskData(ds.sha256, graphs, split, model_config(opts, PhononGraphRecipe()))
+    return TaskData(ds.sha256, graphs, split, model_config(opts, recipe))
 
 
 def task_data(opts: TrainOptions) -> TaskData:
@@ -118,8 +121,10 @@ def describe_init(opts: TrainOptions) -> dict[str, Any]:
     return {"init_from": str(opts.init_from), "init_sha256": file_sha256(Path(opts.init_from))}
 
 
-def evaluation_data(task: str, data: str | None, dataset: str, seed: int) -> tuple[str, list, dict[str, np.ndarray]]:
-    """``(data sha256, graphs, split)`` to evaluate a model of ``task`` on (``dostransformer evaluate``)."""
+def evaluation_data(
+    task: str, data: str | None, dataset: str, seed: int, recipe: dict | None = None
+) -> tuple[str, list, dict[str, np.ndarray]]:
+    """``(data sha256, graphs, split)`` to evaluate a model of ``task`` (made with ``recipe``) on."""
     opts = TrainOptions(task=task, data=data, dataset=dataset, seed=seed)
-    d = edos_task_data(opts) if task == "edos" else phonon_task_data(opts)
+    d = edos_task_data(opts) if task == "edos" else phonon_task_data(opts, recipe)
     return d.sha256, d.graphs, d.split
