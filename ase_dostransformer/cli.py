@@ -90,6 +90,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from .model.io import combine_model_files, load_model_file, save_model_file
+    from .training.evaluate import evaluate_split, format_report
+    from .training.tasks import evaluation_data
+
+    path = combine_model_files(args.models, args.out)
+    model, meta = load_model_file(path)
+    sha, graphs, split = evaluation_data(model.cfg.task, args.data, args.dataset, args.seed, model.cfg.recipe)
+    report = evaluate_split(model, graphs, split)
+    print(format_report(report))
+    meta |= {"metrics": report, "data_sha256": sha, "ensemble_of": [str(m) for m in args.models]}
+    save_model_file(model, path, meta=meta)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``dostransformer`` command."""
     parser = argparse.ArgumentParser(prog="dostransformer", description=__doc__)
@@ -105,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--threads", type=int, default=None)
     ev.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    ens = sub.add_parser("ensemble", help="average single models (seeds) into one model file; evaluate it")
+    ens.add_argument("out", help="the ensemble model file to write")
+    ens.add_argument("models", nargs="+", help="model files of one architecture")
+    ens.add_argument("--data", default=None, help=TRAIN_HELP["data"])
+    ens.add_argument("--dataset", default="official", help=TRAIN_HELP["dataset"])
+    ens.add_argument("--seed", type=int, default=0, help="seed of a random split")
     from .edos_command import add_dataset_parser
 
     add_dataset_parser(sub)
@@ -122,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_train(args)
         if args.command == "evaluate":
             return _cmd_evaluate(args)
+        if args.command == "ensemble":
+            return _cmd_ensemble(args)
         if args.command == "dataset":
             from .edos_command import cmd_dataset
 

@@ -144,3 +144,19 @@ def test_mean_baseline_reproduces_the_papers_trivial_numbers(phdos_dir: Path) ->
     assert round(m["mse_x10"], 3) == 0.452
     assert round(m["mae"], 3) == 0.151
     assert round(m["r2"], 3) == 0.355
+
+
+def test_cli_ensemble_of_two_seeds(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+    from ase_dostransformer.model.ensemble import DOSEnsemble
+
+    files = []
+    for seed in (0, 1):
+        out = tmp_path / f"s{seed}"
+        train(TrainOptions(out=str(out), data=str(tiny_dataset), epochs=1, seed=seed, **TINY))
+        files.append(str(out / "model.pt"))
+    ens_path = tmp_path / "ens.pt"
+    assert main(["ensemble", str(ens_path), *files, "--data", str(tiny_dataset)]) == 0
+    assert "mean_baseline" in capsys.readouterr().out
+    model, meta = load_model_file(ens_path)
+    assert isinstance(model, DOSEnsemble) and len(model.members) == 2
+    assert meta["metrics"]["test"]["model"]["n"] == 4 and meta["ensemble_of"] == files
