@@ -194,4 +194,28 @@ def test_ensemble_is_the_mean_of_its_members_and_round_trips(tmp_path, graphs) -
         torch.testing.assert_close(ens(batch)["system"], ((raw[0] + raw[1]) / 2).clamp_min(0), atol=1e-6, rtol=1e-6)
     assert ens.seen_systems.all()  # member 0 saw every system
     with pytest.raises(ValueError, match="another config"):
-        DOSEnsemble([members[0], DOSTransformer(small_config(energy_encoding="value"))])
+        DOSEnsemble([members[0], DOSTransformer(small_config(task="edos"))])
+
+
+def test_ensemble_mixes_seed_and_element_feature_recipes(tmp_path) -> None:
+    """A seed-recipe member reads the one-hot prefix of graphs built with element descriptors."""
+    from ase_dostransformer.model.ensemble import DOSEnsemble
+
+    rich = PhononGraphRecipe(element_features=True)
+    torch.manual_seed(0)
+    plain_model = DOSTransformer(small_config(recipe=RECIPE.to_dict())).eval()
+    rich_model = DOSTransformer(
+        small_config(recipe=rich.to_dict(), node_dim=rich.node_dim, energy_encoding="value")
+    ).eval()
+    ens = DOSEnsemble([plain_model, rich_model])
+    assert ens.cfg.node_dim == 125 and ens.cfg.recipe["element_features"]
+    atoms = bulk("ZnO", "wurtzite", a=3.25, c=5.21)
+    with torch.no_grad():
+        a = plain_model(Batch.from_data_list([RECIPE.featurise(atoms)]), raw=True)["system"]
+        b = rich_model(Batch.from_data_list([rich.featurise(atoms)]), raw=True)["system"]
+        both = ens(Batch.from_data_list([rich.featurise(atoms)]))["system"]
+    torch.testing.assert_close(both, ((a + b) / 2).clamp_min(0), atol=1e-6, rtol=1e-6)
+    path = save_model_file(ens, tmp_path / "mixed.pt")
+    loaded, _ = load_model_file(path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(Batch.from_data_list([rich.featurise(atoms)]))["system"], both)

@@ -51,7 +51,8 @@ class GraphNetworkEmbedder(nn.Module):
         self.blocks = nn.ModuleList(GraphNetworkBlock(cfg.hidden, cfg.aggregation) for _ in range(cfg.layers))
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        h = self.node_in(batch.x * self.node_scale)
+        # graphs may carry more node columns than this model uses (a richer recipe in an ensemble)
+        h = self.node_in(batch.x[:, : self.node_scale.numel()] * self.node_scale)
         e = self.edge_in(batch.edge_attr)
         for block in self.blocks:
             h, e = block(h, e, batch.edge_index)
@@ -70,7 +71,7 @@ class MLPEmbedder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return self.net(batch.x * self.node_scale)
+        return self.net(batch.x[:, : self.node_scale.numel()] * self.node_scale)
 
 
 def build_embedder(cfg: ModelConfig) -> nn.Module:

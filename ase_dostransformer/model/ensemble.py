@@ -12,22 +12,38 @@ import torch
 from torch import nn
 from torch_geometric.data import Batch
 
+from .config import ModelConfig
 from .dostransformer import DOSTransformer
 
 
+def _check_compatible(cfg: ModelConfig, ref: ModelConfig, i: int) -> None:
+    """Members must predict the same thing on the same grid from graphs of one recipe family."""
+    if cfg.task != ref.task or cfg.grid != ref.grid:
+        raise ValueError(f"ensemble member {i} has another config than the others (task or grid differ)")
+    a, b = dict(cfg.recipe), dict(ref.recipe)
+    a.pop("element_features", None)
+    b.pop("element_features", None)
+    if a != b or cfg.edge_dim != ref.edge_dim or cfg.node_dim > ref.node_dim:
+        raise ValueError(f"ensemble member {i} has another config than the others (graph recipe differs)")
+
+
 class DOSEnsemble(nn.Module):
-    """Average of several DOSTransformers of one architecture (the mean is taken before the clamp)."""
+    """Average of several DOSTransformers (the mean is taken before the clamp).
+
+    Members may differ in architecture and in whether their phonon nodes carry element
+    descriptors (those columns follow the seed's one-hot, so the others read a prefix).
+    """
 
     def __init__(self, members: Sequence[DOSTransformer]) -> None:
         super().__init__()
         if len(members) < 2:
             raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
-        first = members[0].cfg.to_dict()
-        for i, m in enumerate(members[1:], start=1):
-            if m.cfg.to_dict() != first:
-                raise ValueError(f"ensemble member {i} has another config than member 0")
+        richest = max(members, key=lambda m: m.cfg.node_dim)
+        for i, m in enumerate(members):
+            _check_compatible(m.cfg, richest.cfg, i)
         self.members = nn.ModuleList(members)
-        self.cfg = members[0].cfg
+        # graphs are built with the richest recipe; members of the seed recipe read its first columns
+        self.cfg = richest.cfg
 
     @property
     def seen_systems(self) -> torch.Tensor:

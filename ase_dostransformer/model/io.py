@@ -43,6 +43,7 @@ def save_model_file(
             "state_dict": state,
             "meta": meta,
             "members": len(model.members) if isinstance(model, DOSEnsemble) else 0,
+            "member_configs": [m.cfg.to_dict() for m in model.members] if isinstance(model, DOSEnsemble) else [],
         },
         path,
     )
@@ -96,7 +97,8 @@ def load_model_file(
     n = int(blob.get("members", 0))
     model: DOSTransformer | DOSEnsemble
     if n:
-        model = DOSEnsemble([DOSTransformer(ModelConfig.from_dict(blob["config"])) for _ in range(n)])
+        configs = blob.get("member_configs") or [blob["config"]] * n
+        model = DOSEnsemble([DOSTransformer(ModelConfig.from_dict(c)) for c in configs])
     else:
         model = DOSTransformer(ModelConfig.from_dict(blob["config"]))
     try:
