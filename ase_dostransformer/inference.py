@@ -147,7 +147,7 @@ def predict_graphs(
     with torch.no_grad():
         for group in padded_batches([int(g.num_nodes) for g in graphs], batch_size):
             batch = Batch.from_data_list([graphs[i] for i in group]).to(dev)
-            chunks.append(model(batch)["system"].float().cpu())
+            chunks.append(model(batch, branches=("system",))["system"].float().cpu())
     out = torch.cat(chunks).numpy().astype(np.float64)
     if not np.isfinite(out).all():
         bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])

@@ -97,20 +97,35 @@ def main() -> int:
         f"(first epoch {timer.times[0]:.1f} s; {len(timer.times)} epochs)"
     )
 
+    from ase_dostransformer.inference import featurise_structures, graph_recipe, predict_graphs
     from ase_dostransformer.pretrained import load_model
 
-    model = load_model(args.model or "phonon", device="cpu")
+    model = load_model(args.model or "phonon", device=args.device)
+    members = len(getattr(model, "members", [model]))
     test_atoms = [ds.atoms[i] for i in ds.split["test"]]
-    predict_phonon_dos(model, test_atoms[:8])  # warm-up
-    runs = []
+    predict_phonon_dos(model, test_atoms[:8], device=args.device)  # warm-up
+    runs, feats, nets = [], [], []
     for _ in range(3):
         t = time.perf_counter()
-        pred = predict_phonon_dos(model, test_atoms, batch_size=64, device="cpu")
+        pred = predict_phonon_dos(model, test_atoms, batch_size=64, device=args.device)
         runs.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        test_graphs = featurise_structures(graph_recipe(model), test_atoms)
+        feats.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        predict_graphs(model, test_graphs, batch_size=64, device=args.device)
+        nets.append(time.perf_counter() - t)
     print(
-        f"inference: {len(test_atoms)} test structures from Atoms to DOS in {min(runs):.3f} s "
-        f"(best of 3; {len(test_atoms) / min(runs):.0f} structures/s; output {pred.shape})"
+        f"inference ({members}-member model): {len(test_atoms)} test structures from Atoms to DOS in "
+        f"{min(runs):.3f} s (best of 3; {len(test_atoms) / min(runs):.0f} structures/s; featurisation "
+        f"{min(feats):.3f} s, network {min(nets):.3f} s; output {pred.shape})"
     )
+    t = time.perf_counter()
+    predict_phonon_dos(model, ds.atoms, batch_size=128, device=args.device)
+    dt = time.perf_counter() - t
+    print(f"inference: all {len(ds.atoms)} dataset structures in {dt:.2f} s = {len(ds.atoms) / dt:.0f} structures/s")
+    if gpu:
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
     print(f"peak memory (RSS): {peak_rss_mib():.0f} MiB")
     return 0
 

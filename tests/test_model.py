@@ -219,3 +219,13 @@ def test_ensemble_mixes_seed_and_element_feature_recipes(tmp_path) -> None:
     loaded, _ = load_model_file(path)
     with torch.no_grad():
         torch.testing.assert_close(loaded(Batch.from_data_list([rich.featurise(atoms)]))["system"], both)
+
+
+def test_system_branch_alone_equals_the_full_forward(graphs) -> None:
+    model = make_model()
+    batch = Batch.from_data_list(graphs)
+    with torch.no_grad():
+        full = model(batch)
+        alone = model(batch, branches=("system",))
+    assert set(alone) == {"system"}
+    torch.testing.assert_close(alone["system"], full["system"], atol=0, rtol=0)

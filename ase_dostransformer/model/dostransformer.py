@@ -62,12 +62,19 @@ class DOSTransformer(nn.Module):
         x = self.cross2(x, atoms, mask)
         return self.head(x).squeeze(-1)
 
-    def forward(self, batch: Batch, energies: torch.Tensor | None = None, raw: bool = False) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        batch: Batch,
+        energies: torch.Tensor | None = None,
+        raw: bool = False,
+        branches: tuple[str, ...] = ("global", "system"),
+    ) -> dict[str, torch.Tensor]:
         """Spectra of a batch of crystal graphs.
 
         ``energies`` (value encoding only): positions in the training window (0..1) to predict
         at; default the training grid. ``raw=True`` skips the final clamp (used by the loss, so
-        that negative outputs still receive gradient).
+        that negative outputs still receive gradient). ``branches``: which spectra to compute;
+        prediction needs only ``("system",)``, which skips the global branch's attention stacks.
         """
         h = self.embedder(batch)
         pooled = scatter(h, batch.batch, dim=0, dim_size=batch.num_graphs, reduce=self.cfg.pool)
@@ -85,11 +92,12 @@ class DOSTransformer(nn.Module):
         n_e = tokens.shape[0]
         e = self.cross1(tokens.unsqueeze(0).expand(b, -1, -1), atoms, mask)
         g_tok = g[:, None, :].expand(-1, n_e, -1)
-        p_tok = self.prompt(batch.system.view(-1))[:, None, :].expand(-1, n_e, -1)
-        out = {
-            "global": self._branch(self.fuse_global(torch.cat([e, g_tok], dim=-1)), atoms, mask),
-            "system": self._branch(self.fuse_system(torch.cat([e, g_tok, p_tok], dim=-1)), atoms, mask),
-        }
+        out = {}
+        if "global" in branches:
+            out["global"] = self._branch(self.fuse_global(torch.cat([e, g_tok], dim=-1)), atoms, mask)
+        if "system" in branches:
+            p_tok = self.prompt(batch.system.view(-1))[:, None, :].expand(-1, n_e, -1)
+            out["system"] = self._branch(self.fuse_system(torch.cat([e, g_tok, p_tok], dim=-1)), atoms, mask)
         if not raw:
             out = {k: v.clamp_min(0.0) for k, v in out.items()}
         return out

@@ -50,8 +50,14 @@ class DOSEnsemble(nn.Module):
         """Crystal systems any member saw in training."""
         return torch.stack([m.seen_systems for m in self.members]).any(dim=0)
 
-    def forward(self, batch: Batch, energies: torch.Tensor | None = None, raw: bool = False) -> dict[str, torch.Tensor]:
-        """Mean of the members' spectra (both branches)."""
-        outs = [m(batch, energies=energies, raw=True) for m in self.members]
+    def forward(
+        self,
+        batch: Batch,
+        energies: torch.Tensor | None = None,
+        raw: bool = False,
+        branches: tuple[str, ...] = ("global", "system"),
+    ) -> dict[str, torch.Tensor]:
+        """Mean of the members' spectra (the branches asked for)."""
+        outs = [m(batch, energies=energies, raw=True, branches=branches) for m in self.members]
         mean = {k: torch.stack([o[k] for o in outs]).mean(dim=0) for k in outs[0]}
         return mean if raw else {k: v.clamp_min(0.0) for k, v in mean.items()}

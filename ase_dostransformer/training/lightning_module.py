@@ -49,7 +49,7 @@ class DOSTransformerModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        out = self.model(batch)
+        out = self.model(batch, branches=("system",))
         self._val.append((out["system"].detach().float().cpu(), batch.y.detach().float().cpu()))
 
     def on_validation_epoch_end(self) -> None:
