@@ -39,8 +39,6 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train a phonon or electron DOSTransformer on Lightning")
     for f in fields(TrainOptions):
-        if f.name == "extra":
-            continue
         default = f.default
         flag = "--" + f.name
         if isinstance(default, bool):
@@ -60,7 +58,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .training.options import TrainOptions
     from .training.run import train
 
-    opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if f.name != "extra"})
+    opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions)})
     if isinstance(opts.devices, str) and opts.devices.isdigit():
         opts.devices = int(opts.devices)
     train(opts)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass
@@ -43,4 +43,3 @@ class TrainOptions:
     task: str = "phonon"  # phonon | edos (electron DOS from a dataset built by `dostransformer dataset build`)
     init_from: str | None = None  # start from this model file's weights and architecture (fine-tuning)
     prompt_only: bool = False  # train only the crystal-system prompts and the output head
-    extra: dict = field(default_factory=dict)
