@@ -290,3 +290,26 @@ def test_predict_summary_has_out_of_domain(domain_model_file, tmp_path) -> None:
     assert "Cu never seen in training" in rows["Cu"]["warnings"]
     js = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert js["n_out_of_domain"] == 1 and js["failures"] == []
+
+
+def test_disordered_cif_read_by_ase_is_rejected(tmp_path) -> None:
+    """ASE's CIF reader keeps one species per mixed site; predicting that stand-in would be wrong."""
+    from ase.io import read
+
+    from ase_dostransformer.graphs import InvalidStructureError
+    from ase_dostransformer.graphs.structure import crystal_arrays
+
+    cif = tmp_path / "mixed.cif"
+    cif.write_text(
+        "data_x\n_cell_length_a 4.0\n_cell_length_b 4.0\n_cell_length_c 4.0\n_cell_angle_alpha 90\n"
+        "_cell_angle_beta 90\n_cell_angle_gamma 90\n_symmetry_space_group_name_H-M 'P 1'\nloop_\n"
+        "_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n"
+        "_atom_site_occupancy\nA Fe 0 0 0 0.5\nB Co 0 0 0 0.5\nC O 0.5 0.5 0.5 1.0\n"
+    )
+    atoms = read(cif)
+    assert len(atoms) == 2  # what ASE made of it: an ordered stand-in
+    with pytest.raises(InvalidStructureError, match="disordered structure: site 0 has partial occupancies"):
+        crystal_arrays(atoms)
+    ordered = read(cif)
+    ordered.info.pop("occupancy")
+    assert crystal_arrays(ordered).natoms == 2

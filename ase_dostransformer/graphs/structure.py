@@ -45,6 +45,7 @@ def crystal_arrays(structure: Any) -> CrystalArrays:
             pbc = np.asarray(structure.get_pbc(), dtype=bool)
         except (TypeError, ValueError) as exc:
             raise InvalidStructureError(f"cannot read the atoms' cell, positions or numbers: {exc}") from exc
+        _check_ase_occupancy(getattr(structure, "info", None) or {})
     elif hasattr(structure, "lattice") and hasattr(structure, "cart_coords"):
         cell = np.asarray(structure.lattice.matrix, dtype=float)
         positions = np.asarray(structure.cart_coords, dtype=float)
@@ -56,6 +57,25 @@ def crystal_arrays(structure: Any) -> CrystalArrays:
         raise InvalidStructureError(f"expected ase.Atoms or pymatgen Structure, got {type(structure).__name__}")
     validate_crystal(cell, positions, numbers, pbc)
     return CrystalArrays(cell=cell, positions=positions, numbers=numbers)
+
+
+def _check_ase_occupancy(info: dict) -> None:
+    """Reject the partial occupancies ASE's CIF reader records in ``atoms.info["occupancy"]``.
+
+    ASE keeps one species per disordered site (and the occupancies in ``info``): predicting that
+    ordered stand-in would be a plausible but wrong answer for the disordered crystal.
+    """
+    occupancy = info.get("occupancy")
+    if not isinstance(occupancy, dict):
+        return
+    for site, species in occupancy.items():
+        if isinstance(species, dict) and (len(species) > 1 or any(float(v) < 1 - 1e-6 for v in species.values())):
+            shares = ", ".join(f"{el} {float(v):g}" for el, v in species.items())
+            raise InvalidStructureError(
+                f"disordered structure: site {site} has partial occupancies ({shares}); "
+                "the model needs an ordered crystal (pick an ordered supercell, e.g. with pymatgen's "
+                "OrderDisorderedStructureTransformation)"
+            )
 
 
 def _pymatgen_z(i: int, species: Any) -> int:
