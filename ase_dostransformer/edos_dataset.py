@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,10 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .graphs.cache import atomic_torch_save, cache_dir, recipe_key
+from .graphs.cache import cache_dir, recipe_key
 from .graphs.crystal_system import CRYSTAL_SYSTEMS
 from .graphs.edos import ElectronGraphRecipe
 from .graphs.structure import crystal_arrays
+from .io.atomic import atomic_torch_save, atomic_write
 from .io.edos_sources import (
     DEFAULT_WIDTH,
     EDOSRecord,
@@ -131,27 +131,12 @@ class BuildReport:
         return self.manifest["skipped"]
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write through ``write(file)`` to a temporary file beside ``path``, then rename (usual permissions)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_json_atomic(obj: Any, path: Path) -> None:
-    _atomic_write(path, lambda f: json.dump(obj, f, indent=1), "w")
+    atomic_write(path, lambda f: json.dump(obj, f, indent=1), "w")
 
 
 def _save_npy_atomic(arr: np.ndarray, path: Path) -> None:
-    _atomic_write(path, lambda f: np.save(f, arr))
+    atomic_write(path, lambda f: np.save(f, arr))
 
 
 def data_checksum(folder: Path) -> str:
@@ -223,7 +208,7 @@ def build_edos_dataset(
     graphs_file = out / "graphs.pt"
     if write_graphs and rows:
         blob = {"recipe": recipe.to_dict(), "data_sha256": sha, "graphs": [recipe.compact(g) for g in graphs]}
-        _atomic_write(graphs_file, lambda f: torch.save(blob, f))
+        atomic_torch_save(blob, graphs_file)
     else:
         graphs_file.unlink(missing_ok=True)
     from . import __version__

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from scipy import constants
 
-from .io.phonopy_files import atomic_write_text
+from .io.atomic import atomic_write_text
 
 #: Planck constant (J s).
 PLANCK = constants.h

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch_geometric.data import Data
+
+from ..io.atomic import atomic_torch_save
 
 #: Environment variable overriding the cache folder.
 CACHE_ENV = "DOSTRANSFORMER_CACHE"
@@ -27,20 +28,6 @@ def recipe_key(recipe: Any) -> str:
     """Short hash of a recipe's parameters."""
     text = json.dumps(recipe.to_dict(), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: never a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def featurise_many(recipe: Any, structures: Sequence[Any], targets: np.ndarray | None = None) -> list[Data]:

@@ -11,12 +11,13 @@ is written.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .atomic import atomic_write_text
 
 if TYPE_CHECKING:
     from ase.spectrum.dosdata import GridDOSData
@@ -59,21 +60,6 @@ def format_total_dos(
         lines.append(f"# {comment}")
     lines.extend(f"{f:20.10f}{d:20.10f}" for f, d in zip(nu, g, strict=True))
     return "\n".join(lines) + "\n"
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def write_total_dos(

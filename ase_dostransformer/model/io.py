@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..graphs.cache import atomic_torch_save
+from ..io.atomic import atomic_torch_save
 from .config import ModelConfig
 from .dostransformer import DOSTransformer
 from .ensemble import DOSEnsemble

@@ -12,10 +12,10 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..io.atomic import atomic_write_text
 from ..model.io import ModelFileError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -195,14 +195,5 @@ def register_model(
         entry.update(extra)
     entries = read_registry(reg_path)
     entries[name] = entry
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".registry-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(entries, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, reg_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(reg_path, json.dumps(entries, indent=2, sort_keys=True) + "\n")
     return entry

@@ -1,0 +1,48 @@
+"""Atomic file writes: every file this package writes goes through here.
+
+The content goes to a hidden temporary file beside the target, is flushed and fsynced, gets the
+usual permissions (``mkstemp`` makes 0600 files), and is renamed into place with ``os.replace``,
+which is atomic on POSIX file systems: a killed process leaves the old file or the new one, never a
+torn one. Torch is imported only by :func:`atomic_torch_save`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], mode: str = "wb") -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        kwargs = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8, ``\\n`` line ends) atomically."""
+    return atomic_write(path, lambda fh: fh.write(text), "w")
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` atomically."""
+    import torch
+
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
