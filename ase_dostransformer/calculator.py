@@ -1,4 +1,4 @@
-"""``DOSCalculator``: the phonon density of states of a crystal as an ASE calculator property.
+"""``DOSCalculator``: the phonon and electron density of states of a crystal as ASE calculator properties.
 
 Usage::
 
@@ -9,13 +9,15 @@ Usage::
     atoms.calc = DOSCalculator()                           # the shipped model, offline
     y = atoms.calc.get_property("phonon_dos", atoms)       # (51,) on 0..1000 cm^-1, peak ~1 (max-normalised scale)
     dos = atoms.calc.get_phonon_dos()                      # ase GridDOSData: THz, states/THz/cell, 3N
+    edos = atoms.calc.get_electron_dos()                   # ase GridDOSData: eV relative to E_F, max-normalised
 
-``phonon_dos`` is cached until the atoms change (positions, cell, numbers, pbc) or a parameter is
+``phonon_dos`` and ``electron_dos`` are cached until the atoms change (positions, cell, numbers, pbc) or a parameter is
 set. ASE's generic property machinery knows only its own names: ``atoms.get_properties`` and the
-extxyz / trajectory / db writers reject or drop ``phonon_dos``; export with :meth:`get_phonon_dos`,
+extxyz / trajectory / db writers reject or drop ``phonon_dos`` / ``electron_dos``; export with :meth:`get_phonon_dos`,
 ``ase_dostransformer.io.phonopy_files`` or ``dostransformer predict`` instead.
 
-Importing this module needs only ASE and NumPy; torch and the model load when a calculator is made.
+Importing this module needs only ASE and NumPy; torch and the phonon model load when a calculator
+is made, the electron model on the first ``electron_dos`` request.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import os
 import warnings
 import weakref
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,8 +35,10 @@ from ase.calculators.calculator import Calculator, all_changes
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
     from ase.spectrum.dosdata import GridDOSData
+    from pymatgen.electronic_structure.dos import Dos
     from pymatgen.phonon.dos import PhononDos
 
+    from .electronic import GapEstimate
     from .model import DOSTransformer
     from .thermo import ThermalProperties
 
@@ -51,10 +56,12 @@ UNSEEN_SYSTEM_MESSAGE = "crystal system {system!r} was absent from the training 
 
 
 class DOSCalculator(Calculator):
-    """ASE calculator predicting the phonon DOS of a periodic crystal with a DOSTransformer.
+    """ASE calculator predicting the phonon and electron DOS of a periodic crystal with DOSTransformers.
 
-    ``model``: a registered name (default ``"phonon"``, the shipped model), a path to a model file,
-    or a loaded :class:`~ase_dostransformer.model.DOSTransformer`. ``device``: as
+    ``model``: the phonon model, a registered name (default ``"phonon"``, the shipped model), a path
+    to a model file, or a loaded :class:`~ase_dostransformer.model.DOSTransformer`; ``None`` for an
+    electron-DOS-only calculator. ``electron_model``: the same for the electron DOS (default
+    ``"edos"``, the shipped model; loaded when ``electron_dos`` is first asked for). ``device``: as
     :func:`~ase_dostransformer.inference.resolve_device` (argument, ``$DOSTRANSFORMER_DEVICE``,
     cuda, cpu). ``batch_size``: structures per forward pass in :meth:`predict_many`.
 
@@ -62,20 +69,22 @@ class DOSCalculator(Calculator):
     max-normalised, on :attr:`frequencies_cm1`), plus ``results["phonon_dos_cut_off"]`` (bool),
     ``results["phonon_dos_out_of_domain"]`` (bool: elements never seen in training, or more atoms
     than any training cell) and ``results["phonon_dos_warnings"]`` (list of str, each also issued
-    as a Python warning).
+    as a Python warning). ``results["electron_dos"]`` is the ``(201,)`` max-normalised electron DOS on
+    :attr:`energies_ev` (-5..5 eV around the Fermi level), with the matching ``electron_dos_*`` flags.
 
     Invalid atoms (see :mod:`ase_dostransformer.graphs.validation`) raise
     :class:`~ase_dostransformer.graphs.InvalidStructureError`, a ``ValueError`` naming the fault.
     """
 
-    implemented_properties = ["phonon_dos"]
+    implemented_properties = ["phonon_dos", "electron_dos"]
     discard_results_on_any_change = True
     default_parameters: dict[str, Any] = {"cut_off_threshold": 0.05}
     name = "dostransformer"
 
     def __init__(
         self,
-        model: str | os.PathLike | DOSTransformer = "phonon",
+        model: str | os.PathLike | DOSTransformer | None = "phonon",
+        electron_model: str | os.PathLike | DOSTransformer | None = "edos",
         device: Any = None,
         batch_size: int = 64,
         **kwargs: Any,
@@ -83,25 +92,70 @@ class DOSCalculator(Calculator):
         super().__init__(**kwargs)
         import torch
 
-        from .inference import graph_recipe, require_task, resolve_device
+        from .inference import graph_recipe, resolve_device
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if model is None and electron_model is None:
+            raise ValueError("give a phonon model, an electron model or both (both are None)")
         self.device = resolve_device(device)
+        self.batch_size = int(batch_size)
+        self.model = None if model is None else self._load(model, "phonon")
+        self.recipe = None if self.model is None else graph_recipe(self.model)
+        self._electron_source = electron_model
+        self._electron: tuple[Any, Any] | None = None
+        if isinstance(electron_model, torch.nn.Module):
+            self._electron = self._electron_pair()
+        elif electron_model is not None and not Path(electron_model).is_file():
+            from .pretrained import model_path
+
+            model_path(str(electron_model), verify=False)  # a clear error now for an unknown name
+
+    def _load(self, model: Any, task: str) -> Any:
+        """A loaded model of ``task`` on this calculator's device."""
+        import torch
+
+        from .inference import require_task
+
         if isinstance(model, torch.nn.Module):  # a DOSTransformer or a DOSEnsemble
-            self.model = model.to(self.device).eval()
+            loaded = model.to(self.device).eval()
         else:
             from .pretrained import load_model
 
-            self.model = load_model(model, self.device)
-        require_task(self.model, "phonon")
-        self.recipe = graph_recipe(self.model)
-        self.batch_size = int(batch_size)
+            loaded = load_model(model, self.device)
+        require_task(loaded, task)
+        return loaded
+
+    def _electron_pair(self) -> tuple[Any, Any]:
+        """The electron model and its graph recipe, loaded on first use."""
+        from .inference import graph_recipe
+
+        if self._electron is None:
+            if self._electron_source is None:
+                raise ValueError("this calculator has no electron-DOS model (electron_model=None)")
+            model = self._load(self._electron_source, "edos")
+            self._electron = (model, graph_recipe(model))
+        return self._electron
+
+    @property
+    def electron_model(self) -> Any:
+        """The electron-DOS model (loaded on first access)."""
+        return self._electron_pair()[0]
+
+    def _phonon_pair(self) -> tuple[Any, Any]:
+        if self.model is None:
+            raise ValueError("this calculator has no phonon-DOS model (model=None)")
+        return self.model, self.recipe
 
     @property
     def frequencies_cm1(self) -> np.ndarray:
         """The frequency grid of ``results["phonon_dos"]`` in cm^-1."""
-        return self.model.cfg.grid.values
+        return self._phonon_pair()[0].cfg.grid.values
+
+    @property
+    def energies_ev(self) -> np.ndarray:
+        """The energy grid of ``results["electron_dos"]`` in eV relative to the Fermi level."""
+        return self.electron_model.cfg.grid.values
 
     def calculate(
         self,
@@ -109,39 +163,57 @@ class DOSCalculator(Calculator):
         properties: Sequence[str] | None = None,
         system_changes: Sequence[str] = all_changes,
     ) -> None:
-        """Predict the phonon DOS of ``atoms`` into ``self.results``."""
-        super().calculate(atoms, properties or ["phonon_dos"], system_changes)
+        """Predict the requested DOS (``phonon_dos`` by default) of ``atoms`` into ``self.results``."""
+        properties = list(properties or ["phonon_dos"])
+        super().calculate(atoms, properties, system_changes)
+        for name in properties:
+            if name == "phonon_dos":
+                self._predict("phonon_dos", *self._phonon_pair())
+            elif name == "electron_dos":
+                self._predict("electron_dos", *self._electron_pair())
+
+    def _predict(self, name: str, model: Any, recipe: Any) -> None:
+        """Run ``model`` on ``self.atoms``; fill ``results[name]`` and its ``_out_of_domain`` / ``_warnings``."""
         from .graphs import OutOfDomainWarning
         from .inference import domain_check, predict_graphs
 
-        graph = self.recipe.featurise(self.atoms)
-        domain = domain_check(self.model, graph)
-        dos = predict_graphs(self.model, [graph], batch_size=1, device=self.device)[0]
-        cut_off, found = self._check(dos, int(graph.system.item()))
-        found = [(message, OutOfDomainWarning) for message in domain.messages()] + found
-        self.results["phonon_dos"] = dos
-        self.results["phonon_dos_cut_off"] = cut_off
-        self.results["phonon_dos_out_of_domain"] = domain.out_of_domain
-        self.results["phonon_dos_warnings"] = [message for message, _ in found]
+        graph = recipe.featurise(self.atoms)
+        domain = domain_check(model, graph)
+        dos = predict_graphs(model, [graph], batch_size=1, device=self.device)[0]
+        found = [(message, OutOfDomainWarning) for message in domain.messages()]
+        found += self._check_common(model, dos, int(graph.system.item()))
+        if name == "phonon_dos":
+            cut_off, cut_warnings = self._check(dos, model)
+            self.results["phonon_dos_cut_off"] = cut_off
+            found += cut_warnings
+        self.results[name] = dos
+        self.results[f"{name}_out_of_domain"] = domain.out_of_domain
+        self.results[f"{name}_warnings"] = [message for message, _ in found]
         for message, category in found:
-            warnings.warn(message, category, stacklevel=3)
+            warnings.warn(message, category, stacklevel=4)
 
-    def _check(self, dos: np.ndarray, system: int) -> tuple[bool, list[tuple[str, type[Warning]]]]:
-        """Whether the spectrum is cut off at the top of the window, and warnings for it."""
-        from .graphs import CRYSTAL_SYSTEMS
+    def _check(self, dos: np.ndarray, model: Any) -> tuple[bool, list[tuple[str, type[Warning]]]]:
+        """Whether a phonon spectrum is cut off at the top of the window, and the warning for it."""
         from .spectra import is_cut_off
 
         threshold = float(self.parameters.get("cut_off_threshold", 0.05))
-        found: list[tuple[str, type[Warning]]] = []
         cut_off = is_cut_off(dos, threshold)
-        if cut_off:
-            top = self.model.cfg.grid.stop
-            found.append((CUT_OFF_MESSAGE.format(threshold=threshold, top=top), SpectrumCutOffWarning))
-        if not bool(self.model.seen_systems[system]):
+        if not cut_off:
+            return False, []
+        message = CUT_OFF_MESSAGE.format(threshold=threshold, top=model.cfg.grid.stop)
+        return True, [(message, SpectrumCutOffWarning)]
+
+    @staticmethod
+    def _check_common(model: Any, dos: np.ndarray, system: int) -> list[tuple[str, type[Warning]]]:
+        """Warnings for an unseen crystal system or an all-zero spectrum."""
+        from .graphs import CRYSTAL_SYSTEMS
+
+        found: list[tuple[str, type[Warning]]] = []
+        if not bool(model.seen_systems[system]):
             found.append((UNSEEN_SYSTEM_MESSAGE.format(system=CRYSTAL_SYSTEMS[system]), UserWarning))
         if not np.any(dos > 0):
             found.append(("the model predicted an all-zero spectrum; it cannot be scaled to 3N states", UserWarning))
-        return cut_off, found
+        return found
 
     def set_atoms(self, atoms: Atoms) -> None:
         """Remember the ``Atoms`` this calculator is attached to (ASE calls this on ``atoms.calc = calc``)."""
@@ -168,7 +240,7 @@ class DOSCalculator(Calculator):
 
         atoms = self._atoms(atoms)
         y = self.get_phonon_dos_normalised(atoms)
-        return phonon_dos_to_phonopy(y, len(atoms), self.model.cfg.grid)
+        return phonon_dos_to_phonopy(y, len(atoms), self._phonon_pair()[0].cfg.grid)
 
     def get_phonon_dos(self, atoms: Atoms | None = None) -> GridDOSData:
         """The DOS as ASE ``GridDOSData``: energies in THz, weights in states/THz/cell (integral 3N)."""
@@ -210,8 +282,45 @@ class DOSCalculator(Calculator):
         """Cv in J/K/mol (of cells, or of atoms with ``per_atom``) at one temperature."""
         return float(self.get_thermal_properties(atoms, [temperature], per_atom=per_atom).cv[0])
 
-    def predict_many(self, structures: Sequence[Any]) -> np.ndarray:
-        """Max-normalised spectra ``(n, 51)`` of many structures in batches; no caching, same numbers as one by one."""
-        from .inference import predict_phonon_dos
+    def get_electron_dos_normalised(self, atoms: Atoms | None = None) -> np.ndarray:
+        """The max-normalised ``(201,)`` electron DOS on :attr:`energies_ev` (cached)."""
+        atoms = self._atoms(atoms)
+        return np.array(self.get_property("electron_dos", atoms))
 
-        return predict_phonon_dos(self.model, structures, batch_size=self.batch_size, device=self.device)
+    def get_electron_dos(self, atoms: Atoms | None = None, efermi: float = 0.0) -> GridDOSData:
+        """The electron DOS as ASE ``GridDOSData``: energies in eV (relative to the Fermi level, + ``efermi``).
+
+        The weights are the predicted max-normalised DOS: the model predicts the shape, not states/eV.
+        """
+        from .electronic import electron_dos_info, to_ase_electron_dos
+
+        atoms = self._atoms(atoms)
+        y = self.get_electron_dos_normalised(atoms)
+        info = electron_dos_info(atoms.get_chemical_formula())
+        info["out_of_domain"] = str(bool(self.results.get("electron_dos_out_of_domain", False)))
+        return to_ase_electron_dos(y, self.electron_model.cfg.grid, efermi=efermi, info=info)
+
+    def get_pymatgen_electron_dos(self, atoms: Atoms | None = None, efermi: float = 0.0) -> Dos:
+        """The electron DOS as a pymatgen ``Dos`` (eV, max-normalised; ``efermi`` its Fermi level)."""
+        from .electronic import to_pymatgen_dos
+
+        y = self.get_electron_dos_normalised(atoms)
+        return to_pymatgen_dos(y, self.electron_model.cfg.grid, efermi=efermi)
+
+    def get_band_gap_estimate(self, atoms: Atoms | None = None) -> GapEstimate:
+        """The empty window around the Fermi level of the predicted electron DOS (eV); see ``electronic.py``."""
+        from .electronic import band_gap_estimate
+
+        return band_gap_estimate(self.get_electron_dos_normalised(atoms), self.electron_model.cfg.grid)
+
+    def predict_many(self, structures: Sequence[Any], property: str = "phonon_dos") -> np.ndarray:
+        """Max-normalised spectra ``(n, npoints)`` of many structures in batches; same numbers as one by one.
+
+        ``property`` is ``"phonon_dos"`` (the default) or ``"electron_dos"``; nothing is cached.
+        """
+        from .inference import predict_dos
+
+        if property not in self.implemented_properties:
+            raise ValueError(f"property must be one of {self.implemented_properties}, got {property!r}")
+        model, _ = self._phonon_pair() if property == "phonon_dos" else self._electron_pair()
+        return predict_dos(model, structures, batch_size=self.batch_size, device=self.device)

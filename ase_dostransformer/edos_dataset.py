@@ -36,6 +36,7 @@ from .graphs.structure import crystal_arrays
 from .io.atomic import atomic_torch_save, atomic_write
 from .io.edos_sources import (
     DEFAULT_WIDTH,
+    INSULATOR_REFERENCE,
     EDOSRecord,
     SkippedRow,
     expand_inputs,
@@ -140,10 +141,15 @@ def _save_npy_atomic(arr: np.ndarray, path: Path) -> None:
 
 
 def data_checksum(folder: Path) -> str:
-    """sha256 over ``materials.json`` and ``dos.npy`` (the dataset's identity in caches and model files)."""
-    h = hashlib.sha256()
-    for name in ("materials.json", "dos.npy"):
-        h.update(file_sha256(folder / name).encode())
+    """sha256 over the rows of ``materials.json`` and ``dos.npy`` (the dataset's identity in caches and model files).
+
+    The rows' ``source`` paths are left out, so the same inputs give the same checksum whatever
+    directory the build ran from or how the inputs were named on the command line.
+    """
+    rows = json.loads((folder / "materials.json").read_text(encoding="utf-8"))
+    identity = [{k: v for k, v in row.items() if k != "source"} for row in rows]
+    h = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
+    h.update(file_sha256(folder / "dos.npy").encode())
     return h.hexdigest()
 
 
@@ -225,6 +231,9 @@ def build_edos_dataset(
             "savgol": {"window": SAVGOL_WINDOW, "order": SAVGOL_ORDER, "function": "scipy.signal.savgol_filter"},
             "normalisation": "divided by the maximum, negatives clamped to 0",
             "eigenvalue_broadening": {"kind": "gaussian (ase.dft.dos.DOS convention)", "width_eV": width},
+            "dft_eigenvalue_reference": (
+                f"{INSULATOR_REFERENCE}: with a band gap, 0 eV is the valence-band maximum; metals: the Fermi level"
+            ),
         },
         "recipe": recipe.to_dict(),
         "format_requested": fmt,

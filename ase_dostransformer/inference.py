@@ -1,4 +1,4 @@
-"""Batched phonon-DOS prediction from ASE ``Atoms`` or pymatgen ``Structure`` objects.
+"""Batched phonon- and electron-DOS prediction from ASE ``Atoms`` or pymatgen ``Structure`` objects.
 
 Structures are featurised one by one with the model's own graph recipe (the recipe stored in its
 config), then run through the model in PyG batches under ``torch.no_grad``. The model uses key
@@ -170,31 +170,54 @@ def padded_batches(natoms: Sequence[int], batch_size: int, max_padded: int = MAX
     return groups
 
 
+def predict_dos(
+    model: DOSTransformer,
+    structures: Any,
+    task: str | None = None,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Max-normalised spectra ``(n, npoints)`` on the model's grid for each structure.
+
+    ``structures`` is one ASE ``Atoms`` / pymatgen ``Structure`` or a sequence of them; ``task``
+    (``"phonon"`` or ``"edos"``), when given, must be the model's. An invalid structure raises
+    :class:`~ase_dostransformer.graphs.InvalidStructureError` (a ``ValueError``) naming its position
+    in the list. A valid structure outside the training domain (unseen elements, more atoms than any
+    training cell, atoms without neighbours) is predicted and reported with an
+    :class:`~ase_dostransformer.graphs.OutOfDomainWarning` naming its position.
+    """
+    import warnings
+
+    from .graphs import OutOfDomainWarning
+
+    if task is not None:
+        require_task(model, task)
+    items = as_structure_list(structures)
+    graphs = featurise_structures(graph_recipe(model), items)
+    for i, graph in enumerate(graphs):
+        for message in domain_check(model, graph).messages():
+            warnings.warn(f"structure {i}: {message}", OutOfDomainWarning, stacklevel=3)
+    return predict_graphs(model, graphs, batch_size=batch_size, device=device)
+
+
 def predict_phonon_dos(
     model: DOSTransformer,
     structures: Any,
     batch_size: int = 64,
     device: str | torch.device | None = None,
 ) -> np.ndarray:
-    """Max-normalised phonon DOS ``(n, 51)`` on the model's grid (0..1000 cm^-1) for each structure.
+    """Max-normalised phonon DOS ``(n, 51)`` on 0..1000 cm^-1 for each structure (see :func:`predict_dos`)."""
+    return predict_dos(model, structures, "phonon", batch_size=batch_size, device=device)
 
-    ``structures`` is one ASE ``Atoms`` / pymatgen ``Structure`` or a sequence of them. An invalid
-    structure raises :class:`~ase_dostransformer.graphs.InvalidStructureError` (a ``ValueError``)
-    naming its position in the list. A valid structure outside the training domain (unseen
-    elements, more atoms than any training cell, atoms without neighbours) is predicted and
-    reported with an :class:`~ase_dostransformer.graphs.OutOfDomainWarning` naming its position.
-    """
-    import warnings
 
-    from .graphs import OutOfDomainWarning
-
-    require_task(model, "phonon")
-    items = as_structure_list(structures)
-    graphs = featurise_structures(graph_recipe(model), items)
-    for i, graph in enumerate(graphs):
-        for message in domain_check(model, graph).messages():
-            warnings.warn(f"structure {i}: {message}", OutOfDomainWarning, stacklevel=2)
-    return predict_graphs(model, graphs, batch_size=batch_size, device=device)
+def predict_electron_dos(
+    model: DOSTransformer,
+    structures: Any,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Max-normalised electron DOS ``(n, 201)`` on -5..5 eV around the Fermi level (see :func:`predict_dos`)."""
+    return predict_dos(model, structures, "edos", batch_size=batch_size, device=device)
 
 
 def phonon_frequencies_cm1(model: DOSTransformer | None = None) -> np.ndarray:

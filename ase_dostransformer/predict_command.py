@@ -1,4 +1,4 @@
-"""``dostransformer predict``: phonon DOS, thermodynamics and plots for many structure files.
+"""``dostransformer predict``: phonon DOS, thermodynamics and plots (and electron DOS) for many structure files.
 
 Every input structure gets a folder under ``--out`` holding ``total_dos.dat`` (phonopy format:
 THz, states/THz/cell, integral 3N), ``thermal_properties.yaml`` (phonopy layout, per mole of
@@ -6,7 +6,9 @@ cells), ``thermal_properties.csv`` and ``phonon_dos.png``. ``summary.csv`` and `
 list every structure, including those that failed and why. A file or structure that cannot be
 read or predicted is recorded as failed with its reason; the run goes on. Structures are checked
 by :mod:`ase_dostransformer.graphs.validation` (the same rules as the calculator); valid ones outside
-the model's training domain are predicted and flagged (``out_of_domain``, ``warnings``).
+the model's training domain are predicted and flagged (``out_of_domain``, ``warnings``). With
+``--electron-model`` (e.g. ``edos``, the shipped one) each folder also gets ``electron_dos.dat`` and
+``electron_dos.png``, and the summary a band-gap estimate and the DOS at the Fermi level.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ part-way the frames before the break are still predicted.
 outputs (per structure, in OUT/<name>/): total_dos.dat (phonopy format, THz, states/THz/cell,
 integral 3N), thermal_properties.yaml (phonopy layout, per mole of cells), thermal_properties.csv,
 phonon_dos.png; and OUT/summary.csv, OUT/summary.json for all structures (status ok/failed,
-error, out_of_domain, warnings, Cv at 300 K per mole of cells and per mole of atoms).
+error, out_of_domain, warnings, Cv at 300 K per mole of cells and per mole of atoms). With
+--electron-model also electron_dos.dat (eV relative to the Fermi level, max-normalised),
+electron_dos.png, and the columns band_gap_estimate_eV and electron_dos_at_fermi.
 out_of_domain is true for elements never seen in training or a cell with more atoms than any
 training cell; the prediction is still made.
 
@@ -62,6 +66,8 @@ SUMMARY_COLUMNS = (
     "peak_frequency_THz",
     "cut_off",
     "out_of_domain",
+    "band_gap_estimate_eV",
+    "electron_dos_at_fermi",
     "warnings",
     "output_dir",
 )
@@ -84,6 +90,8 @@ class Record:
     peak_frequency_THz: float | None = None
     cut_off: bool | None = None
     out_of_domain: bool | None = None
+    band_gap_estimate_eV: float | None = None
+    electron_dos_at_fermi: float | None = None
     warnings: list[str] = field(default_factory=list)
     output_dir: str = ""
 
@@ -262,6 +270,71 @@ def plot_phonon_dos(path: Path, freqs_thz: np.ndarray, dos: np.ndarray, title: s
     return path
 
 
+def plot_electron_dos(path: Path, energies: np.ndarray, dos: np.ndarray, title: str) -> Path:
+    """PNG of a max-normalised electron DOS around the Fermi level, drawn without pyplot (Agg)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0, 3.6), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.fill_between(energies, dos, color="tab:orange", alpha=0.3, linewidth=0)
+    ax.plot(energies, dos, color="tab:orange", linewidth=1.5)
+    ax.axvline(0.0, color="0.4", linestyle="--", linewidth=1)
+    ax.set_xlim(float(energies[0]), float(energies[-1]))
+    ax.set_ylim(0, 1.1 * float(np.max(dos)) if np.max(dos) > 0 else 1.0)
+    ax.set_xlabel("E - E$_F$ (eV)")
+    ax.set_ylabel("DOS (max-normalised)")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def _predict_electron(
+    records_atoms: Sequence[tuple[Record, Any]], net: Any, out: Path, batch_size: int, dev: Any, label: str
+) -> None:
+    """Electron DOS files and summary columns for structures whose phonon outputs were written."""
+    from .electronic import band_gap_estimate, dos_at_fermi_level, write_electron_dos
+    from .inference import domain_check, graph_recipe, predict_graphs
+
+    recipe = graph_recipe(net)
+    grid = net.cfg.grid
+    for start in range(0, len(records_atoms), batch_size):
+        chunk = records_atoms[start : start + batch_size]
+        graphs = []
+        for rec, atoms in chunk:
+            graph = recipe.featurise(atoms)
+            graphs.append(graph)
+            domain = domain_check(net, graph)
+            rec.warnings.extend(f"electron model: {m}" for m in domain.messages())
+            rec.out_of_domain = bool(rec.out_of_domain) or domain.out_of_domain
+        spectra = predict_graphs(net, graphs, batch_size=batch_size, device=dev)
+        for (rec, _), y in zip(chunk, spectra, strict=True):
+            folder = out / rec.name
+            write_electron_dos(folder / "electron_dos.dat", y, grid, comment=f"{rec.formula} electron DOS by {label}")
+            plot_electron_dos(folder / "electron_dos.png", grid.values, y, f"{rec.formula} ({rec.crystal_system})")
+            if np.any(y > 0):
+                rec.band_gap_estimate_eV = band_gap_estimate(y, grid).gap
+            rec.electron_dos_at_fermi = dos_at_fermi_level(y, grid)
+
+
+def _load_net(model: Any, dev: Any, task: str) -> tuple[Any, str]:
+    """A model on ``dev`` and the label the output files name it by."""
+    import torch
+
+    from .inference import require_task
+
+    if isinstance(model, torch.nn.Module):  # a DOSTransformer or a DOSEnsemble
+        net, label = model.to(dev).eval(), "a DOSTransformer"
+    else:
+        from .pretrained import load_model
+
+        net, label = load_model(model, dev), f"DOSTransformer model {model}"
+    require_task(net, task)
+    return net, label
+
+
 def _write_outputs(
     rec: Record, atoms: Any, y: np.ndarray, temperatures: np.ndarray, folder: Path, grid: Any, model_label: str
 ) -> None:
@@ -331,13 +404,14 @@ def run_predict(
     temperatures: np.ndarray | Sequence[float] | None = None,
     progress: bool | None = None,
     cut_off_threshold: float = 0.05,
+    electron_model: Any = None,
 ) -> list[Record]:
     """Predict every structure in ``inputs`` and write the outputs under ``out``; returns the summary rows.
 
-    ``model`` is a registered name, a model-file path or a loaded ``DOSTransformer``. ``progress``:
+    ``model`` (phonon) and ``electron_model`` (optional) are registered names, model-file paths or
+    loaded ``DOSTransformer`` models. ``progress``:
     ``None`` shows a tqdm bar only on a terminal.
     """
-    import torch
     from tqdm.auto import tqdm
 
     from .graphs import CRYSTAL_SYSTEMS
@@ -349,13 +423,8 @@ def run_predict(
     temps = parse_temperatures(None) if temperatures is None else np.asarray(temperatures, dtype=float)
     out = Path(out)
     dev = resolve_device(device)
-    if isinstance(model, torch.nn.Module):  # a DOSTransformer or a DOSEnsemble
-        net, model_label = model.to(dev).eval(), "a DOSTransformer"
-    else:
-        from .pretrained import load_model
-
-        net = load_model(model, dev)
-        model_label = f"DOSTransformer model {model}"
+    net, model_label = _load_net(model, dev, "phonon")
+    electron = None if electron_model is None else _load_net(electron_model, dev, "edos")
     recipe = graph_recipe(net)
     disable = None if progress is None else not progress
     t0 = time.time()
@@ -435,9 +504,17 @@ def run_predict(
                     rec.fail(exc)
                 bar.update(1)
     bar.close()
+    if electron is not None:
+        done = [(rec, atoms) for rec, atoms in pending if rec.status == "ok"]
+        try:
+            _predict_electron(done, electron[0], out, batch_size, dev, electron[1])
+        except Exception as exc:  # the phonon outputs stand; say why the electron ones are missing
+            for rec, _ in done:
+                rec.warnings.append(f"electron DOS failed: {_reason(exc)}")
 
     meta = {
         "model": getattr(net, "source", model_label),
+        "electron_model": None if electron is None else getattr(electron[0], "source", electron[1]),
         "device": str(dev),
         "temperatures_K": temps.tolist(),
         "grid": net.cfg.grid.to_dict(),
@@ -446,6 +523,8 @@ def run_predict(
             "cv_300K_J_per_K_per_mol_cells": "J/K per mole of cells (the input cell)",
             "cv_300K_J_per_K_per_mol_atoms": "J/K per mole of atoms",
             "peak_frequency_THz": "frequency of the DOS maximum",
+            "band_gap_estimate_eV": "empty window near 0 eV of the predicted electron DOS (electronic.py)",
+            "electron_dos_at_fermi": "predicted electron DOS at 0 eV (max-normalised scale)",
         },
     }
     write_summary(records, out, meta)
@@ -463,6 +542,11 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     )
     p.add_argument("inputs", nargs="+", help="structure files (any format ASE reads) and/or folders")
     p.add_argument("--model", default="phonon", help="registered model name or model file (default: phonon)")
+    p.add_argument(
+        "--electron-model",
+        default=None,
+        help="also predict the electron DOS with this model (e.g. edos, the shipped one; default: none)",
+    )
     p.add_argument(
         "--device",
         default=None,
@@ -505,6 +589,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         temperatures=temps,
         progress=False if args.no_progress else None,
         cut_off_threshold=args.cut_off_threshold,
+        electron_model=args.electron_model,
     )
     failed = [r for r in records if r.status != "ok"]
     ok = len(records) - len(failed)

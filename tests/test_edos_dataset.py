@@ -120,6 +120,32 @@ def test_gaussian_broadening_matches_ase_dos() -> None:
     assert y.shape == (201,) and y.max() == 1.0
 
 
+@pytest.mark.parametrize("efermi", [-0.05, 0.3, 1.2])
+def test_insulator_targets_are_referenced_to_the_valence_band_top(efermi: float) -> None:
+    """Wherever the code puts its Fermi level inside the gap, the target is the same (0 eV = VBM)."""
+    atoms = bulk("Si")
+    rng = np.random.default_rng(1)
+    eps = np.concatenate([rng.uniform(-6, -0.2, (4, 4)), rng.uniform(1.5, 14, (4, 6))], axis=1)
+    eps = np.sort(eps, axis=1)
+    eps[:, -1] = 15.0
+    eps[2, 3] = -0.1  # the valence-band top
+    w = np.full(4, 0.25)
+    calc = SinglePointDFTCalculator(atoms, energy=-10.8, efermi=efermi)
+    calc.kpts = [SinglePointKPoint(w[k], 0, k, eps[k], np.zeros(10)) for k in range(4)]
+    atoms.calc = calc
+    rec = record_from_calculator(atoms, rid="gapped")
+    assert rec.efermi == -0.1
+    assert rec.properties["efermi_dft"] == efermi
+    assert rec.properties["band_gap"] == pytest.approx(eps[:, 4].min() + 0.1)
+    reference = process_edos(rec.energies - rec.efermi, rec.densities, 0.0)
+    np.testing.assert_allclose(process_edos(rec.energies, rec.densities, rec.efermi), reference, atol=1e-12)
+    # a metal (a band crosses the Fermi level) keeps the code's Fermi level
+    eps[0, 4] = efermi - 0.05
+    calc.kpts = [SinglePointKPoint(w[k], 0, k, eps[k], np.zeros(10)) for k in range(4)]
+    metal = record_from_calculator(atoms, rid="metal")
+    assert metal.efermi == efermi and metal.properties["band_gap"] == 0.0
+
+
 def test_each_format_is_read_and_detected(tmp_path: Path) -> None:
     atoms, ef = crystals()[5][1], 0.3
     mp = write_mp_json(tmp_path / "mp.json", [("mp-22862", atoms, ef, 5)])
@@ -288,3 +314,13 @@ def test_json_lines_are_streamed_row_by_row(tmp_path: Path) -> None:
     skipped = [i for i in items if isinstance(i, SkippedRow)]
     assert skipped[0].reason.startswith("line 2 is not JSON") and skipped[0].id == "mp#2"
     assert skipped[1].id == "x" and "no 'structure'" in skipped[1].reason
+
+
+def test_checksum_does_not_depend_on_how_inputs_are_named(tmp_path: Path, monkeypatch) -> None:
+    src = tmp_path / "src"
+    write_sources(src)
+    a = build_edos_dataset([src], tmp_path / "a", write_graphs=False)
+    monkeypatch.chdir(tmp_path)
+    b = build_edos_dataset(["src"], tmp_path / "b", write_graphs=False)
+    assert a.manifest["data_sha256"] == b.manifest["data_sha256"]
+    assert json.loads((tmp_path / "a" / "materials.json").read_text())[0]["source"].startswith(str(src))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,3 +166,37 @@ def test_shipped_phonon_model():
     # silicon (DFT): optical peak near 500 cm^-1, highest mode ~517 cm^-1; NaCl's modes end below ~270 cm^-1
     assert 440 <= freqs[y[0].argmax()] <= 540 and 480 <= top[0] <= 560
     assert 160 <= top[1] <= 300
+
+
+GPAW_LABELS = Path(__file__).resolve().parents[1] / "train" / "edos" / "dft_gpaw"
+
+
+@pytest.fixture(scope="module")
+def gpaw_dataset(tmp_path_factory):
+    """The committed GPAW labels built into an eDOS dataset, as train/edos/train.sh builds them."""
+    from ase_dostransformer.edos_dataset import build_edos_dataset
+
+    out = tmp_path_factory.mktemp("edos-gpaw")
+    report = build_edos_dataset([GPAW_LABELS], out)
+    assert report.skipped == []
+    return out
+
+
+@pytest.mark.skipif(not (PRETRAINED_DIR / "edos.pt").is_file(), reason="shipped edos.pt not present yet")
+def test_shipped_edos_model_reproduces_its_registered_test_metrics(gpaw_dataset):
+    """On its held-out test materials the shipped eDOS model scores what the registry says, beating the mean DOS."""
+    from ase_dostransformer.training.evaluate import evaluate_split
+    from ase_dostransformer.training.tasks import evaluation_data
+
+    entry = read_registry()["edos"]
+    assert sha256_file(PRETRAINED_DIR / "edos.pt") == entry["sha256"]
+    model = load_model("edos", device="cpu")
+    assert model.cfg.task == "edos" and model.cfg.grid.npoints == 201
+    data_sha256, graphs, split = evaluation_data("edos", str(gpaw_dataset), "random", 0)
+    assert data_sha256 == entry["training_data_sha256"]  # the committed labels are the training data
+    report = evaluate_split(model, graphs, split, parts=("test",))["test"]
+    for key in ("mse_x10", "mae", "r2"):
+        assert report["model"][key] == pytest.approx(entry["test_metrics"][key], rel=1e-4, abs=1e-6)
+    assert report["model"]["n"] == entry["test_metrics"]["n"] >= 40
+    assert report["model"]["mse_x10"] < 0.8 * report["mean_baseline"]["mse_x10"]
+    assert report["model"]["r2"] > report["mean_baseline"]["r2"] + 0.1

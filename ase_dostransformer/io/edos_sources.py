@@ -26,6 +26,10 @@ FORMATS = ("auto", "mp-json", "pymatgen-dos", "vasprun", "ase")
 DFT_RESULT_FORMAT = "ase-dostransformer-dft-result"
 #: Gaussian width (eV) used to broaden eigenvalues, in ``ase.dft.dos.DOS``'s convention.
 DEFAULT_WIDTH = 0.1
+#: The 0 eV of targets built from DFT eigenvalues of a material with a gap: "vbm" (the valence-band
+#: maximum, Materials Project's convention) rather than the code's Fermi level, which may sit
+#: anywhere in the gap.
+INSULATOR_REFERENCE = "vbm"
 #: Numeric per-material properties kept from a source when present (possible global features).
 PROPERTY_KEYS = (
     "energy_per_atom",
@@ -412,10 +416,16 @@ def dft_record(
     window: tuple[float, float] = (-5.0, 5.0),
     properties: dict[str, float] | None = None,
 ) -> EDOSRecord:
-    """A record from DFT eigenvalues: Gaussian-broadened on a 10 meV grid covering ``window`` around ``efermi``.
+    """A record from DFT eigenvalues: Gaussian-broadened on a 10 meV grid covering ``window`` around the reference.
+
+    The reference energy (the record's ``efermi``, the 0 of the target) follows :data:`INSULATOR_REFERENCE`:
+    for a calculation with a band gap it is the valence-band maximum, Materials Project's convention,
+    because a code's Fermi level can sit anywhere inside the gap (GPAW's lands at different depths
+    for different materials); for a metal it is the Fermi level. The calculation's own Fermi level
+    and the gap go to ``properties`` (``efermi_dft``, ``band_gap``).
 
     Refused (``SourceError``) when the calculation has too few empty bands to describe the window:
-    the highest band must lie above ``efermi + window[1]`` at every k-point.
+    the highest band must lie above ``reference + window[1]`` at every k-point.
     """
     eps = np.asarray(eigenvalues, dtype=float)
     ef = _float_or_none(efermi)
@@ -425,6 +435,12 @@ def dft_record(
         eps = eps[None]
     if eps.ndim != 3 or eps.size == 0:
         raise SourceError(f"eigenvalues must be [spin][k-point][band], got shape {eps.shape}")
+    properties = dict(properties or {})
+    edges = band_edges(eps, ef)
+    properties["efermi_dft"] = ef
+    properties["band_gap"] = 0.0 if edges is None else edges[1] - edges[0]
+    if edges is not None and INSULATOR_REFERENCE == "vbm":
+        ef = edges[0]
     top = float(eps[..., -1].min()) - ef
     if top < window[1]:
         raise SourceError(
@@ -434,7 +450,19 @@ def dft_record(
     margin = 0.5
     energies = np.arange(window[0] - margin, window[1] + margin + 1e-9, 0.01) + ef
     dos = gaussian_dos(eps, weights, energies, width)
-    return EDOSRecord(rid, structure, energies, dos, ef, source, "ase", dict(properties or {}))
+    return EDOSRecord(rid, structure, energies, dos, ef, source, "ase", properties)
+
+
+def band_edges(eigenvalues: np.ndarray, efermi: float) -> tuple[float, float] | None:
+    """``(vbm, cbm)`` when no band crosses ``efermi`` and states exist on both sides; ``None`` for a metal."""
+    eps = np.asarray(eigenvalues, dtype=float)
+    below, above = eps[eps <= efermi], eps[eps > efermi]
+    if below.size == 0 or above.size == 0:
+        return None
+    bands = eps.reshape(-1, eps.shape[-1])  # (spin x k, band)
+    if np.any((bands.min(axis=0) < efermi) & (bands.max(axis=0) > efermi)):
+        return None
+    return float(below.max()), float(above.min())
 
 
 def record_from_calculator(
@@ -483,9 +511,6 @@ def read_dft_result(
             if key not in obj:
                 raise SourceError(f"DFT result has no {key!r}")
         props = _properties(obj)
-        gap = obj.get("band_gap")
-        if isinstance(gap, Mapping) and _float_or_none(gap.get("gap")) is not None:
-            props["band_gap"] = float(gap["gap"])
         yield dft_record(
             rid,
             structure_from_any(obj["structure"]),

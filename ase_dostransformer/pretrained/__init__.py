@@ -110,8 +110,8 @@ def _resolve(name_or_path: str | os.PathLike, registry: str | os.PathLike | None
     if isinstance(name_or_path, str) and os.sep not in name_or_path and not path.suffix:
         known = ", ".join(sorted(read_registry(registry))) or "none"
         hint = ""
-        if name_or_path == DEFAULT_MODEL:
-            hint = " (the shipped phonon model is not in this installation)"
+        if name_or_path in (DEFAULT_MODEL, "edos"):
+            hint = f" (the shipped {name_or_path!r} model is not in this installation)"
         raise ModelFileError(
             f"{name_or_path!r} is neither a registered model{hint} nor an existing file (registered: {known})"
         )
@@ -144,6 +144,19 @@ def _test_metrics(meta: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(metrics, dict) and isinstance(metrics.get("test"), dict):
         return metrics["test"].get("model", metrics["test"])
     return None
+
+
+def _units(task: str, grid: dict[str, Any]) -> dict[str, str]:
+    """What the axes of a registered model's output mean."""
+    if task == "edos":
+        return {
+            "energy": f"{grid.get('unit', 'eV')} relative to the Fermi level (an insulator's valence-band maximum)",
+            "dos": "max-normalised (divided by its maximum); the model predicts the shape, not states/eV",
+        }
+    return {
+        "frequency": grid.get("unit", "cm^-1"),
+        "dos": "max-normalised (divided by its maximum); exports rescale to states/THz/cell, integral 3N",
+    }
 
 
 def register_model(
@@ -183,10 +196,7 @@ def register_model(
         "sha256": sha256_file(src),
         "task": cfg.get("task", "phonon"),
         "grid": grid,
-        "units": {
-            "frequency": grid.get("unit", "cm^-1"),
-            "dos": "max-normalised (divided by its maximum); exports rescale to states/THz/cell, integral 3N",
-        },
+        "units": _units(cfg.get("task", "phonon"), grid),
         "training_data_sha256": training_data_sha256 or meta.get("data_sha256"),
         "test_metrics": test_metrics if test_metrics is not None else _test_metrics(meta),
         "description": description,

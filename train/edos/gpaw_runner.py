@@ -10,8 +10,12 @@ Usage::
     /usr/bin/python3 train/edos/gpaw_runner.py --bulk Si NaCl:rocksalt:5.64 --out dft/
     /usr/bin/python3 train/edos/gpaw_runner.py structures/*.cif --out dft/ --kdensity 4 --dos-kdensity 8
 
-Resumable: a material whose ``OUT/<id>.json`` exists is skipped; a failure is appended to
-``OUT/failures.jsonl`` with its reason and retried on the next run (``--skip-failed`` to not retry).
+Results are written compactly as ``OUT/<id>.json.gz`` (:func:`compact_result`: eigenvalues rounded to
+0.1 meV, only the bands that reach within ``COMPACT_MARGIN`` eV of the Fermi level or valence-band top
+kept, plus the first band wholly above); ``--compact-existing`` converts full ``<id>.json`` files in
+OUT the same way. Resumable: a material whose ``OUT/<id>.json.gz`` (or ``.json``) exists is skipped;
+a failure is appended to ``OUT/failures.jsonl`` with its reason and retried on the next run
+(``--skip-failed`` to not retry).
 Settings: LCAO (dzp basis), PBE, Fermi-Dirac smearing 0.01 eV, a Gamma-centred Monkhorst-Pack mesh of
 ``--kdensity`` k-points per inverse Angstrom for the SCF, then a fixed-density run on a denser mesh
 (``--dos-kdensity``) whose eigenvalues make the DOS. All LCAO bands are kept (``nbands='nao'``; dzp
@@ -22,6 +26,7 @@ for Si, short of the +5 eV window).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import sys
@@ -36,6 +41,10 @@ import numpy as np  # noqa: E402
 
 FORMAT = "ase-dostransformer-dft-result"
 VERSION = 1
+#: Bands kept by :func:`compact_result` reach within this many eV of the Fermi level / valence-band top.
+COMPACT_MARGIN = 7.0
+#: Decimals (eV) of the eigenvalues kept by :func:`compact_result`.
+EIGENVALUE_DECIMALS = 4
 
 
 def kpts_from_density(atoms, density: float) -> list[int]:
@@ -92,6 +101,8 @@ def run_one(atoms, args: argparse.Namespace, txt: Path) -> dict:
         basis=args.basis,
         xc=args.xc,
         kpts={"size": scf_kpts, "gamma": True},
+        h=args.h,
+        convergence={"density": args.conv_density},
         occupations=FermiDirac(args.width),
         nbands=int(args.nbands) if args.nbands.lstrip("-").isdigit() else args.nbands,
         txt=str(txt),
@@ -136,6 +147,8 @@ def run_one(atoms, args: argparse.Namespace, txt: Path) -> dict:
             "scf_kpts": scf_kpts,
             "dos_kpts": dos_kpts,
             "kdensity": args.kdensity,
+            "grid_spacing": args.h,
+            "convergence_density": args.conv_density,
             "dos_kdensity": args.dos_kdensity,
             "threads": os.environ.get("OMP_NUM_THREADS"),
         },
@@ -145,12 +158,69 @@ def run_one(atoms, args: argparse.Namespace, txt: Path) -> dict:
     }
 
 
+def compact_result(result: dict, margin: float = COMPACT_MARGIN, decimals: int = EIGENVALUE_DECIMALS) -> dict:
+    """The result with fewer numbers: the bands a -5..+5 eV DOS window can need, rounded eigenvalues.
+
+    Kept: every band that comes within ``margin`` eV of the Fermi level or of the valence-band top
+    (the two references a dataset may use), plus the first band lying wholly above that range, so a
+    reader can still check that the empty bands reach past the window. Bands far below contribute
+    nothing to a DOS broadened by 0.1 eV; rounding to 0.1 meV changes such a DOS by under 1e-3 of
+    its peak.
+    """
+    eps = np.asarray(result["eigenvalues"], dtype=float)
+    ef = float(result["efermi"])
+    vbm = (result.get("band_gap") or {}).get("vbm")
+    lo = min(ef, vbm if vbm is not None else ef) - margin
+    hi = ef + margin
+    band_max = eps.max(axis=(0, 1))
+    band_min = eps.min(axis=(0, 1))
+    keep = np.flatnonzero((band_max >= lo) & (band_min <= hi))
+    if keep.size == 0:
+        raise ValueError("no band comes near the Fermi level")
+    first, last = int(keep[0]), int(keep[-1]) + 1
+    if last < eps.shape[-1]:
+        last += 1  # the first band wholly above: evidence of enough empty bands
+    out = dict(result)
+    out["eigenvalues"] = np.round(eps[..., first:last], decimals).tolist()
+    out["ibz_kpoints"] = np.round(np.asarray(result.get("ibz_kpoints", [])), 6).tolist()
+    out["compact"] = {
+        "bands": [first, last],
+        "nbands_computed": int(eps.shape[-1]),
+        "eigenvalue_decimals": decimals,
+        "margin_eV": margin,
+    }
+    return out
+
+
 def write_json_atomic(obj: dict, path: Path) -> None:
-    """Write JSON to a temporary file in the same folder, then rename (never a torn result)."""
+    """Write JSON (gzip-compressed for a ``.gz`` name) to a temporary file beside ``path``, then rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            if path.suffix == ".gz":
+                with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+                    f.write(json.dumps(obj).encode())
+            else:
+                raw.write(json.dumps(obj).encode())
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def compact_existing(out: Path) -> int:
+    """Rewrite every full ``<id>.json`` result in ``out`` as a compact ``<id>.json.gz``; returns the count."""
+    n = 0
+    for path in sorted(out.glob("*.json")):
+        obj = json.loads(path.read_text())
+        if obj.get("format") != FORMAT:
+            continue
+        write_json_atomic(compact_result(obj), path.with_name(path.name + ".gz"))
+        path.unlink()
+        n += 1
+    return n
 
 
 def failed_ids(out: Path) -> set[str]:
@@ -177,20 +247,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--xc", default="PBE")
     p.add_argument("--kdensity", type=float, default=4.0, help="SCF k-points per inverse Angstrom")
     p.add_argument("--dos-kdensity", type=float, default=8.0, help="k-point density of the DOS run")
+    p.add_argument("--h", type=float, default=0.2, help="real-space grid spacing (A) of the density")
+    p.add_argument("--conv-density", type=float, default=1e-4, help="SCF convergence of the density (GPAW's)")
     p.add_argument("--nbands", default="nao", help="GPAW nbands ('nao': every LCAO orbital, the default)")
     p.add_argument("--width", type=float, default=0.01, help="Fermi-Dirac width (eV)")
     p.add_argument("--skip-failed", action="store_true", help="do not retry materials in failures.jsonl")
+    p.add_argument("--compact-existing", action="store_true", help="compact the full <id>.json results in --out")
     args = p.parse_args(argv)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.compact_existing:
+        print(f"{compact_existing(out)} results compacted", flush=True)
     jobs = [(s, True) for s in args.structures] + [(s, False) for s in args.bulk]
     skip = failed_ids(out) if args.skip_failed else set()
     n_failed = 0
     for spec, is_file in jobs:
         mid = material_id(spec, is_file)
-        target = out / f"{mid}.json"
-        if target.is_file() or mid in skip:
+        target = out / f"{mid}.json.gz"
+        if target.is_file() or target.with_suffix("").is_file() or mid in skip:
             print(f"{mid}: done before, skipped", flush=True)
             continue
         t0 = time.time()
@@ -202,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 atoms = bulk_from_spec(spec)
             result = {"id": mid, "source": spec, **run_one(atoms, args, out / f"{mid}.gpaw.txt")}
-            write_json_atomic(result, target)
+            write_json_atomic(compact_result(result), target)
             gap = result["band_gap"]["gap"]
             gap_text = "n/a" if gap is None else f"{gap:.3f} eV"
             timing = f"{result['seconds']:.1f} s ({result['cpu_seconds']:.1f} s CPU)"
