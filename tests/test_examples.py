@@ -85,3 +85,20 @@ def test_screening_example(env, tmp_path):
     per_atom = [float(r[2]) for r in ranked]
     assert per_atom == sorted(per_atom, reverse=True)
     assert "over 3 structures" in out
+
+
+def test_electron_dos_example(env, tmp_path):
+    env = dict(env)
+    if "edos" not in list_models():
+        from ase_dostransformer.graphs.edos import ElectronGraphRecipe
+        from ase_dostransformer.training.options import TrainOptions
+        from ase_dostransformer.training.tasks import edos_model_config
+
+        torch.manual_seed(0)
+        cfg = edos_model_config(TrainOptions(hidden=32, layers=1, transformer=1, heads=4), ElectronGraphRecipe())
+        env["DOSTRANSFORMER_ELECTRON_MODEL"] = str(save_model_file(DOSTransformer(cfg), tmp_path / "edos.pt"))
+    out = run("electron_dos.py", "--out", str(tmp_path / "edos.png"), env=env)
+    rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in out.splitlines()[1:7]}
+    assert set(rows) == {"Si", "GaAs", "NaCl", "MgO", "Cu", "Al"}
+    assert all(gap >= 0 and 0 <= at_zero <= 1.5 for gap, at_zero in rows.values())
+    assert (tmp_path / "edos.png").stat().st_size > 5000

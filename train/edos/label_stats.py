@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -86,7 +87,7 @@ def failures(folder: Path) -> dict:
     items = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     done = set(results(folder))
     items = [f for f in items if f["id"] not in done]
-    reasons = Counter(f["reason"].splitlines()[0][:100] for f in items)
+    reasons = Counter(re.sub(r"\d+", "N", f["reason"].splitlines()[0])[:90] for f in items)
     return {"n": len({f["id"] for f in items}), "reasons": dict(reasons), "ids": sorted({f["id"] for f in items})}
 
 
