@@ -92,7 +92,7 @@ class DOSCalculator(Calculator):
         super().__init__(**kwargs)
         import torch
 
-        from .inference import graph_recipe, resolve_device
+        from .inference import graph_recipe, load_task_model, resolve_device
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -100,7 +100,7 @@ class DOSCalculator(Calculator):
             raise ValueError("give a phonon model, an electron model or both (both are None)")
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
-        self.model = None if model is None else self._load(model, "phonon")
+        self.model = None if model is None else load_task_model(model, "phonon", self.device)
         self.recipe = None if self.model is None else graph_recipe(self.model)
         self._electron_source = electron_model
         self._electron: tuple[Any, Any] | None = None
@@ -111,29 +111,14 @@ class DOSCalculator(Calculator):
 
             model_path(str(electron_model), verify=False)  # a clear error now for an unknown name
 
-    def _load(self, model: Any, task: str) -> Any:
-        """A loaded model of ``task`` on this calculator's device."""
-        import torch
-
-        from .inference import require_task
-
-        if isinstance(model, torch.nn.Module):  # a DOSTransformer or a DOSEnsemble
-            loaded = model.to(self.device).eval()
-        else:
-            from .pretrained import load_model
-
-            loaded = load_model(model, self.device)
-        require_task(loaded, task)
-        return loaded
-
     def _electron_pair(self) -> tuple[Any, Any]:
         """The electron model and its graph recipe, loaded on first use."""
-        from .inference import graph_recipe
+        from .inference import graph_recipe, load_task_model
 
         if self._electron is None:
             if self._electron_source is None:
                 raise ValueError("this calculator has no electron-DOS model (electron_model=None)")
-            model = self._load(self._electron_source, "edos")
+            model = load_task_model(self._electron_source, "edos", self.device)
             self._electron = (model, graph_recipe(model))
         return self._electron
 

@@ -73,6 +73,21 @@ def require_task(model: DOSTransformer, task: str) -> None:
         raise ValueError(f"this model predicts {model.cfg.task!r}, not {kind}")
 
 
+def load_task_model(model: Any, task: str, device: str | torch.device | None = None) -> DOSTransformer:
+    """A model of ``task`` in eval mode on ``device``: a loaded module as given, or a registered name / file path."""
+    import torch
+
+    dev = resolve_device(device)
+    if isinstance(model, torch.nn.Module):  # a DOSTransformer or a DOSEnsemble
+        loaded = model.to(dev).eval()
+    else:
+        from .pretrained import load_model
+
+        loaded = load_model(model, dev)
+    require_task(loaded, task)
+    return loaded
+
+
 def as_structure_list(structures: Any) -> list[Any]:
     """A list of structures from one structure or an iterable of them."""
     if _is_structure(structures):

@@ -323,16 +323,10 @@ def _load_net(model: Any, dev: Any, task: str) -> tuple[Any, str]:
     """A model on ``dev`` and the label the output files name it by."""
     import torch
 
-    from .inference import require_task
+    from .inference import load_task_model
 
-    if isinstance(model, torch.nn.Module):  # a DOSTransformer or a DOSEnsemble
-        net, label = model.to(dev).eval(), "a DOSTransformer"
-    else:
-        from .pretrained import load_model
-
-        net, label = load_model(model, dev), f"DOSTransformer model {model}"
-    require_task(net, task)
-    return net, label
+    label = "a DOSTransformer" if isinstance(model, torch.nn.Module) else f"DOSTransformer model {model}"
+    return load_task_model(model, task, dev), label
 
 
 def _write_outputs(
