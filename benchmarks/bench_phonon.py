@@ -30,7 +30,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--precision", default=None, help="Lightning precision (default 32-true; bf16-mixed on cuda)")
+    parser.add_argument("--precision", default="auto", help="auto: bf16-mixed where native, else 32-true")
     args = parser.parse_args()
 
     import lightning as L
@@ -44,6 +44,7 @@ def main() -> int:
     from ase_dostransformer.io.phdos import load_phonon_dataset
     from ase_dostransformer.training.data_module import GraphDataModule
     from ase_dostransformer.training.lightning_module import DOSTransformerModule
+    from ase_dostransformer.training.precision import resolve_precision
     from ase_dostransformer.training.run import TrainOptions, model_config
 
     torch.set_num_threads(args.threads)
@@ -76,7 +77,7 @@ def main() -> int:
     timer = Timer()
     dm = GraphDataModule(graphs, ds.split, batch_size=args.batch_size)
     gpu = args.device.startswith("cuda")
-    precision = args.precision or ("bf16-mixed" if gpu else "32-true")
+    precision = resolve_precision(args.precision, "gpu" if gpu else "cpu")
     trainer = L.Trainer(
         max_epochs=args.epochs,
         accelerator="gpu" if gpu else "cpu",

@@ -106,3 +106,60 @@ def test_prompt_only_needs_a_model_and_a_matching_one(
     phonon = TrainOptions(out=str(tmp_path / "b"), data=str(tiny_dataset), init_from=str(start / "model.pt"), epochs=1)
     with pytest.raises(ValueError, match="task is 'edos' but the data gives 'phonon'"):
         train(phonon)
+
+
+def test_split_file_few_shot_prompt_fine_tuning(trained, edos_data: Path, tmp_path: Path) -> None:
+    """Few-shot adaptation: a split file names the materials to fine-tune on; the parts are those ids."""
+    start, _ = trained
+    ds = load_edos_dataset(edos_data)
+    _, _, crystal = evaluation_data("edos", str(edos_data), "crystal_ood", 0)
+    held = [ds.ids[i] for i in np.concatenate([crystal["valid"], crystal["test"]])]
+    split_file = tmp_path / "few_shot.json"
+    others = [m for m in ds.ids if m not in held][:3]
+    split_file.write_text(json.dumps({"train": held[:1], "valid": held[1:], "test": others}))
+    _, _, split = evaluation_data("edos", str(edos_data), str(split_file), 0)
+    assert [ds.ids[i] for i in split["train"]] == held[:1]
+    assert [ds.ids[i] for i in split["test"]] == sorted(others, key=ds.ids.index)
+    opts = dict(TINY, epochs=3, lr=1e-2)
+    summary = train(
+        TrainOptions(
+            out=str(tmp_path / "ft"),
+            data=str(edos_data),
+            task="edos",
+            dataset=str(split_file),
+            init_from=str(start / "model.pt"),
+            prompt_only=True,
+            **opts,
+        )
+    )
+    assert summary["split_sizes"] == {"train": 1, "valid": len(held) - 1, "test": 3}
+    after, _ = load_model_file(tmp_path / "ft" / "model.pt")
+    systems = {ds.rows[ds.ids.index(m)]["system"] for m in held[:1]}
+    from ase_dostransformer.graphs.crystal_system import CRYSTAL_SYSTEMS
+
+    assert all(bool(after.seen_systems[CRYSTAL_SYSTEMS.index(s)]) for s in systems)  # now seen: own prompts
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "cannot read it as JSON"),
+        ('{"train": ["no-such-id"]}', "ids not in the dataset"),
+        ('{"train": [], "valid": []}', "train part is empty"),
+        ('{"training": []}', "expected an object with keys"),
+        ('{"train": "mp-1"}', "must be a list"),
+    ],
+)
+def test_bad_split_files_are_clear_errors(edos_data: Path, tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "split.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        evaluation_data("edos", str(edos_data), str(path), 0)
+
+
+def test_split_file_rejects_an_id_in_two_parts(edos_data: Path, tmp_path: Path) -> None:
+    first = load_edos_dataset(edos_data).ids[0]
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"train": [first], "test": [first]}))
+    with pytest.raises(ValueError, match="in both train and test"):
+        evaluation_data("edos", str(edos_data), str(path), 0)

@@ -229,3 +229,53 @@ def test_system_branch_alone_equals_the_full_forward(graphs) -> None:
         alone = model(batch, branches=("system",))
     assert set(alone) == {"system"}
     torch.testing.assert_close(alone["system"], full["system"], atol=0, rtol=0)
+
+
+def test_edge_update_equals_the_concatenated_mlp(graphs) -> None:
+    """The split first layer (atoms projected before gathering) is the seed's MLP on cat(h_src, h_dst, e)."""
+    model = make_model()
+    block = model.embedder.blocks[0]
+    batch = Batch.from_data_list(graphs)
+    torch.manual_seed(1)
+    h = torch.randn(batch.num_nodes, 32)
+    e = torch.randn(batch.num_edges, 32)
+    src, dst = batch.edge_index
+    with torch.no_grad():
+        reference = block.edge(torch.cat([h[src], h[dst], e], dim=-1))
+        split = block.edge_update(h, e, src, dst)
+    torch.testing.assert_close(split, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_cpu_bf16_autocast_runs_attention_in_fp32_and_stays_close(monkeypatch) -> None:
+    """Under CPU bf16 autocast the projections run in bf16 and attention in fp32 (the CPU bf16 attention
+    kernel is slow); the shipped model's spectra stay within 0.03 of its fp32 spectra (peaks near 1)."""
+    from ase_dostransformer.inference import graph_recipe, load_task_model
+    from ase_dostransformer.model import attention as attention_module
+
+    model = load_task_model("phonon", "phonon").eval()
+    recipe = graph_recipe(model)
+    crystals = [
+        bulk("NaCl", "rocksalt", a=5.64),
+        bulk("ZnO", "wurtzite", a=3.25, c=5.21),
+        bulk("Si", "diamond", a=5.43),
+    ]
+    batch = Batch.from_data_list([recipe.featurise(a) for a in crystals])
+    seen: list[torch.dtype] = []
+    original = attention_module.F.scaled_dot_product_attention
+
+    def spy(q, *args, **kw):
+        seen.append(q.dtype)
+        return original(q, *args, **kw)
+
+    monkeypatch.setattr(attention_module.F, "scaled_dot_product_attention", spy)
+    with torch.no_grad():
+        ref = model(batch, branches=("system",))["system"]
+        assert set(seen) == {torch.float32}
+        seen.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(batch, branches=("system",))["system"].float()
+            projected = model.members[0].cross1.blocks[0].attn.q(torch.randn(1, 2, model.cfg.hidden))
+    assert projected.dtype == torch.bfloat16  # autocast really was on for the projections
+    assert seen and set(seen) == {torch.float32}
+    assert float(ref.max()) > 0.5
+    assert float((low - ref).abs().max()) < 0.03

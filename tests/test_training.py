@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from ase_dostransformer.cli import main
 from ase_dostransformer.model import load_model_file
+from ase_dostransformer.training.precision import cpu_has_native_bf16, resolve_precision
 from ase_dostransformer.training.run import TrainOptions, train
 
 #: the same tiny run on the command line (2 epochs)
@@ -34,9 +36,12 @@ TINY_CLI = [
 TINY = dict(hidden=32, heads=4, layers=1, transformer=1, batch_size=4, eval=1, es=0, threads=1)
 
 
-def test_tiny_training_learns_and_writes_model(tiny_dataset: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_tiny_training_learns_and_writes_model(tiny_dataset: Path, tmp_path: Path, precision: str) -> None:
     out = tmp_path / "run"
-    summary = train(TrainOptions(out=str(out), data=str(tiny_dataset), epochs=30, lr=3e-3, warmup_epochs=1, **TINY))
+    opts = TrainOptions(out=str(out), data=str(tiny_dataset), epochs=30, lr=3e-3, warmup_epochs=1, precision=precision)
+    summary = train(TrainOptions(**{**vars(opts), **TINY}))
+    assert summary["precision"] == precision
     m = summary["metrics"]
     assert summary["split_sizes"] == {"train": 12, "valid": 4, "test": 4}
     # smooth single-peak spectra: after 30 epochs the model beats predicting the mean training DOS
@@ -46,6 +51,15 @@ def test_tiny_training_learns_and_writes_model(tiny_dataset: Path, tmp_path: Pat
     assert meta["seed"] == 0 and len(meta["data_sha256"]) == 64
     assert model.cfg.hidden == 32
     assert json.loads((out / "metrics.json").read_text())["best_epoch"] >= 0
+
+
+def test_auto_precision_is_bf16_only_on_hardware_with_native_bf16() -> None:
+    expected = "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+    assert resolve_precision("auto", "cpu") == expected
+    assert resolve_precision("32-true", "cpu") == "32-true"
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp8", "cpu")
 
 
 def test_training_is_deterministic_on_cpu(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -160,3 +174,15 @@ def test_cli_ensemble_of_two_seeds(tiny_dataset: Path, tmp_path: Path, capsys) -
     model, meta = load_model_file(ens_path)
     assert isinstance(model, DOSEnsemble) and len(model.members) == 2
     assert meta["metrics"]["test"]["model"]["n"] == 4 and meta["ensemble_of"] == files
+
+
+def test_phonon_split_file_picks_materials_by_id(tiny_dataset: Path, tmp_path: Path) -> None:
+    from ase_dostransformer.io.phdos import load_phonon_dataset
+    from ase_dostransformer.training.tasks import evaluation_data
+
+    ids = load_phonon_dataset(str(tiny_dataset)).ids
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"train": ids[5:9], "valid": ids[:2], "test": [ids[-1]]}))
+    _, _, split = evaluation_data("phonon", str(tiny_dataset), str(path), 0)
+    assert split["train"].tolist() == [5, 6, 7, 8]
+    assert split["valid"].tolist() == [0, 1] and split["test"].tolist() == [len(ids) - 1]

@@ -29,7 +29,15 @@ class MultiHeadAttention(nn.Module):
         q = self.q(x).view(b, lq, h, d // h).transpose(1, 2)
         k, v = self.kv(mem).view(b, mem.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
         mask = None if key_mask is None else key_mask[:, None, None, :]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0)
+        drop = self.attn_drop if self.training else 0.0
+        if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+            # CPU bf16 autocast: the projections gain about 4x from bf16, but the CPU attention kernel
+            # (forward + backward) is 4-8x slower in bf16 than in fp32 (benchmarks/profile_train_step.py):
+            # run it in fp32, outside autocast, which would otherwise cast it back to bf16
+            with torch.autocast("cpu", enabled=False):
+                y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=drop)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         return self.out(y.transpose(1, 2).reshape(b, lq, d))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
@@ -34,10 +35,22 @@ class GraphNetworkBlock(nn.Module):
 
     def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         src, dst = edge_index
-        e = e + self.edge(torch.cat([h[src], h[dst], e], dim=-1))
+        e = e + self.edge_update(h, e, src, dst)
         agg = scatter(e, dst, dim=0, dim_size=h.shape[0], reduce=self.aggregation)
         h = h + self.node(torch.cat([h, agg], dim=-1))
         return h, e
+
+    def edge_update(self, h: torch.Tensor, e: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        """``self.edge(cat(h[src], h[dst], e))``, computed without the (E, 3d) concatenation.
+
+        The first linear layer splits as ``W_s h[src] + W_d h[dst] + W_e e + b``: projecting the N atoms
+        before gathering them onto the E (about 16 N) edges does a third of its work (exact, same weights).
+        """
+        (first, act, second), norm = self.edge
+        d = h.shape[-1]
+        w = first.weight
+        pre = F.linear(h, w[:, :d])[src] + F.linear(h, w[:, d : 2 * d])[dst] + F.linear(e, w[:, 2 * d :], first.bias)
+        return norm(second(act(pre)))
 
 
 class GraphNetworkEmbedder(nn.Module):

@@ -36,7 +36,7 @@ class TrainOptions:
     devices: int | str = 1
     strategy: str = "auto"
     num_nodes: int = 1
-    precision: str = "32-true"
+    precision: str = "auto"  # bf16-mixed where the CPU/GPU has native bf16, else 32-true (training/precision.py)
     threads: int | None = None
     resume: bool = False
     limit: int | None = None  # use only the first N materials of each part (tests, smoke runs)

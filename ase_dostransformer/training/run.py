@@ -22,6 +22,7 @@ from .data_module import GraphDataModule
 from .evaluate import evaluate_split, format_report
 from .lightning_module import DOSTransformerModule
 from .options import TrainOptions
+from .precision import resolve_precision
 from .resume import AtomicCheckpointIO, RNGStateCallback, check_resume_checkpoint, remove_stale_temporaries
 from .splits import make_split
 from .tasks import describe_init, prepare_module, task_data
@@ -79,6 +80,7 @@ def phonon_split(ds: Any, graphs: list, name: str, seed: int, limit: int | None 
         official=ds.split,
         systems=np.array([int(g.system) for g in graphs]),
         num_species=np.array([len(set(a.numbers.tolist())) for a in ds.atoms]),
+        ids=ds.ids,
     )
     if limit:
         split = {k: v[:limit] for k, v in split.items()}
@@ -120,13 +122,14 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     callbacks: list[Callback] = [best, EpochLog(), RNGStateCallback()]
     if opts.es > 0:
         callbacks.append(EarlyStopping(monitor="val_mse", mode="min", patience=max(1, opts.es // opts.eval)))
+    precision = resolve_precision(opts.precision, opts.accelerator)
     trainer = L.Trainer(
         max_epochs=opts.epochs,
         accelerator=opts.accelerator,
         devices=opts.devices,
         strategy=opts.strategy,
         num_nodes=opts.num_nodes,
-        precision=opts.precision,
+        precision=precision,
         check_val_every_n_epoch=opts.eval,
         callbacks=callbacks,
         default_root_dir=str(out),
@@ -152,6 +155,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         "fit_seconds": round(fit_seconds, 1),
         "world_size": trainer.world_size,
         "effective_batch_size": opts.batch_size * trainer.world_size,
+        "precision": precision,
     }
     run_info.update(describe_init(opts))
     return export_run(opts, best.best_model_path or str(last), run_info, data.sha256, graphs, split)

@@ -1,6 +1,10 @@
-"""Train/valid/test splits: official (from files), random, crystal_ood and element_ood."""
+"""Train/valid/test splits: official (from files), random, crystal_ood, element_ood, or a split file."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -40,6 +44,38 @@ def element_ood_split(num_species: np.ndarray, seed: int) -> dict[str, np.ndarra
     return _held_out(np.isin(np.asarray(num_species), (2, 3)), seed)
 
 
+def split_from_file(path: str | Path, ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """A split written by hand: JSON ``{"train": [...], "valid": [...], "test": [...]}`` of material ids.
+
+    For fine-tuning on a few materials of one's own (``test`` may be empty or missing). Unknown ids,
+    an id in two parts or an empty ``train`` are errors that name the problem.
+    """
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"split file {path}: cannot read it as JSON ({exc})") from exc
+    if not isinstance(spec, dict) or not set(spec) <= {"train", "valid", "test"}:
+        raise ValueError(f"split file {path}: expected an object with keys train, valid, test")
+    index = {mid: i for i, mid in enumerate(ids)}
+    split, owner = {}, {}
+    for part in ("train", "valid", "test"):
+        members = spec.get(part, [])
+        if not isinstance(members, list):
+            raise ValueError(f"split file {path}: {part!r} must be a list of material ids")
+        unknown = [m for m in members if m not in index]
+        if unknown:
+            raise ValueError(f"split file {path}: {part} has ids not in the dataset: {unknown[:5]}")
+        for m in members:
+            if m in owner:
+                raise ValueError(f"split file {path}: {m!r} is in both {owner[m]} and {part}")
+            owner[m] = part
+        split[part] = np.sort(np.array([index[m] for m in members], dtype=np.int64))
+    if not len(split["train"]):
+        raise ValueError(f"split file {path}: the train part is empty")
+    return split
+
+
 def make_split(
     name: str,
     n: int,
@@ -47,8 +83,13 @@ def make_split(
     official: dict[str, np.ndarray] | None = None,
     systems: np.ndarray | None = None,
     num_species: np.ndarray | None = None,
+    ids: Sequence[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """The split called ``name`` (one of :data:`SPLITS`)."""
+    """The split called ``name`` (one of :data:`SPLITS`), or the split file ``name`` (``*.json``)."""
+    if name.endswith(".json"):
+        if ids is None:
+            raise ValueError("a split file needs the dataset's material ids")
+        return split_from_file(name, ids)
     if name == "official":
         if official is None:
             raise ValueError("this dataset has no official split; use --dataset random")
@@ -59,4 +100,4 @@ def make_split(
         return crystal_ood_split(systems, seed)
     if name == "element_ood":
         return element_ood_split(num_species, seed)
-    raise ValueError(f"unknown split {name!r}; choose from {SPLITS}")
+    raise ValueError(f"unknown split {name!r}; choose from {SPLITS} or give a split file (*.json)")

@@ -192,21 +192,6 @@ def compact_result(result: dict, margin: float = COMPACT_MARGIN, decimals: int =
     return out
 
 
-def run_with_retry(atoms, args: argparse.Namespace, txt: Path) -> dict:
-    """:func:`run_one`; when the LCAO overlap matrix is not positive definite on the ``--h`` grid (seen
-    at 0.3 A for a few cells), once more on the finer ``--retry-h`` grid, recorded in the settings."""
-    try:
-        return run_one(atoms, args, txt)
-    except np.linalg.LinAlgError as exc:
-        if not args.retry_h or args.retry_h >= args.h:
-            raise
-        print(f"  {type(exc).__name__} at h={args.h}; retrying at h={args.retry_h}", flush=True)
-        finer = argparse.Namespace(**{**vars(args), "h": args.retry_h})
-        result = run_one(atoms, finer, txt)
-        result["settings"]["retried_after"] = f"{type(exc).__name__} at h={args.h}"
-        return result
-
-
 def write_json_atomic(obj: dict, path: Path) -> None:
     """Write JSON (gzip-compressed for a ``.gz`` name) to a temporary file beside ``path``, then rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
@@ -263,7 +248,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kdensity", type=float, default=4.0, help="SCF k-points per inverse Angstrom")
     p.add_argument("--dos-kdensity", type=float, default=8.0, help="k-point density of the DOS run")
     p.add_argument("--h", type=float, default=0.2, help="real-space grid spacing (A) of the density")
-    p.add_argument("--retry-h", type=float, default=0.25, help="finer grid for one retry after a LinAlgError")
     p.add_argument("--conv-density", type=float, default=1e-4, help="SCF convergence of the density (GPAW's)")
     p.add_argument("--nbands", default="nao", help="GPAW nbands ('nao': every LCAO orbital, the default)")
     p.add_argument("--width", type=float, default=0.01, help="Fermi-Dirac width (eV)")
@@ -292,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                 atoms = read(spec)
             else:
                 atoms = bulk_from_spec(spec)
-            result = {"id": mid, "source": spec, **run_with_retry(atoms, args, out / f"{mid}.gpaw.txt")}
+            result = {"id": mid, "source": spec, **run_one(atoms, args, out / f"{mid}.gpaw.txt")}
             write_json_atomic(compact_result(result), target)
             gap = result["band_gap"]["gap"]
             gap_text = "n/a" if gap is None else f"{gap:.3f} eV"

@@ -11,11 +11,11 @@ the trivial baseline), then compares what a user reads off the predicted DOS wit
   smoothing hides narrower gaps);
 - the DOS at 0 eV (the Fermi level, or the valence-band top of an insulator), max-normalised scale.
 
-Usage (after ``train/edos/train.sh``)::
+Usage (after ``train/edos/train.sh``; each run is evaluated on the split it was trained with)::
 
     .venv/bin/python train/edos/report.py --data data/edos-gpaw \\
         random=runs/edos-random crystal_ood=runs/edos-crystal_ood element_ood=runs/edos-element_ood \\
-        --json train/edos/report.json
+        crystal_ood_few_shot=runs/edos-few-shot --json train/edos/report.json
 """
 
 from __future__ import annotations
@@ -64,11 +64,12 @@ def derived_quantities(pred: np.ndarray, true: np.ndarray, dft_gap: np.ndarray) 
     }
 
 
-def report_run(data: str, split_name: str, run: Path) -> dict:
-    """Metrics and derived quantities of one run's model on its split (valid and test)."""
+def report_run(data: str, run: Path) -> dict:
+    """Metrics and derived quantities of one run's model on its own split (valid and test)."""
     model, _ = load_model_file(run / "model.pt")
     summary = json.loads((run / "metrics.json").read_text())
     seed = int(summary.get("options", {}).get("seed", 0))
+    split_name = summary["options"]["dataset"]  # random, crystal_ood, element_ood or a split file
     _, graphs, split = evaluation_data("edos", data, split_name, seed)
     ds = load_edos_dataset(data)
     metrics = evaluate_split(model, graphs, split, parts=("valid", "test"))
@@ -78,6 +79,7 @@ def report_run(data: str, split_name: str, run: Path) -> dict:
     dft_gap = np.array([float(ds.rows[i]["properties"].get("band_gap", 0.0)) for i in test])
     return {
         "run": str(run),
+        "dataset": split_name,
         "split_sizes": {k: int(len(v)) for k, v in split.items()},
         "metrics": metrics,
         "test_derived": derived_quantities(pred, true, dft_gap),
@@ -115,14 +117,14 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", help="SPLIT=RUN_DIR pairs (random, crystal_ood, element_ood)")
+    p.add_argument("runs", nargs="+", help="LABEL=RUN_DIR pairs; each run is evaluated on its own --dataset split")
     p.add_argument("--data", required=True, help="the built eDOS dataset folder")
     p.add_argument("--json", default=None, help="write the report here")
     args = p.parse_args(argv)
     report = {"data": args.data, "data_sha256": load_edos_dataset(args.data).sha256, "splits": {}}
     for pair in args.runs:
         name, _, run = pair.partition("=")
-        report["splits"][name] = report_run(args.data, name, Path(run))
+        report["splits"][name] = report_run(args.data, Path(run))
     print(markdown(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
