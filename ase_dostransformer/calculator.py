@@ -67,10 +67,11 @@ class DOSCalculator(Calculator):
 
     Results after a calculation: ``results["phonon_dos"]`` (the property, a ``(51,)`` array,
     max-normalised, on :attr:`frequencies_cm1`), plus ``results["phonon_dos_cut_off"]`` (bool),
-    ``results["phonon_dos_out_of_domain"]`` (bool: elements never seen in training, or more atoms
-    than any training cell) and ``results["phonon_dos_warnings"]`` (list of str, each also issued
-    as a Python warning). ``results["electron_dos"]`` is the ``(201,)`` max-normalised electron DOS on
-    :attr:`energies_ev` (-5..5 eV around the Fermi level), with the matching ``electron_dos_*`` flags.
+    ``results["phonon_dos_out_of_domain"]`` (bool: elements never seen in training, more atoms
+    than any training cell, or a slab / molecule in a vacuum box) and ``results["phonon_dos_warnings"]``
+    (list of str, each also issued as a Python warning). ``results["electron_dos"]`` is the ``(201,)``
+    max-normalised electron DOS on :attr:`energies_ev` (-5..5 eV around the Fermi level, or the
+    valence-band top of an insulator), with the matching ``electron_dos_*`` flags.
 
     Invalid atoms (see :mod:`ase_dostransformer.graphs.validation`) raise
     :class:`~ase_dostransformer.graphs.InvalidStructureError`, a ``ValueError`` naming the fault.

@@ -43,8 +43,9 @@ phonon_dos.png; and OUT/summary.csv, OUT/summary.json for all structures (status
 error, out_of_domain, warnings, Cv at 300 K per mole of cells and per mole of atoms). With
 --electron-model also electron_dos.dat (eV relative to the Fermi level, max-normalised),
 electron_dos.png, and the columns band_gap_estimate_eV and electron_dos_at_fermi.
-out_of_domain is true for elements never seen in training or a cell with more atoms than any
-training cell; the prediction is still made.
+out_of_domain is true for elements never seen in training, a cell with more atoms than any
+training cell, or an empty layer over 6 A wide (a slab or molecule in a vacuum box); the
+prediction is still made.
 
 exit status: 0 when every structure succeeded; 1 when any input file or structure failed (the
 others are still written, and the failures are listed in the summary); 2 for a usage error or

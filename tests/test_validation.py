@@ -264,6 +264,47 @@ def test_isolated_atom_is_a_warning_not_an_error(domain_model_file) -> None:
     assert check_domain(PhononGraphRecipe().featurise(bulk("Cu", a=3.6))).isolated_atoms == ()
 
 
+def test_slab_in_a_vacuum_box_is_flagged_out_of_domain(domain_model_file) -> None:
+    from ase.build import fcc111
+
+    slab = fcc111("Cu", (1, 1, 4), vacuum=5.0, periodic=True)  # 10 A of vacuum between the slab's images
+    found = check_domain(PhononGraphRecipe().featurise(slab))
+    assert found.vacuum == pytest.approx(10.0, abs=1e-4) and found.out_of_domain
+    calc = DOSCalculator(model=str(domain_model_file), device="cpu")
+    with pytest.warns(OutOfDomainWarning, match="empty layer 10.0 A wide .* a slab, wire or molecule"):
+        dos = calc.get_property("phonon_dos", slab)
+    assert np.isfinite(dos).all() and calc.results["phonon_dos_out_of_domain"] is True
+    box = molecule("H2O")
+    box.center(vacuum=6.0)
+    box.pbc = True
+    assert check_domain(PhononGraphRecipe().featurise(box)).in_vacuum
+
+
+def test_vacuum_gap_of_bulk_crystals_is_small_and_supercell_invariant() -> None:
+    from ase_dostransformer.graphs.validation import vacuum_gap
+
+    for atoms in (bulk("Cu", a=3.6), bulk("NaCl", "rocksalt", a=5.64), bulk("ZnO", "wurtzite", a=3.25, c=5.21)):
+        gap = vacuum_gap(atoms.cell[:], atoms.get_scaled_positions())
+        big = atoms.repeat((2, 3, 1))
+        assert gap < 3.0
+        assert vacuum_gap(big.cell[:], big.get_scaled_positions()) == pytest.approx(gap, rel=1e-9)
+    # a layered crystal keeps its interlayer gap (graphite: 3.35 A between the sheets)
+    from ase.build import graphene
+
+    sheet = graphene(a=2.46, vacuum=0.0)
+    sheet.cell[2] = [0, 0, 3.35]
+    assert vacuum_gap(sheet.cell[:], sheet.get_scaled_positions()) == pytest.approx(3.35, abs=1e-6)
+
+
+def test_no_bulk_crystal_of_the_phonon_data_is_taken_for_a_slab(phdos_dir) -> None:
+    from ase_dostransformer.graphs.validation import MAX_BULK_VACUUM, vacuum_gap
+    from ase_dostransformer.io.phdos import load_phonon_dataset
+
+    gaps = np.array([vacuum_gap(a.cell[:], a.get_scaled_positions()) for a in load_phonon_dataset(phdos_dir).atoms])
+    assert len(gaps) == 1521 and gaps.max() == pytest.approx(3.92, abs=0.01)  # Cs2O, mp-7988
+    assert gaps.max() < MAX_BULK_VACUUM
+
+
 def test_model_without_training_domain_flags_nothing_but_isolated_atoms(model) -> None:
     graph = PhononGraphRecipe().featurise(bulk("GaAs", "zincblende", a=5.65).repeat(3))
     found = check_domain(graph, getattr(model, "meta", None))

@@ -25,6 +25,7 @@ from torch_geometric.data import Data
 from .crystal_system import crystal_system_index
 from .neighbours import nearest_neighbours
 from .structure import InvalidStructureError, crystal_arrays
+from .validation import vacuum_gap
 
 EMBEDDING_FILE = Path(__file__).with_name("data") / "matscholar_embeddings.npz"
 EMBEDDING_DIM = 200
@@ -135,6 +136,7 @@ class ElectronGraphRecipe:
             z=torch.from_numpy(crystal.numbers),
             system=torch.tensor([crystal_system_index(crystal.cell, crystal.scaled_positions, crystal.numbers)]),
             natoms=torch.tensor([crystal.natoms]),
+            vacuum=torch.tensor([vacuum_gap(crystal.cell, crystal.scaled_positions)], dtype=torch.float32),
         )
         g = self.global_vector(global_features)
         if g is not None:

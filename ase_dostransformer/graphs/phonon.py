@@ -21,6 +21,7 @@ from .crystal_system import crystal_system_index
 from .elements import DESCRIPTORS, element_descriptor_table
 from .neighbours import radius_neighbours
 from .structure import crystal_arrays
+from .validation import vacuum_gap
 
 NUM_ELEMENTS = 118
 
@@ -86,6 +87,7 @@ class PhononGraphRecipe:
             z=torch.from_numpy(crystal.numbers),
             system=torch.tensor([crystal_system_index(crystal.cell, crystal.scaled_positions, crystal.numbers)]),
             natoms=torch.tensor([n]),
+            vacuum=torch.tensor([vacuum_gap(crystal.cell, crystal.scaled_positions)], dtype=torch.float32),
         )
         if y is not None:
             data.y = torch.as_tensor(np.asarray(y, dtype=np.float32)).reshape(1, -1)

@@ -28,6 +28,9 @@ Two kinds of findings:
   - more atoms in the cell than the largest training cell (meta ``train_max_atoms``): *out of domain*.
     The prediction is still well defined (the graph network and the atom pooling are per-atom means),
     but such cells are usually defective or disordered supercells the model has never seen;
+  - an empty layer wider than :data:`MAX_BULK_VACUUM` along a cell vector (a slab, wire or molecule in
+    a vacuum box, from the graph's ``vacuum`` value): *out of domain*. The model was trained on bulk
+    crystals, whose widest such layer in the phonon data is 3.9 A (Cs2O);
   - atoms with no neighbour within the graph cutoff (4 A): a warning only. Such an atom keeps its self
     loop, so it still gets an embedding from its own element, it just sees no environment. It is not
     an error because real crystals have such atoms: eight materials of the phonon training set (Cs and
@@ -52,6 +55,9 @@ MIN_VOLUME_PER_ATOM = 0.5
 #: Cell vectors whose normalised triple product |a.(b x c)| / (|a||b||c|) falls below this are
 #: treated as linearly dependent (a flat cell).
 MIN_CELL_FLATNESS = 1e-6
+#: An empty layer (no atom centre) wider than this (A) along a cell vector marks a slab, wire or
+#: molecule in a vacuum box. The widest in the 1521 bulk crystals of the phonon data is 3.9 A.
+MAX_BULK_VACUUM = 6.0
 
 
 class InvalidStructureError(ValueError):
@@ -165,6 +171,18 @@ def _check_distances(cell: np.ndarray, positions: np.ndarray, numbers: np.ndarra
     )
 
 
+def vacuum_gap(cell: np.ndarray, scaled_positions: np.ndarray) -> float:
+    """The widest empty layer between atomic planes along any cell vector (A; periodic, vectorised).
+
+    Along vector ``i`` the layers are the gaps between the sorted fractional coordinates ``s_i``
+    (with the wrap-around), times the spacing of the lattice planes, ``1 / |b_i|``.
+    """
+    frac = np.sort(np.mod(scaled_positions, 1.0), axis=0)
+    gaps = np.diff(np.vstack([frac, frac[:1] + 1.0]), axis=0).max(axis=0)
+    spacing = 1.0 / np.linalg.norm(np.linalg.inv(cell), axis=0)  # columns of inv(cell) are the b_i
+    return float((gaps * spacing).max())
+
+
 @dataclass(frozen=True)
 class DomainCheck:
     """How a valid structure relates to the model's training data (see the module docstring)."""
@@ -175,6 +193,12 @@ class DomainCheck:
     isolated_atoms: tuple[int, ...] = ()
     cutoff: float = 4.0
     isolated_symbols: tuple[str, ...] = field(default=(), repr=False)
+    vacuum: float | None = None  # widest empty layer along a cell vector (A), when the graph records it
+
+    @property
+    def in_vacuum(self) -> bool:
+        """A slab, wire or molecule in a vacuum box rather than a bulk crystal."""
+        return self.vacuum is not None and self.vacuum > MAX_BULK_VACUUM
 
     @property
     def too_large(self) -> bool:
@@ -183,8 +207,8 @@ class DomainCheck:
 
     @property
     def out_of_domain(self) -> bool:
-        """Unseen elements or a cell larger than any in training."""
-        return bool(self.unseen_elements) or self.too_large
+        """Unseen elements, a cell larger than any in training, or vacuum in the cell."""
+        return bool(self.unseen_elements) or self.too_large or self.in_vacuum
 
     def messages(self) -> list[str]:
         """One human-readable line per finding (empty when there is nothing to say)."""
@@ -198,6 +222,11 @@ class DomainCheck:
             out.append(
                 f"out of domain: {self.natoms} atoms in the cell, more than the largest training cell "
                 f"({self.train_max_atoms} atoms)"
+            )
+        if self.in_vacuum:
+            out.append(
+                f"out of domain: an empty layer {self.vacuum:.1f} A wide along a cell vector (bulk crystals in "
+                f"training: at most 3.9 A): a slab, wire or molecule in a vacuum box, not a bulk crystal"
             )
         if self.isolated_atoms:
             pairs = zip(self.isolated_atoms[:5], self.isolated_symbols[:5], strict=True)
@@ -241,4 +270,5 @@ def check_domain(graph: Any, meta: dict[str, Any] | None = None, cutoff: float =
         isolated_atoms=tuple(int(i) for i in isolated),
         cutoff=float(cutoff),
         isolated_symbols=tuple(_symbol(int(z[i])) for i in isolated),
+        vacuum=float(graph.vacuum.reshape(-1)[0]) if getattr(graph, "vacuum", None) is not None else None,
     )

@@ -51,11 +51,10 @@ def edos_task_data(opts: TrainOptions) -> TaskData:
     graphs = edos_graphs(ds)
     if opts.dataset == "official":
         raise ValueError(
-            "electron-DOS datasets have no official split; use --dataset random, crystal_ood, element_ood or a split file"
+            "electron-DOS datasets have no official split; "
+            "use --dataset random, crystal_ood, element_ood or a split file"
         )
-    split = make_split(
-        opts.dataset, len(ds), opts.seed, systems=ds.systems, num_species=ds.num_species, ids=ds.ids
-    )
+    split = make_split(opts.dataset, len(ds), opts.seed, systems=ds.systems, num_species=ds.num_species, ids=ds.ids)
     if opts.limit:
         split = {k: v[: opts.limit] for k, v in split.items()}
     return TaskData(ds.sha256, graphs, split, edos_model_config(opts, ds.recipe))
