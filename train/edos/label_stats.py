@@ -86,7 +86,7 @@ def failures(folder: Path) -> dict:
         return {}
     items = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     done = set(results(folder))
-    items = [f for f in items if f["id"] not in done]
+    items = [f for f in {f["id"]: f for f in items}.values() if f["id"] not in done]  # the latest try per id
     reasons = Counter(re.sub(r"\d+", "N", f["reason"].splitlines()[0])[:90] for f in items)
     return {"n": len({f["id"] for f in items}), "reasons": dict(reasons), "ids": sorted({f["id"] for f in items})}
 
