@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import ase_dostransformer
 from ase_dostransformer.cli import main
 from ase_dostransformer.model import load_model_file
 from ase_dostransformer.training.precision import cpu_has_native_bf16, resolve_precision
@@ -33,6 +34,7 @@ TINY_CLI = [
     "--eval",
     "1",
 ]
+ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(hidden=32, heads=4, layers=1, transformer=1, batch_size=4, eval=1, es=0, threads=1)
 
 
@@ -42,6 +44,11 @@ def test_tiny_training_learns_and_writes_model(tiny_dataset: Path, tmp_path: Pat
     opts = TrainOptions(out=str(out), data=str(tiny_dataset), epochs=30, lr=3e-3, warmup_epochs=1, precision=precision)
     summary = train(TrainOptions(**{**vars(opts), **TINY}))
     assert summary["precision"] == precision
+    code = summary["code"]
+    assert code["package_version"] == ase_dostransformer.__version__
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode == 0:  # run from a git checkout (CI clones one): the commit is recorded
+        assert code["git_commit"] == head.stdout.strip() and isinstance(code["git_dirty"], bool)
     m = summary["metrics"]
     assert summary["split_sizes"] == {"train": 12, "valid": 4, "test": 4}
     # smooth single-peak spectra: after 30 epochs the model beats predicting the mean training DOS
@@ -49,6 +56,7 @@ def test_tiny_training_learns_and_writes_model(tiny_dataset: Path, tmp_path: Pat
     assert (out / "checkpoints" / "best.ckpt").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
     model, meta = load_model_file(out / "model.pt")
     assert meta["seed"] == 0 and len(meta["data_sha256"]) == 64
+    assert meta["code"] == summary["code"]  # the model file says which code trained it
     assert model.cfg.hidden == 32
     assert json.loads((out / "metrics.json").read_text())["best_epoch"] >= 0
 

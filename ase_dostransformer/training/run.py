@@ -23,6 +23,7 @@ from .evaluate import evaluate_split, format_report
 from .lightning_module import DOSTransformerModule
 from .options import TrainOptions
 from .precision import resolve_precision
+from .provenance import code_version
 from .resume import AtomicCheckpointIO, RNGStateCallback, check_resume_checkpoint, remove_stale_temporaries
 from .splits import make_split
 from .tasks import describe_init, prepare_module, task_data
@@ -187,10 +188,11 @@ def export_run(
         "best_checkpoint": os.path.basename(str(ckpt_path)),
         "best_epoch": int(ckpt["epoch"]),
         "threads": torch.get_num_threads(),
+        "code": code_version(),  # which code trained it (package version, git commit)
         **run_info,
         "metrics": report,
     }
-    meta_keys = ("seed", "data_sha256", "split_sizes", "best_epoch", "metrics", "options")
+    meta_keys = ("seed", "data_sha256", "split_sizes", "best_epoch", "metrics", "options", "code")
     train_graphs = [graphs[i] for i in split["train"]]
     domain = {
         # what the model has seen: inputs outside it are flagged as out of domain at prediction time
