@@ -168,7 +168,7 @@ def test_shipped_phonon_model():
     assert 160 <= top[1] <= 300
 
 
-GPAW_LABELS = Path(__file__).resolve().parents[1] / "train" / "edos" / "dft_gpaw"
+EDOS_RECIPE = Path(__file__).resolve().parents[1] / "train" / "edos"
 
 
 @pytest.fixture(scope="module")
@@ -177,9 +177,9 @@ def gpaw_dataset(tmp_path_factory):
     from ase_dostransformer.edos_dataset import build_edos_dataset
 
     out = tmp_path_factory.mktemp("edos-gpaw")
-    ids = (GPAW_LABELS.parent / "model_ids.txt").read_text().split()
-    report = build_edos_dataset([GPAW_LABELS / f"{mid}.json.gz" for mid in ids], out)
-    assert report.kept == len(ids)
+    files = (EDOS_RECIPE / "model_files.txt").read_text().split()
+    report = build_edos_dataset([EDOS_RECIPE / f for f in files], out)
+    assert report.kept == len(files)
     assert report.skipped == []
     return out
 

@@ -6,9 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=data/edos-gpaw
-# the materials the shipped model was trained on (all labels finished at the time; regenerate with
-#   ls train/edos/dft_gpaw | grep json.gz | sed 's/.json.gz//' | sort > train/edos/model_ids.txt)
-mapfile -t FILES < <(sed 's|^|train/edos/dft_gpaw/|; s|$|.json.gz|' train/edos/model_ids.txt)
+# the label files the shipped model was trained on: every finished phonon-dataset label, made by
+#   (cd train/edos && ls dft_gpaw/*.json.gz) > train/edos/model_files.txt
+# (the elemental-metals experiment of README.md adds dft_gpaw_metals/*.json.gz to that list)
+mapfile -t FILES < <(sed 's|^|train/edos/|' train/edos/model_files.txt)
 .venv/bin/dostransformer dataset build "${FILES[@]}" --out "$DATA"
 T=(.venv/bin/dostransformer train --task edos --data "$DATA" --threads 1 --seed 0
    --precision 32-true)  # fp32: bit-reproducible across CPUs (auto would pick bf16 on some)
