@@ -30,7 +30,7 @@ Two kinds of findings:
     but such cells are usually defective or disordered supercells the model has never seen;
   - an empty layer wider than :data:`MAX_BULK_VACUUM` along a cell vector (a slab, wire or molecule in
     a vacuum box, from the graph's ``vacuum`` value): *out of domain*. The model was trained on bulk
-    crystals, whose widest such layer in the phonon data is 3.9 A (Cs2O);
+    crystals, whose widest such layer in the phonon data is :data:`WIDEST_BULK_VACUUM` (Cs2O);
   - atoms with no neighbour within the graph cutoff (4 A): a warning only. Such an atom keeps its self
     loop, so it still gets an embedding from its own element, it just sees no environment. It is not
     an error because real crystals have such atoms: eight materials of the phonon training set (Cs and
@@ -55,8 +55,10 @@ MIN_VOLUME_PER_ATOM = 0.5
 #: Cell vectors whose normalised triple product |a.(b x c)| / (|a||b||c|) falls below this are
 #: treated as linearly dependent (a flat cell).
 MIN_CELL_FLATNESS = 1e-6
-#: An empty layer (no atom centre) wider than this (A) along a cell vector marks a slab, wire or
-#: molecule in a vacuum box. The widest in the 1521 bulk crystals of the phonon data is 3.9 A.
+#: The widest empty layer (no atom centre) along a cell vector in the 1521 bulk crystals of the
+#: phonon data (A; Cs2O, tested on the data).
+WIDEST_BULK_VACUUM = 3.9
+#: An empty layer wider than this (A) marks a slab, wire or molecule in a vacuum box.
 MAX_BULK_VACUUM = 6.0
 
 
@@ -225,8 +227,9 @@ class DomainCheck:
             )
         if self.in_vacuum:
             out.append(
-                f"out of domain: an empty layer {self.vacuum:.1f} A wide along a cell vector (bulk crystals in "
-                f"training: at most 3.9 A): a slab, wire or molecule in a vacuum box, not a bulk crystal"
+                f"out of domain: an empty layer {self.vacuum:.1f} A wide along a cell vector (bulk crystals "
+                f"in training: at most {WIDEST_BULK_VACUUM} A): a slab, wire or molecule in a vacuum box, "
+                "not a bulk crystal"
             )
         if self.isolated_atoms:
             pairs = zip(self.isolated_atoms[:5], self.isolated_symbols[:5], strict=True)
