@@ -21,19 +21,20 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from .graphs.cache import cache_dir, recipe_key
+from .errors import DOSTransformerError
+from .graphs.cache import CacheWarning, cache_file, read_cache, write_cache
 from .graphs.crystal_system import CRYSTAL_SYSTEMS
 from .graphs.edos import ElectronGraphRecipe
 from .graphs.structure import crystal_arrays
-from .io.atomic import atomic_torch_save, atomic_write
+from .io.atomic import atomic_write
 from .io.edos_sources import (
     DEFAULT_WIDTH,
     INSULATOR_REFERENCE,
@@ -43,6 +44,7 @@ from .io.edos_sources import (
     read_edos_source,
 )
 from .io.phdos import file_sha256
+from .io.torch_files import load_graph_file, save_graph_file
 from .spectra import ELECTRON_GRID, EnergyGrid, max_normalise
 
 DATASET_FORMAT = "ase-dostransformer-edos-dataset"
@@ -213,8 +215,8 @@ def build_edos_dataset(
     sha = data_checksum(out)
     graphs_file = out / "graphs.pt"
     if write_graphs and rows:
-        blob = {"recipe": recipe.to_dict(), "data_sha256": sha, "graphs": [recipe.compact(g) for g in graphs]}
-        atomic_torch_save(blob, graphs_file)
+        header = {"recipe": recipe.to_dict(), "data_sha256": sha}
+        save_graph_file(graphs_file, [recipe.compact(g) for g in graphs], header, private=False)
     else:
         graphs_file.unlink(missing_ok=True)
     from . import __version__
@@ -330,6 +332,24 @@ class EDOSDataset:
         return np.array([CRYSTAL_SYSTEMS.index(r["system"]) for r in self.rows])
 
 
+def check_targets(dos: np.ndarray, ids: Sequence[Any], where: str | os.PathLike) -> None:
+    """A ValueError naming the first row (index and id) whose target is not finite or is negative.
+
+    A checksum only proves the file is the one built; this proves what was built can be trained on
+    (a NaN or inf target would train NaN through every epoch, a negative one is not a DOS).
+    """
+    if not np.issubdtype(dos.dtype, np.floating):
+        raise ValueError(f"{where}: targets are of type {dos.dtype}, not floating point")
+    for test, what in ((lambda a: ~np.isfinite(a), "not finite"), (lambda a: a < 0, "negative")):
+        bad = np.argwhere(test(dos))
+        if len(bad):
+            row, col = (int(v) for v in bad[0])
+            raise ValueError(
+                f"{where}: row {row} ({ids[row]}) has a target that is {what} ({dos[row, col]} at point {col}); "
+                f"{len({int(r) for r in bad[:, 0]})} rows in all; rebuild the dataset"
+            )
+
+
 def load_edos_dataset(path: str | os.PathLike) -> EDOSDataset:
     """Read a folder written by :func:`build_edos_dataset` (or its manifest.json)."""
     folder = Path(path)
@@ -354,6 +374,7 @@ def load_edos_dataset(path: str | os.PathLike) -> EDOSDataset:
         raise ValueError(f"{folder}: the dataset has no materials")
     if dos.shape != (len(rows), ELECTRON_GRID.npoints):
         raise ValueError(f"{folder}: dos.npy has shape {dos.shape}, expected ({len(rows)}, {ELECTRON_GRID.npoints})")
+    check_targets(dos, [r.get("id") for r in rows], folder / "dos.npy")
     atoms = [atoms_from_dict(r["structure"]) for r in rows]
     return EDOSDataset(folder, rows, dos, manifest, sha, atoms)
 
@@ -364,28 +385,25 @@ def edos_graphs(ds: EDOSDataset, recipe: ElectronGraphRecipe | None = None) -> l
     stored = ds.folder / "graphs.pt"
     if stored.is_file():
         try:
-            blob = torch.load(stored, weights_only=False)  # written by build_edos_dataset
+            header, graphs = load_graph_file(stored)
+        except DOSTransformerError as exc:
+            warnings.warn(f"{exc}; the graphs are rebuilt from the structures", CacheWarning, stacklevel=2)
+        else:
             if (
-                blob.get("data_sha256") == ds.sha256
-                and ElectronGraphRecipe.from_dict(blob["recipe"]) == recipe
-                and len(blob["graphs"]) == len(ds)
+                header.get("data_sha256") == ds.sha256
+                and ElectronGraphRecipe.from_dict(header["recipe"]) == recipe
+                and len(graphs) == len(ds)
             ):
-                return [recipe.expand(g) for g in blob["graphs"]]
-        except Exception:  # a damaged file is rebuilt, never trusted
-            pass
-    cached = cache_dir() / f"graphs-{recipe.name}-{recipe_key(recipe)}-{ds.sha256[:16]}.pt"
-    if cached.is_file():
-        try:
-            graphs = torch.load(cached, weights_only=False)
-            if len(graphs) == len(ds):
                 return [recipe.expand(g) for g in graphs]
-        except Exception:
-            pass
+    cached = cache_file(recipe, ds.sha256)
+    graphs = read_cache(cached, ds.sha256, len(ds))
+    if graphs is not None:
+        return [recipe.expand(g) for g in graphs]
     graphs = []
     for i, (atoms, row) in enumerate(zip(ds.atoms, ds.rows, strict=True)):
         try:
             graphs.append(recipe.featurise(atoms, ds.dos[i], row.get("properties") if recipe.global_features else None))
         except ValueError as exc:
             raise ValueError(f"material {row['id']}: {exc}") from exc
-    atomic_torch_save([recipe.compact(g) for g in graphs], cached)
+    write_cache(cached, [recipe.compact(g) for g in graphs], ds.sha256, recipe)
     return graphs

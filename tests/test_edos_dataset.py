@@ -290,9 +290,11 @@ def test_cli_dataset_build(tmp_path: Path, capsys) -> None:
 def test_stored_graphs_expand_to_exactly_the_featurised_ones(built) -> None:
     import torch
 
+    from ase_dostransformer.io.torch_files import load_graph_file
+
     _, out, _ = built
     ds = load_edos_dataset(out)
-    stored = torch.load(out / "graphs.pt", weights_only=False)["graphs"]
+    _, stored = load_graph_file(out / "graphs.pt")
     assert "x" not in stored[0] and "edge_attr" not in stored[0]  # compact on disk
     recipe = ElectronGraphRecipe()
     for g, atoms, y in zip(edos_graphs(ds), ds.atoms, ds.dos, strict=True):

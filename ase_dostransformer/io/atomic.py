@@ -15,8 +15,23 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], mode: str = "wb") -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``."""
+def _read_umask() -> int:
+    """The process umask, read once at import (setting it to read it is not thread-safe later on)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[IO[Any]], None], mode: str = "wb", permissions: int | None = None
+) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    ``permissions`` (e.g. ``0o600`` for a private cache entry) replaces the usual ``0o666 & ~umask``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -26,9 +41,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], mode
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, 0o666 & ~_UMASK if permissions is None else permissions)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -41,8 +54,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda fh: fh.write(text), "w")
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` atomically."""
+def atomic_torch_save(obj: Any, path: str | os.PathLike, mode: int | None = None) -> Path:
+    """``torch.save`` atomically (``mode``: file permissions, see :func:`atomic_write`)."""
     import torch
 
-    return atomic_write(path, lambda fh: torch.save(obj, fh))
+    return atomic_write(path, lambda fh: torch.save(obj, fh), permissions=mode)

@@ -4,23 +4,40 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..errors import DOSTransformerError, ModelFileError
 from ..io.atomic import atomic_torch_save
+from ..io.torch_files import content_sha256, safe_torch_load
 from .config import ModelConfig
 from .dostransformer import DOSTransformer
 from .ensemble import DOSEnsemble
 
 FORMAT = "ase-dostransformer-model"
-VERSION = 1
+#: Version 2 adds ``sha256``, the checksum of the content (:func:`content_sha256` of the checked fields).
+VERSION = 2
+#: The fields covered by a model file's checksum.
+CHECKED_FIELDS = ("config", "state_dict", "meta", "members", "member_configs")
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "ModelFileError",
+    "UnverifiedModelFileWarning",
+    "combine_model_files",
+    "load_model_file",
+    "read_model_file",
+    "save_model_file",
+]
 
 
-class ModelFileError(ValueError):
-    """A model file that is missing, damaged, or not ours."""
+class UnverifiedModelFileWarning(UserWarning):
+    """A model file of format version 1, written before model files carried a checksum of their content."""
 
 
 def save_model_file(
@@ -35,18 +52,14 @@ def save_model_file(
         k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.detach().cpu()
         for k, v in model.state_dict().items()
     }
-    atomic_torch_save(
-        {
-            "format": FORMAT,
-            "version": VERSION,
-            "config": model.cfg.to_dict(),
-            "state_dict": state,
-            "meta": meta,
-            "members": len(model.members) if isinstance(model, DOSEnsemble) else 0,
-            "member_configs": [m.cfg.to_dict() for m in model.members] if isinstance(model, DOSEnsemble) else [],
-        },
-        path,
-    )
+    content = {
+        "config": model.cfg.to_dict(),
+        "state_dict": state,
+        "meta": meta,
+        "members": len(model.members) if isinstance(model, DOSEnsemble) else 0,
+        "member_configs": [m.cfg.to_dict() for m in model.members] if isinstance(model, DOSEnsemble) else [],
+    }
+    atomic_torch_save({"format": FORMAT, "version": VERSION, "sha256": content_sha256(content), **content}, path)
     return Path(path)
 
 
@@ -74,35 +87,107 @@ def _json_default(obj: Any) -> Any:
 
 
 def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
-    """The raw contents of a model file, checked; :class:`ModelFileError` when unreadable."""
+    """The raw contents of a model file, loaded safely and checked; :class:`ModelFileError` when unusable.
+
+    Nothing but tensors and plain values is unpickled; the content must match its checksum
+    (format version 2), so an edited or damaged tensor is an error, never a different prediction.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelFileError(f"{path} is not a readable model file (damaged or truncated?): {exc}") from exc
+        blob = safe_torch_load(path, "model file")
+    except DOSTransformerError as exc:
+        raise ModelFileError(str(exc)) from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not an ase-dostransformer model file")
-    if blob.get("version", 0) > VERSION:
-        raise ModelFileError(f"{path} has format version {blob['version']}; this package reads <= {VERSION}")
+    version = blob.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
+        raise ModelFileError(f"{path} has format version {version!r}; this package reads <= {VERSION}")
+    for key, kind in (("config", dict), ("state_dict", dict)):
+        if not isinstance(blob.get(key), kind):
+            raise ModelFileError(f"{path}: the model file has no {key}")
+    if version >= 2:
+        try:
+            actual = content_sha256({k: blob.get(k) for k in CHECKED_FIELDS})
+        except TypeError as exc:
+            raise ModelFileError(f"{path}: unexpected content in the model file ({exc})") from None
+        if actual != blob.get("sha256"):
+            raise ModelFileError(
+                f"{path}: the model file's content does not match its checksum (damaged or edited); "
+                "retrain or restore the file"
+            )
+    else:
+        warnings.warn(
+            f"{path} is a model file of format version {version}, without a checksum of its content: it "
+            "cannot be checked for damage. Re-save it with save_model_file() to add one.",
+            UnverifiedModelFileWarning,
+            stacklevel=3,
+        )
     return blob
+
+
+def _build(blob: Mapping[str, Any], path: Path) -> DOSTransformer | DOSEnsemble:
+    """The model (or ensemble) the file's configs declare, with fresh weights on the current default device."""
+    n = blob.get("members", 0)
+    if not isinstance(n, int) or n < 0:
+        raise ModelFileError(f"{path}: invalid member count {n!r}")
+    try:
+        if n:
+            configs = blob.get("member_configs") or [blob["config"]] * n
+            if len(configs) != n:
+                raise ModelFileError(f"{path}: {len(configs)} member configs for {n} members")
+            return DOSEnsemble([DOSTransformer(ModelConfig.from_dict(c)) for c in configs])
+        return DOSTransformer(ModelConfig.from_dict(blob["config"]))
+    except (TypeError, ValueError, KeyError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"{path}: the model config is not valid ({exc})") from None
+
+
+def _check_shapes(skeleton: torch.nn.Module, state: Mapping[str, Any], path: Path) -> None:
+    """The stored tensors must be exactly those the declared config builds (names and shapes)."""
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ModelFileError(f"{path}: weights that are not tensors: {bad[:5]}")
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [
+        f"{k}: {tuple(state[k].shape)} stored, {expected[k]} declared"
+        for k in expected
+        if k in state and tuple(state[k].shape) != expected[k]
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:5]}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:5]}")
+        if wrong:
+            parts.append("wrong shapes " + "; ".join(wrong[:5]))
+        raise ModelFileError(f"{path}: weights do not match the stored config: {', '.join(parts)}")
 
 
 def load_model_file(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> tuple[DOSTransformer | DOSEnsemble, dict[str, Any]]:
-    """Rebuild a model (or an ensemble) from a file; returns ``(model in eval mode, meta)``."""
+    """Rebuild a model (or an ensemble) from a file; returns ``(model in eval mode, meta)``.
+
+    The declared architecture is first built on PyTorch's ``meta`` device (no memory) and its
+    parameter shapes compared with the stored tensors, so a file that declares a huge model but
+    holds small tensors is refused before anything is allocated.
+    """
+    path = Path(path)
     blob = read_model_file(path)
-    n = int(blob.get("members", 0))
-    model: DOSTransformer | DOSEnsemble
-    if n:
-        configs = blob.get("member_configs") or [blob["config"]] * n
-        model = DOSEnsemble([DOSTransformer(ModelConfig.from_dict(c)) for c in configs])
-    else:
-        model = DOSTransformer(ModelConfig.from_dict(blob["config"]))
+    with torch.device("meta"):
+        skeleton = _build(blob, path)
+    _check_shapes(skeleton, blob["state_dict"], path)
+    del skeleton
+    model = _build(blob, path)
     try:
         model.load_state_dict(blob["state_dict"])
     except RuntimeError as exc:
         raise ModelFileError(f"{path}: weights do not match the stored config: {exc}") from exc
-    return model.to(map_location).eval(), blob.get("meta", {})
+    meta = blob.get("meta") or {}
+    return model.to(map_location).eval(), meta if isinstance(meta, dict) else {}

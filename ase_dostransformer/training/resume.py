@@ -10,6 +10,7 @@ with a clear :class:`CheckpointError`, never loaded silently.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from pathlib import Path
@@ -21,7 +22,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from ..errors import FileIntegrityError, UnsafeFileError
 from ..io.atomic import atomic_torch_save
+from ..io.torch_files import safe_torch_load
 from ..model import ModelConfig
 
 #: Pattern of the temporary files :class:`AtomicCheckpointIO` writes beside a checkpoint.
@@ -90,12 +93,13 @@ def check_resume_checkpoint(path: str | os.PathLike, config: dict[str, Any]) -> 
     """The checkpoint at ``path``, loaded and checked before resuming; :class:`CheckpointError` if unusable."""
     path = Path(path)
     advice = f"move {path.name} away to start afresh, or copy best.ckpt over it to resume from the best epoch"
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)  # our own run folder
-    except Exception as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+    try:  # tensors and plain values only: a planted pickle is refused before anything in it runs
+        ckpt = safe_torch_load(path, "checkpoint")
+    except UnsafeFileError as exc:
+        raise CheckpointError(f"cannot resume from {path}: {exc}; {advice}") from None
+    except (FileIntegrityError, OSError) as exc:
         raise CheckpointError(
-            f"cannot resume from {path}: the checkpoint is damaged or truncated ({reason}); {advice}"
+            f"cannot resume from {path}: the checkpoint is damaged or truncated ({exc}); {advice}"
         ) from exc
     needed = ("state_dict", "epoch", "optimizer_states", "hyper_parameters", "loops")
     missing = [k for k in needed if not isinstance(ckpt, dict) or k not in ckpt]
@@ -121,3 +125,86 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> None:
     if folder.is_dir():
         for stale in folder.glob(TEMPORARY_GLOB):
             stale.unlink(missing_ok=True)
+
+
+#: Options a resumed run must share with the run it continues, besides the model config: what it trains on
+#: (task, split and its cut, seed), how it optimises (the optimiser, schedule and batch), and the callback
+#: settings a checkpoint restores over the new ones (early-stopping patience = ``es // eval``). Allowed to
+#: change: ``epochs`` (train longer), ``out``, paths with the same content, and the hardware options.
+RESUME_OPTIONS = (
+    "task",
+    "dataset",
+    "limit",
+    "seed",
+    "lr",
+    "weight_decay",
+    "beta",
+    "scheduler",
+    "warmup_epochs",
+    "batch_size",
+    "prompt_only",
+    "es",
+    "eval",
+)
+#: Key of a checkpoint that holds :func:`run_identity` (plain values: loads with ``weights_only=True``).
+IDENTITY_KEY = "run_identity"
+
+
+def split_checksum(split: dict[str, np.ndarray]) -> str:
+    """sha256 of a split's row indices, part by part (train, valid, test, in order)."""
+    h = hashlib.sha256()
+    for part in ("train", "valid", "test"):
+        idx = np.asarray(split.get(part, ()), dtype=np.int64)
+        h.update(f"{part}:{len(idx)}:".encode())
+        h.update(idx.tobytes())
+    return h.hexdigest()
+
+
+def run_identity(opts: Any, data_sha256: str, split: dict[str, np.ndarray]) -> dict[str, Any]:
+    """What a resumed run must repeat: :data:`RESUME_OPTIONS`, the data, the split and the starting model.
+
+    ``opts`` is a :class:`~.options.TrainOptions`. A split file is identified by its content, not its path;
+    ``split_sha256`` also catches a split that a seed or ``--limit`` changed.
+    """
+    from ..io.phdos import file_sha256
+
+    identity: dict[str, Any] = {name: getattr(opts, name) for name in RESUME_OPTIONS}
+    if str(opts.dataset).endswith(".json"):
+        identity["dataset"] = "split file"
+        identity["split_file_sha256"] = file_sha256(opts.dataset)
+    identity["data_sha256"] = data_sha256
+    identity["split_sha256"] = split_checksum(split)
+    identity["init_sha256"] = file_sha256(opts.init_from) if opts.init_from else None
+    return identity
+
+
+class RunIdentityCallback(Callback):
+    """Writes :func:`run_identity` (and the number of processes) into every checkpoint, for resume checks."""
+
+    def __init__(self, identity: dict[str, Any]) -> None:
+        self.identity = dict(identity)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint[IDENTITY_KEY] = self.identity | {"world_size": int(trainer.world_size)}
+
+
+def check_resume_identity(ckpt: dict[str, Any], path: str | os.PathLike, identity: dict[str, Any]) -> None:
+    """:class:`CheckpointError` naming every difference between the checkpoint's run and this one.
+
+    ``identity`` is :func:`run_identity` of the new run plus its ``world_size``. A checkpoint without
+    an identity (written before these checks) cannot be shown to match, so it is refused too.
+    """
+    stored = ckpt.get(IDENTITY_KEY)
+    if not isinstance(stored, dict):
+        raise CheckpointError(
+            f"cannot resume from {path}: it does not record the data, split, seed and optimiser settings it was "
+            "trained with (written by an older version), so a resume could silently mix two runs; start afresh "
+            "with a new --out"
+        )
+    differ = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
+    if differ:
+        shown = ", ".join(f"{k}: {stored.get(k)!r} -> {identity.get(k)!r}" for k in differ)
+        raise CheckpointError(
+            f"cannot resume from {path}: this run differs from the one it would continue ({shown}); "
+            "pass the same data and options (only --epochs and hardware options may change), or a new --out"
+        )

@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from ..graphs import PhononGraphRecipe
 from ..graphs.cache import cached_graphs
 from ..io.phdos import load_phonon_dataset
+from ..io.torch_files import safe_torch_load
 from ..model import ModelConfig, save_model_file
 from .data_module import GraphDataModule
 from .evaluate import evaluate_split, format_report
@@ -24,7 +25,15 @@ from .lightning_module import DOSTransformerModule
 from .options import TrainOptions
 from .precision import resolve_precision
 from .provenance import code_version
-from .resume import AtomicCheckpointIO, RNGStateCallback, check_resume_checkpoint, remove_stale_temporaries
+from .resume import (
+    AtomicCheckpointIO,
+    RNGStateCallback,
+    RunIdentityCallback,
+    check_resume_checkpoint,
+    check_resume_identity,
+    remove_stale_temporaries,
+    run_identity,
+)
 from .splits import make_split
 from .tasks import describe_init, prepare_module, task_data
 
@@ -90,6 +99,7 @@ def phonon_split(ds: Any, graphs: list, name: str, seed: int, limit: int | None 
 
 def train(opts: TrainOptions) -> dict[str, Any]:
     """Train a phonon DOSTransformer; returns the report written to ``out/metrics.json``."""
+    opts.validate()  # again: the options may have been changed since they were made
     if opts.threads:
         torch.set_num_threads(opts.threads)
     out = Path(opts.out)
@@ -116,11 +126,16 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         filename="best",
         monitor="val_mse",
         mode="min",
-        save_last=True,
         save_top_k=1,
         enable_version_counter=False,
     )
-    callbacks: list[Callback] = [best, EpochLog(), RNGStateCallback()]
+    # last.ckpt after every training epoch, improved or not (Lightning's save_last writes it only with a new
+    # best): a run killed on a plateau loses at most one epoch
+    every_epoch = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="last", save_top_k=1, save_on_train_epoch_end=True, enable_version_counter=False
+    )
+    identity = run_identity(opts, data.sha256, split)
+    callbacks: list[Callback] = [best, every_epoch, EpochLog(), RNGStateCallback(), RunIdentityCallback(identity)]
     if opts.es > 0:
         callbacks.append(EarlyStopping(monitor="val_mse", mode="min", patience=max(1, opts.es // opts.eval)))
     precision = resolve_precision(opts.precision, opts.accelerator)
@@ -144,10 +159,11 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     last = ckpt_dir / "last.ckpt"
     resume_from = None
     if opts.resume and last.is_file():
-        check_resume_checkpoint(last, cfg.to_dict())
+        ckpt = check_resume_checkpoint(last, cfg.to_dict())  # damaged, or another model: refused
+        check_resume_identity(ckpt, last, identity | {"world_size": int(trainer.world_size)})  # other data/options
         resume_from = str(last)
     t0 = time.time()
-    trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)  # never unpickle objects
     fit_seconds = time.time() - t0
     if trainer.global_rank != 0:
         return {}
@@ -172,7 +188,7 @@ def export_run(
 ) -> dict[str, Any]:
     """Evaluate the checkpoint, write ``model.pt`` and ``metrics.json`` into ``opts.out``."""
     out = Path(opts.out)
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # our own checkpoint
+    ckpt = safe_torch_load(ckpt_path, "checkpoint")  # tensors and plain values only
     module = DOSTransformerModule(**ckpt["hyper_parameters"])
     module.load_state_dict(ckpt["state_dict"])
     model = module.model.eval()
