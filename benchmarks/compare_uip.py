@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="phonon", help="registered model name or model file (default: phonon)")
     p.add_argument("--threads", type=int, default=2, help="torch / OpenMP threads (default 2)")
     p.add_argument("--out", default=str(HERE / "uip_comparison.json"), help="JSON report path")
-    p.add_argument("--data", default=None, help="phonon dataset folder (default: $DOSTRANSFORMER_PHDOS or shared)")
+    p.add_argument("--data", default=None, help="phonon dataset (default: $DOSTRANSFORMER_PHDOS, else the shipped one)")
     p.add_argument("--cache", default=str(HERE / ".uip_cache"), help="per-material CHGNet cache folder")
     p.add_argument("--retry-failed", action="store_true", help="recompute materials cached as failed")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")

@@ -2,16 +2,16 @@
 # GPU check, under 8 minutes on one NVIDIA GPU: installs what is missing, runs the CUDA tests,
 # trains a few epochs (bf16) and prints seconds per epoch, inference structures/s, peak GPU memory.
 #   bash benchmarks/gpu_check.sh [DATA_DIR]
-# DATA_DIR defaults to $DOSTRANSFORMER_PHDOS, then ../shared/data/phdos, then shared/data/phdos.
+# DATA_DIR defaults to $DOSTRANSFORMER_PHDOS, else the phonon dataset shipped in the package.
 # Without network, put wheels of the missing packages in .whl/ (see the device tool's notes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
-DATA=${1:-${DOSTRANSFORMER_PHDOS:-}}
-for d in ../shared/data/phdos shared/data/phdos; do [ -z "$DATA" ] && [ -f "$d/data.csv" ] && DATA=$d; done
-export DOSTRANSFORMER_PHDOS=$DATA DOSTRANSFORMER_CACHE=$OUT/cache PYTHONUNBUFFERED=1
+DATA_ARGS=()
+if [ $# -ge 1 ]; then DATA_ARGS=(--data "$1"); fi
+export DOSTRANSFORMER_CACHE=$OUT/cache PYTHONUNBUFFERED=1
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || { echo "no NVIDIA GPU"; exit 1; }
 # install: the package without touching the machine's torch; missing dependencies from .whl/ or the index
@@ -28,7 +28,7 @@ $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_model.py 2>&1
 
 echo "== training (hidden 256, batch 32, bf16-mixed, 6 epochs)"
 t0=$(date +%s)
-$PY -m ase_dostransformer.cli train --data "$DATA" --out "$OUT/train" --accelerator gpu --devices 1 \
+$PY -m ase_dostransformer.cli train "${DATA_ARGS[@]}" --out "$OUT/train" --accelerator gpu --devices 1 \
     --precision bf16-mixed --hidden 256 --epochs 6 --eval 3 --es 0 --batch_size 32 --threads 4 2>&1 | grep -E "^(epoch|test|valid)"
 echo "training wall time: $(( $(date +%s) - t0 )) s for 6 epochs (graphs cached, includes startup)"
 

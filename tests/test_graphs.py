@@ -73,16 +73,32 @@ def test_crystal_system_of_known_structures(atoms: Atoms, system: str, spacegrou
     assert spacegroup_number_spglib(c.cell, c.scaled_positions, c.numbers) == spacegroup
 
 
-def test_prompt_index_order() -> None:
-    assert CRYSTAL_SYSTEMS == (
-        "cubic",
-        "hexagonal",
-        "tetragonal",
-        "trigonal",
-        "orthorhombic",
-        "monoclinic",
-        "triclinic",
-    )
+def _one_atom(cellpar: list[float]) -> Atoms:
+    from ase.geometry import cellpar_to_cell
+
+    return Atoms("Cu", cell=cellpar_to_cell(cellpar), pbc=True)
+
+
+@pytest.mark.parametrize(
+    ("atoms", "prompt"),
+    [
+        (bulk("NaCl", "rocksalt", a=5.64), 0),
+        (bulk("ZnO", "wurtzite", a=3.25, c=5.21), 1),
+        (rutile(), 2),
+        (_one_atom([3.0, 3.0, 3.0, 70, 70, 70]), 3),  # rhombohedral lattice, R-3m
+        (_one_atom([3.0, 4.0, 5.0, 90, 90, 90]), 4),
+        (_one_atom([3.0, 4.0, 5.0, 90, 100, 90]), 5),
+        (_one_atom([3.0, 4.0, 5.0, 80, 95, 105]), 6),
+    ],
+)
+def test_prompt_index_of_each_crystal_system(atoms: Atoms, prompt: int) -> None:
+    """A crystal of each system gets the prompt the seed (and the shipped models) use for it:
+    cubic 0, hexagonal 1, tetragonal 2, trigonal 3, orthorhombic 4, monoclinic 5, triclinic 6."""
+    g = RECIPE.featurise(atoms)
+    assert int(g.system) == prompt
+    c = crystal_arrays(atoms)
+    number = spacegroup_number_spglib(c.cell, c.scaled_positions, c.numbers)
+    assert CRYSTAL_SYSTEMS.index(crystal_system_from_spacegroup(number)) == prompt  # spglib agrees
 
 
 def test_neighbour_counts_match_ase_and_self_loops() -> None:

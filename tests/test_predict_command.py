@@ -145,15 +145,24 @@ def test_invalid_structure_is_recorded(model_file, tmp_path):
     assert status["water"][0] == "failed" and "periodic" in status["water"][1]
 
 
-def test_bad_model_and_no_inputs_exit_2(tmp_path, capsys):
+def test_bad_model_exits_2(tmp_path, capsys):
     write(tmp_path / "cu.cif", bulk("Cu", a=3.615))
     assert (
         main(["predict", str(tmp_path / "cu.cif"), "--model", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o")])
         == 2
     )
     assert "not found" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_no_inputs_exit_2_with_a_working_model(model_file, tmp_path, capsys):
+    """An empty folder (only a hidden file in it) is a usage error even though the model loads fine."""
     (tmp_path / "empty").mkdir()
-    assert main(["predict", str(tmp_path / "empty"), "--model", str(tmp_path / "nope.pt")]) == 2
+    (tmp_path / "empty" / ".hidden.cif").write_text("hidden files are skipped\n")
+    out = tmp_path / "o"
+    assert main(["predict", str(tmp_path / "empty"), "--model", str(model_file), "--out", str(out)]) == 2
+    assert "no input files found" in capsys.readouterr().err
+    assert not (out / "summary.json").exists()
 
 
 def test_help_documents_exit_codes():

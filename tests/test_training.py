@@ -61,9 +61,32 @@ def test_tiny_training_learns_and_writes_model(tiny_dataset: Path, tmp_path: Pat
     assert json.loads((out / "metrics.json").read_text())["best_epoch"] >= 0
 
 
-def test_auto_precision_is_bf16_only_on_hardware_with_native_bf16() -> None:
-    expected = "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "expected"),
+    [(True, False, "bf16-mixed"), (False, True, "bf16-mixed"), (False, False, "32-true")],
+)
+def test_auto_precision_is_bf16_only_on_hardware_with_native_bf16(monkeypatch, avx512_bf16, amx, expected) -> None:
+    """The CPU's bf16 instructions decide (stand-in probes): AVX512-BF16 or AMX -> bf16-mixed, else fp32."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cpu_has_native_bf16() is (expected == "bf16-mixed")
     assert resolve_precision("auto", "cpu") == expected
+    assert resolve_precision("auto", "auto") == expected  # no GPU: auto means this CPU
+
+
+def test_auto_precision_without_probes_or_on_gpus(monkeypatch) -> None:
+    """An older torch without the CPU probes gets fp32; on a GPU the GPU's native bf16 decides."""
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    assert cpu_has_native_bf16() is False and resolve_precision("auto", "cpu") == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n)
+        assert resolve_precision("auto", "gpu") == expected
+        assert resolve_precision("auto", "auto") == expected
+
+
+def test_explicit_precision_is_kept_and_unknown_refused() -> None:
     assert resolve_precision("32-true", "cpu") == "32-true"
     assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
     with pytest.raises(ValueError, match="precision must be one of"):
@@ -79,11 +102,11 @@ def test_training_is_deterministic_on_cpu(tiny_dataset: Path, tmp_path: Path) ->
 def test_resume_continues_from_last_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     train(TrainOptions(out=str(out), data=str(tiny_dataset), epochs=2, **TINY))
-    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 1
     summary = train(TrainOptions(out=str(out), data=str(tiny_dataset), epochs=4, resume=True, **TINY))
     assert summary["epochs_run"] == 4
-    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 3
 
 

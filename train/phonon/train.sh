@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Reproduce the shipped phonon model (ase_dostransformer/pretrained/phonon.pt); see README.md here.
 # Each run uses 1 thread; the four members ran two at a time on a 2-core machine (about 35-60 min each).
-#   bash train/phonon/train.sh [DATA_DIR]     (default: $DOSTRANSFORMER_PHDOS or ../shared/data/phdos)
+#   bash train/phonon/train.sh [DATA_DIR]     (default: $DOSTRANSFORMER_PHDOS, else the dataset shipped in the package)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-DATA=${1:-${DOSTRANSFORMER_PHDOS:-../shared/data/phdos}}
-T=(.venv/bin/dostransformer train --data "$DATA" --hidden 128 --energy_encoding value --lr 5e-4 --eval 5 --batch_size 32 --threads 1
+DATA_ARGS=()
+if [ $# -ge 1 ]; then DATA_ARGS=(--data "$1"); fi
+T=(.venv/bin/dostransformer train "${DATA_ARGS[@]}" --hidden 128 --energy_encoding value --lr 5e-4 --eval 5 --batch_size 32 --threads 1
    --precision 32-true)  # the shipped weights were trained in fp32 (bit-reproducible across CPUs)
 # the seed's graph recipe, seeds 1 and 2 (200 epochs max, early stopping 60)
 "${T[@]}" --out runs/h128-value-s1 --epochs 200 --es 60 --seed 1 &
@@ -17,7 +18,7 @@ wait
 wait
 # the shipped model: the mean of the four (chosen on the validation split among all 2-4 member subsets)
 .venv/bin/dostransformer ensemble runs/phonon-ensemble.pt runs/h128-value-s1/model.pt runs/h128-value-s2/model.pt \
-    runs/ef-d01-s0/model.pt runs/ef-d02-s0/model.pt --data "$DATA"
+    runs/ef-d01-s0/model.pt runs/ef-d02-s0/model.pt "${DATA_ARGS[@]}"
 .venv/bin/python -m ase_dostransformer.pretrained register phonon runs/phonon-ensemble.pt \
     --description "DOSTransformer phonon DOS ensemble (train/phonon)"
-.venv/bin/dostransformer evaluate phonon --data "$DATA" --split valid test
+.venv/bin/dostransformer evaluate phonon "${DATA_ARGS[@]}" --split valid test
