@@ -21,11 +21,12 @@ TRAIN_HELP = {
     "dataset": "official | random | crystal_ood | element_ood | FILE.json (lists of material ids: train, valid, test)",
     "es": "early-stopping patience in epochs (0: off)",
     "eval": "validate every N epochs",
-    "data": "folder with data.csv and idx_*.txt (default $DOSTRANSFORMER_PHDOS or ../shared/data/phdos)",
+    "data": "folder with data.csv (or .gz) and idx_*.txt (default: $DOSTRANSFORMER_PHDOS, else the shipped dataset)",
     "devices": "number of devices (or 'auto')",
     "strategy": "Lightning strategy: auto | ddp | ddp_spawn | ...",
     "precision": "auto (bf16-mixed on hardware with native bf16, else 32-true) | 32-true | bf16-mixed | 16-mixed",
-    "resume": "continue from OUT/checkpoints/last.ckpt if present",
+    "resume": "continue from OUT/checkpoints/last.ckpt if present (written every epoch); refused if the data, "
+    "split, seed or optimiser options differ (only --epochs and hardware options may change)",
     "threads": "torch intra-op threads",
     "limit": "use only the first N materials of each part of the split",
     "task": "phonon | edos (electron DOS; --data is a folder made by 'dostransformer dataset build')",
@@ -58,11 +59,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .training.options import TrainOptions
     from .training.run import train
 
-    opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions)})
-    if isinstance(opts.devices, str) and opts.devices.isdigit():
-        opts.devices = int(opts.devices)
+    opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions)})  # validates every option
     train(opts)
     return 0
+
+
+def _check_at_least(*checks: tuple[str, int | None, int]) -> None:
+    """Each ``(flag, value, low)``: a ValueError naming the flag when ``value`` is given and below ``low``."""
+    for flag, value, low in checks:
+        if value is not None and value < low:
+            raise ValueError(f"{flag} must be at least {low}, got {value}")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -72,6 +78,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .training.evaluate import evaluate_split, format_report
     from .training.tasks import evaluation_data
 
+    _check_at_least(("--threads", args.threads, 1), ("--batch-size", args.batch_size, 1), ("--seed", args.seed, 0))
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model, device="cpu")

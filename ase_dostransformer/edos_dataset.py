@@ -369,7 +369,7 @@ def load_edos_dataset(path: str | os.PathLike) -> EDOSDataset:
     if sha != manifest["data_sha256"]:
         raise ValueError(f"{folder}: materials.json / dos.npy do not match the manifest's checksum (edited?)")
     rows = json.loads((folder / "materials.json").read_text())
-    dos = np.load(folder / "dos.npy")
+    dos = np.load(folder / "dos.npy", allow_pickle=False)  # never unpickle a file others can supply
     if len(rows) == 0:
         raise ValueError(f"{folder}: the dataset has no materials")
     if dos.shape != (len(rows), ELECTRON_GRID.npoints):

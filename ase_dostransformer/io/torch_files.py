@@ -93,12 +93,15 @@ def safe_torch_load(path: str | os.PathLike, what: str = "file") -> Any:
         raise FileNotFoundError(f"{what} not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # torch's own message suggests loading unsafely; never pass that advice on
+    except pickle.UnpicklingError as exc:
+        # torch's own message suggests loading unsafely: never pass that advice on, only the object named
+        named = [ln.strip() for ln in str(exc).splitlines() if "global" in ln.lower() and "unsupported" in ln.lower()]
+        if not named:  # not an object to refuse, just bytes that are not a torch file
+            raise FileIntegrityError(f"{path}: not a readable {what} (damaged or truncated?)") from None
         raise UnsafeFileError(
             f"{path}: refused to load this {what}: it holds Python objects other than tensors and plain "
-            "values, which no file written by ase-dostransformer does (it may have been tampered with; "
-            "nothing in it was run)"
+            f"values ({named[0]}), which no file written by ase-dostransformer does (it may have been "
+            "tampered with; nothing in it was run)"
         ) from None
     except Exception as exc:
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__

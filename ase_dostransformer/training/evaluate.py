@@ -21,11 +21,16 @@ def evaluate_split(
     batch_size: int = 64,
     device: str | torch.device = "cpu",
 ) -> dict[str, dict]:
-    """Metrics of the model and of the mean-training-DOS baseline on each part of a split."""
+    """Metrics of the model and of the mean-training-DOS baseline on each part of a split.
+
+    Parts that are empty or absent (a split file may leave ``test`` out) have no entry in the report.
+    """
     train_y = np.stack([graphs[i].y.numpy()[0] for i in split["train"]])
     report: dict[str, dict] = {}
     for part in parts:
-        idx = split[part]
+        idx = split.get(part, ())
+        if not len(idx):
+            continue
         true = np.stack([graphs[i].y.numpy()[0] for i in idx])
         pred = predict_graphs(model, [graphs[i] for i in idx], batch_size, device, normalise=False)
         report[part] = {

@@ -8,8 +8,13 @@ import lightning as L
 import numpy as np
 import torch
 
+from ..errors import DOSTransformerError
 from ..model import DOSTransformer, ModelConfig
 from .metrics import dostransformer_loss, spectrum_metrics
+
+
+class NonFiniteLossError(DOSTransformerError, ValueError):
+    """The training loss became NaN or infinite (diverging learning rate, bad targets): training stops at once."""
 
 
 class DOSTransformerModule(L.LightningModule):
@@ -45,6 +50,11 @@ class DOSTransformerModule(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         out = self.model(batch, raw=True)
         loss = dostransformer_loss(out, batch.y, self.hparams.beta)
+        if not torch.isfinite(loss):  # one sync per step: cheap next to the model, unlike detect_anomaly
+            raise NonFiniteLossError(
+                f"the training loss is {float(loss.detach())} at epoch {self.current_epoch}, step {self.global_step} "
+                f"(batch {batch_idx}): lower --lr, or check the targets; training stopped"
+            )
         self.log("train_loss", loss, batch_size=batch.num_graphs, on_step=False, on_epoch=True, sync_dist=True)
         return loss
 

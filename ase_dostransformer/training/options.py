@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import numbers
+from dataclasses import dataclass, fields
+
+from ..errors import DOSTransformerError
+
+#: Learning-rate schedules :class:`~.lightning_module.DOSTransformerModule` knows.
+SCHEDULERS = ("cosine", "none")
+#: What ``--task`` may be.
+TASKS = ("phonon", "edos")
+
+
+class TrainOptionsError(DOSTransformerError, ValueError):
+    """A training option out of its range; the message names the option (as its command-line flag)."""
 
 
 @dataclass
@@ -43,3 +56,71 @@ class TrainOptions:
     task: str = "phonon"  # phonon | edos (electron DOS from a dataset built by `dostransformer dataset build`)
     init_from: str | None = None  # start from this model file's weights and architecture (fine-tuning)
     prompt_only: bool = False  # train only the crystal-system prompts and the output head
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every option's type and range (and turn a digit string ``devices`` into an int).
+
+        Called on construction and again by ``train()`` (options may be changed after construction),
+        so the command line and the Python API refuse the same values, before any data is read.
+        Raises :class:`TrainOptionsError` naming the option.
+        """
+        _check_types(self)
+        for name, low in (("epochs", 1), ("eval", 1), ("es", 0), ("batch_size", 1), ("warmup_epochs", 0)):
+            _at_least(name, getattr(self, name), low)
+        for name in ("layers", "transformer", "heads", "hidden", "ff_mult", "num_nodes"):
+            _at_least(name, getattr(self, name), 1)
+        _at_least("seed", self.seed, 0)
+        if self.seed >= 2**32:
+            raise TrainOptionsError(f"--seed must be below 2**32, got {self.seed}")
+        for name in ("threads", "limit"):
+            if getattr(self, name) is not None:
+                _at_least(name, getattr(self, name), 1)
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise TrainOptionsError(f"--lr must be a positive finite number, got {self.lr}")
+        for name in ("weight_decay", "beta"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise TrainOptionsError(f"--{name} must be a finite number >= 0, got {value}")
+        for name in ("dropout", "attn_drop"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise TrainOptionsError(f"--{name} must be in [0, 1), got {value}")
+        if self.scheduler not in SCHEDULERS:
+            raise TrainOptionsError(f"--scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+        if self.task not in TASKS:
+            raise TrainOptionsError(f"--task must be one of {TASKS}, got {self.task!r}")
+        if isinstance(self.devices, str) and self.devices.strip().isdigit():
+            self.devices = int(self.devices)
+        if isinstance(self.devices, int):
+            _at_least("devices", self.devices, 1)
+        elif self.devices != "auto":
+            raise TrainOptionsError(f"--devices must be a positive number or 'auto', got {self.devices!r}")
+        if not self.out:
+            raise TrainOptionsError("--out must name a folder")
+
+
+def _check_types(opts: TrainOptions) -> None:
+    """Options declared ``int`` hold integers (not floats, strings or bools), ``float`` numbers, ``bool`` bools."""
+    for f in fields(opts):
+        value = getattr(opts, f.name)
+        declared = str(f.type)
+        if declared.startswith("int") and not (value is None and "None" in declared):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                if not (f.name == "devices" and isinstance(value, str)):
+                    raise TrainOptionsError(f"--{f.name} must be an integer, got {value!r}")
+            elif not isinstance(value, int):
+                setattr(opts, f.name, int(value))  # a NumPy integer: stored as a plain int (checkpoints, JSON)
+        elif declared == "float" and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise TrainOptionsError(f"--{f.name} must be a number, got {value!r}")
+        elif declared == "float" and not isinstance(value, float):
+            setattr(opts, f.name, float(value))
+        elif declared == "bool" and not isinstance(value, bool):
+            raise TrainOptionsError(f"--{f.name} is a switch (True or False), got {value!r}")
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if value < low:
+        raise TrainOptionsError(f"--{name} must be at least {low}, got {value}")

@@ -188,6 +188,13 @@ class RunIdentityCallback(Callback):
         checkpoint[IDENTITY_KEY] = self.identity | {"world_size": int(trainer.world_size)}
 
 
+def _short(value: Any) -> str:
+    """``repr`` of a value, a sha256 cut to its first 12 digits."""
+    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return repr(value[:12] + "...")
+    return repr(value)
+
+
 def check_resume_identity(ckpt: dict[str, Any], path: str | os.PathLike, identity: dict[str, Any]) -> None:
     """:class:`CheckpointError` naming every difference between the checkpoint's run and this one.
 
@@ -203,7 +210,7 @@ def check_resume_identity(ckpt: dict[str, Any], path: str | os.PathLike, identit
         )
     differ = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
     if differ:
-        shown = ", ".join(f"{k}: {stored.get(k)!r} -> {identity.get(k)!r}" for k in differ)
+        shown = ", ".join(f"{k}: {_short(stored.get(k))} -> {_short(identity.get(k))}" for k in differ)
         raise CheckpointError(
             f"cannot resume from {path}: this run differs from the one it would continue ({shown}); "
             "pass the same data and options (only --epochs and hardware options may change), or a new --out"

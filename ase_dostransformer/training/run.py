@@ -157,11 +157,12 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         plugins=[AtomicCheckpointIO()],
     )
     last = ckpt_dir / "last.ckpt"
-    resume_from = None
+    resume_from, resumed = None, {}
     if opts.resume and last.is_file():
         ckpt = check_resume_checkpoint(last, cfg.to_dict())  # damaged, or another model: refused
         check_resume_identity(ckpt, last, identity | {"world_size": int(trainer.world_size)})  # other data/options
         resume_from = str(last)
+        resumed = {"resumed_after_epoch": int(ckpt["epoch"])}  # metrics.json says which epochs ran before
     t0 = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)  # never unpickle objects
     fit_seconds = time.time() - t0
@@ -175,6 +176,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         "precision": precision,
     }
     run_info.update(describe_init(opts))
+    run_info.update(resumed)
     return export_run(opts, best.best_model_path or str(last), run_info, data.sha256, graphs, split)
 
 

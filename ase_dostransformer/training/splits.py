@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,32 +45,59 @@ def element_ood_split(num_species: np.ndarray, seed: int) -> dict[str, np.ndarra
     return _held_out(np.isin(np.asarray(num_species), (2, 3)), seed)
 
 
+def _shown(items: Sequence, n: int = 10) -> str:
+    """Up to ``n`` items, repr'd, and how many more."""
+    items = list(items)
+    more = f" and {len(items) - n} more" if len(items) > n else ""
+    return ", ".join(repr(x) for x in items[:n]) + more
+
+
 def split_from_file(path: str | Path, ids: Sequence[str]) -> dict[str, np.ndarray]:
     """A split written by hand: JSON ``{"train": [...], "valid": [...], "test": [...]}`` of material ids.
 
-    For fine-tuning on a few materials of one's own (``test`` may be empty or missing). Unknown ids,
-    an id in two parts or an empty ``train`` are errors that name the problem.
+    For fine-tuning on a few materials of one's own (``test`` may be empty or missing). Each of these is
+    an error naming the ids at fault: a member that is not a string (row indices, negative or not, are
+    not accepted: ids are), an id not in the dataset or carried by several of its rows, an id listed twice
+    in one part, an id in two parts (a material trained on and tested on), and an empty ``train``.
     """
     path = Path(path)
     try:
         spec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"split file {path}: cannot read it as JSON ({exc})") from exc
     if not isinstance(spec, dict) or not set(spec) <= {"train", "valid", "test"}:
         raise ValueError(f"split file {path}: expected an object with keys train, valid, test")
     index = {mid: i for i, mid in enumerate(ids)}
+    shared_ids = {mid for mid, c in Counter(ids).items() if c > 1}  # an id naming two rows names neither
     split, owner = {}, {}
     for part in ("train", "valid", "test"):
         members = spec.get(part, [])
         if not isinstance(members, list):
             raise ValueError(f"split file {path}: {part!r} must be a list of material ids")
+        not_ids = [m for m in members if not isinstance(m, str)]
+        if not_ids:
+            raise ValueError(
+                f"split file {path}: {part} holds {_shown(not_ids)}, which are not material ids "
+                "(strings such as 'mp-149'; row indices are not accepted)"
+            )
         unknown = [m for m in members if m not in index]
         if unknown:
-            raise ValueError(f"split file {path}: {part} has ids not in the dataset: {unknown[:5]}")
-        for m in members:
-            if m in owner:
-                raise ValueError(f"split file {path}: {m!r} is in both {owner[m]} and {part}")
-            owner[m] = part
+            raise ValueError(f"split file {path}: {part} has {len(unknown)} ids not in the dataset: {_shown(unknown)}")
+        ambiguous = [m for m in members if m in shared_ids]
+        if ambiguous:
+            raise ValueError(
+                f"split file {path}: {part} has ids that several rows of the dataset carry: {_shown(ambiguous)}"
+            )
+        twice = [m for m, c in Counter(members).items() if c > 1]
+        if twice:
+            raise ValueError(f"split file {path}: {part} lists {len(twice)} ids more than once: {_shown(twice)}")
+        shared = [m for m in members if m in owner]
+        if shared:
+            parts = sorted({owner[m] for m in shared})
+            raise ValueError(
+                f"split file {path}: {len(shared)} ids are in both {' / '.join(parts)} and {part}: {_shown(shared)}"
+            )
+        owner.update(dict.fromkeys(members, part))
         split[part] = np.sort(np.array([index[m] for m in members], dtype=np.int64))
     if not len(split["train"]):
         raise ValueError(f"split file {path}: the train part is empty")

@@ -11,10 +11,8 @@ import torch
 
 from ..model import ModelConfig
 from ..spectra import ELECTRON_GRID
-from .options import TrainOptions
+from .options import TASKS, TrainOptions
 from .splits import make_split
-
-TASKS = ("phonon", "edos")
 
 
 @dataclasses.dataclass
