@@ -68,7 +68,8 @@ class DOSCalculator(Calculator):
     Results after a calculation: ``results["phonon_dos"]`` (the property, a ``(51,)`` array,
     max-normalised, on :attr:`frequencies_cm1`), plus ``results["phonon_dos_cut_off"]`` (bool),
     ``results["phonon_dos_out_of_domain"]`` (bool: elements never seen in training, more atoms
-    than any training cell, or a slab / molecule in a vacuum box) and ``results["phonon_dos_warnings"]``
+    than any training cell, a slab / molecule in a vacuum box, or a shortest bond or volume per atom
+    outside the training range) and ``results["phonon_dos_warnings"]``
     (list of str, each also issued as a Python warning). ``results["electron_dos"]`` is the ``(201,)``
     max-normalised electron DOS on :attr:`energies_ev` (-5..5 eV around the Fermi level, or the
     valence-band top of an insulator), with the matching ``electron_dos_*`` flags.
@@ -164,7 +165,7 @@ class DOSCalculator(Calculator):
         from .inference import domain_check, predict_graphs
 
         graph = recipe.featurise(self.atoms)
-        domain = domain_check(model, graph)
+        domain = domain_check(model, graph, self.atoms)
         dos = predict_graphs(model, [graph], batch_size=1, device=self.device)[0]
         found = [(message, OutOfDomainWarning) for message in domain.messages()]
         found += self._check_common(model, dos, int(graph.system.item()))
@@ -183,6 +184,8 @@ class DOSCalculator(Calculator):
         from .spectra import is_cut_off
 
         threshold = float(self.parameters.get("cut_off_threshold", 0.05))
+        if not (np.isfinite(threshold) and 0.0 < threshold <= 1.0):  # NaN would silently disable the flag
+            raise ValueError(f"cut_off_threshold must be a fraction in (0, 1], got {threshold}")
         cut_off = is_cut_off(dos, threshold)
         if not cut_off:
             return False, []

@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from dataclasses import fields
-from pathlib import Path
 
 TRAIN_HELP = {
     "beta": "weight of the system-branch RMSE in the loss",
@@ -74,6 +73,7 @@ def _check_at_least(*checks: tuple[str, int | None, int]) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from .io.atomic import atomic_write_text
     from .pretrained import load_model
     from .training.evaluate import evaluate_split, format_report
     from .training.tasks import evaluation_data
@@ -86,11 +86,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate_split(model, graphs, split, parts=args.split, batch_size=args.batch_size, device=args.device)
     print(format_report(report))
     if args.json:
-        Path(args.json).write_text(
+        atomic_write_text(
+            args.json,
             json.dumps(
                 {"model": str(args.model), "dataset": args.dataset, "data_sha256": data_sha256, "metrics": report},
                 indent=2,
-            )
+            ),
         )
     return 0
 

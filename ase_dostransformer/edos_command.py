@@ -18,7 +18,7 @@ FORMAT_HELP = (
 
 def add_dataset_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``dataset build`` to the ``dostransformer`` parser."""
-    ds = sub.add_parser("dataset", help="build electron-DOS datasets")
+    ds = sub.add_parser("dataset", help="build electron-DOS datasets; label phonons with the teacher")
     dsub = ds.add_subparsers(dest="dataset_command", required=True)
     b = dsub.add_parser(
         "build",
@@ -47,9 +47,17 @@ def add_dataset_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--no-graphs", action="store_true", help="do not store graphs.pt (they are rebuilt on load)")
     b.add_argument("--quiet", action="store_true", help="print only the summary")
 
+    from .teacher.command import add_phonons_parser
+
+    add_phonons_parser(dsub)
+
 
 def cmd_dataset(args: argparse.Namespace) -> int:
     """Run ``dataset build``; exit status 2 when no row could be used."""
+    if args.dataset_command == "phonons":
+        from .teacher.command import cmd_phonons
+
+        return cmd_phonons(args)
     from .edos_dataset import build_edos_dataset
     from .graphs.edos import ElectronGraphRecipe
 

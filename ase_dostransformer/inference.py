@@ -7,8 +7,10 @@ padding masks, so a structure gets the same spectrum whatever batch it shares.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -105,17 +107,52 @@ def _is_structure(obj: Any) -> bool:
     )
 
 
+#: Keys of a model's meta giving the geometry of its training crystals (``graphs.validation.training_geometry``).
+GEOMETRY_KEYS = ("train_shortest_bond", "train_volume_per_atom")
+
+
+@lru_cache(maxsize=1)
+def _shipped_training_geometry() -> dict[str, dict[str, Any]]:
+    """``pretrained/training_domain.json``: training geometry of the shipped models, by training-data sha256."""
+    from .pretrained import PRETRAINED_DIR
+
+    path = PRETRAINED_DIR / "training_domain.json"
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {
+        str(e["data_sha256"]): {k: e[k] for k in GEOMETRY_KEYS if k in e}
+        for e in entries.values()
+        if isinstance(e, dict) and "data_sha256" in e
+    }
+
+
 def model_meta(model: Any) -> dict[str, Any]:
-    """The metadata of a loaded model (``model.meta``, set by ``load_model``); empty when it has none."""
+    """The metadata of a loaded model (``model.meta``, set by ``load_model``); empty when it has none.
+
+    A model file written before ``dostransformer train`` recorded the geometry of its training
+    crystals (:data:`GEOMETRY_KEYS`) gets it from ``pretrained/training_domain.json`` when its
+    training data (``data_sha256``) is that of a shipped model.
+    """
     meta = getattr(model, "meta", None)
-    return meta if isinstance(meta, dict) else {}
+    if not isinstance(meta, dict):
+        return {}
+    if not all(k in meta for k in GEOMETRY_KEYS) and meta.get("data_sha256"):
+        fallback = _shipped_training_geometry().get(str(meta["data_sha256"]), {})
+        return {**fallback, **meta} if fallback else meta
+    return meta
 
 
-def domain_check(model: DOSTransformer, graph: Data) -> DomainCheck:
-    """How a featurised structure relates to the model's training data (unseen elements, size, isolated atoms)."""
+def domain_check(model: DOSTransformer, graph: Data, structure: Any = None) -> DomainCheck:
+    """How a featurised structure relates to the model's training data.
+
+    Unseen elements, size, vacuum, isolated atoms, and the shortest bond and (with ``structure``, the
+    ``Atoms`` / ``Structure`` the graph was made from) the volume per atom against the training range.
+    """
     from .graphs import check_domain
 
-    return check_domain(graph, model_meta(model), cutoff=graph_recipe(model).cutoff)
+    return check_domain(graph, model_meta(model), cutoff=graph_recipe(model).cutoff, structure=structure)
 
 
 def featurise_structures(recipe: PhononGraphRecipe, structures: Sequence[Any]) -> list[Data]:
@@ -198,8 +235,8 @@ def predict_dos(
     (``"phonon"`` or ``"edos"``), when given, must be the model's. An invalid structure raises
     :class:`~ase_dostransformer.graphs.InvalidStructureError` (a ``ValueError``) naming its position
     in the list. A valid structure outside the training domain (unseen elements, more atoms than any
-    training cell, atoms without neighbours) is predicted and reported with an
-    :class:`~ase_dostransformer.graphs.OutOfDomainWarning` naming its position.
+    training cell, bonds or volume per atom outside the training range, atoms without neighbours) is
+    predicted and reported with an :class:`~ase_dostransformer.graphs.OutOfDomainWarning` naming its position.
     """
     import warnings
 
@@ -209,8 +246,8 @@ def predict_dos(
         require_task(model, task)
     items = as_structure_list(structures)
     graphs = featurise_structures(graph_recipe(model), items)
-    for i, graph in enumerate(graphs):
-        for message in domain_check(model, graph).messages():
+    for i, (graph, structure) in enumerate(zip(graphs, items, strict=True)):
+        for message in domain_check(model, graph, structure).messages():
             warnings.warn(f"structure {i}: {message}", OutOfDomainWarning, stacklevel=3)
     return predict_graphs(model, graphs, batch_size=batch_size, device=device)
 

@@ -124,7 +124,7 @@ def test_all_good_exits_zero_and_missing_file_fails(inputs, model_file, tmp_path
     assert main(args) == 0
     rows, _ = read_summary(out)
     assert set(rows) == {"NaCl", "POSCAR"} and all(r["status"] == "ok" for r in rows.values())
-    assert main([args[0], str(inputs / "missing.cif"), *args[1:]]) == 1
+    assert main([args[0], str(inputs / "missing.cif"), *args[1:], "--overwrite"]) == 1  # same --out again
     rows, _ = read_summary(out)
     assert "no such file" in rows["missing"]["error"]
 

@@ -1,11 +1,18 @@
-"""Crystal system of a structure (the prompt index), from its space group by spglib."""
+"""Crystal system of a structure (the prompt index), from its space group (moyopy, spglib as fallback).
+
+Supercells are first reduced to their primitive cell here (:func:`primitive_cell`, O(N log N) with a
+k-d tree), because the symmetry search of moyopy and spglib grows as N^2 or worse with the atoms of
+the cell it is given (a 10,648-atom Si supercell took 8 s, 21,952 atoms 102 s and 6 GB). A cell with
+more than :data:`MAX_SYMMETRY_ATOMS` atoms even in its primitive form (a large defect or amorphous
+cell) is not searched: it is taken as triclinic (P1) with a :class:`SymmetrySearchWarning`.
+
+Nothing process-wide is touched (no file-descriptor redirection, no global settings): the functions
+are safe to call from many threads at once.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-from collections.abc import Iterator
+import warnings
 
 import numpy as np
 
@@ -22,6 +29,16 @@ CRYSTAL_SYSTEMS: tuple[str, ...] = (
 
 #: Default spglib tolerance in Angstrom (pymatgen's SpacegroupAnalyzer default).
 SYMPREC = 0.01
+#: Cells with more atoms than this in their primitive form are not given to the symmetry search
+#: (moyopy takes about 0.5 s for a 999-atom cell with symmetry but no pure translation, 10 s for
+#: 4,095): they are taken as triclinic, with a :class:`SymmetrySearchWarning`.
+MAX_SYMMETRY_ATOMS = 2000
+#: Atoms whose images are checked for every candidate translation before the global check.
+_PROBES = 32
+
+
+class SymmetrySearchWarning(UserWarning):
+    """The space group of a very large cell was not searched; the crystal is taken as triclinic."""
 
 
 def crystal_system_from_spacegroup(number: int) -> str:
@@ -42,48 +59,174 @@ def crystal_system_from_spacegroup(number: int) -> str:
     raise AssertionError("unreachable")
 
 
+def _wrap(frac: np.ndarray) -> np.ndarray:
+    """Fractional coordinates in [0, 1) (rounding can make ``x - floor(x)`` exactly 1)."""
+    out = frac - np.floor(frac)
+    out[out >= 1.0] = 0.0
+    return out
+
+
+def _matches(
+    tree: object,
+    frac: np.ndarray,
+    numbers: np.ndarray,
+    cell: np.ndarray,
+    targets: np.ndarray,
+    z: np.ndarray,
+    tol: float,
+) -> np.ndarray:
+    """For each fractional ``targets[k]`` (species ``z[k]``): is an atom of that species within ``tol`` A of it?"""
+    radius = tol / float(np.linalg.svd(cell, compute_uv=False)[-1])  # a ball in fractional space holding the A ball
+    _, idx = tree.query(_wrap(targets), k=1, distance_upper_bound=min(radius, 0.5))  # type: ignore[attr-defined]
+    found = idx < len(frac)
+    ok = np.zeros(len(targets), dtype=bool)
+    if not found.any():
+        return ok
+    j = idx[found]
+    d = targets[found] - frac[j]
+    d -= np.rint(d)
+    ok[found] = (numbers[j] == z[found]) & (np.linalg.norm(d @ cell, axis=1) <= tol)
+    return ok
+
+
+def primitive_cell(
+    cell: np.ndarray, scaled_positions: np.ndarray, numbers: np.ndarray, symprec: float = SYMPREC
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A primitive cell of a crystal: ``(cell, scaled_positions, numbers)``; the input itself when it is primitive.
+
+    The pure translations are the differences between the atoms of the rarest species and one of
+    them that map the structure onto itself within ``symprec`` (A): each candidate is checked on
+    :data:`_PROBES` atoms, then the whole structure is checked at once by folding it into the
+    smaller cell, where every atom must have exactly as many copies as there are translations.
+    Anything inconsistent returns the input unchanged (the symmetry search then sees the full cell).
+    """
+    from scipy.spatial import cKDTree
+
+    cell = np.asarray(cell, dtype=float)
+    numbers = np.asarray(numbers)
+    frac = _wrap(np.asarray(scaled_positions, dtype=float))
+    n = len(numbers)
+    unchanged = (cell, frac, numbers)
+    if n < 2:
+        return unchanged
+    species, counts = np.unique(numbers, return_counts=True)
+    if np.gcd.reduce(counts) < 2:
+        return unchanged  # no species count shared by all: no pure translation is possible
+    rare = np.flatnonzero(numbers == species[int(np.argmin(counts))])
+    tree = cKDTree(frac, boxsize=1.0)
+    cand = frac[rare[1:]] - frac[rare[0]]
+    cand -= np.rint(cand)
+    probes = np.linspace(0, n - 1, min(_PROBES, n)).astype(int)
+    # a candidate carries the noise of two atoms, as does each image it is checked on: 2 * symprec here,
+    # each atom within symprec of the mean of its copies below (moyopy refines translations likewise)
+    if len(probes) * len(cand) <= 100_000:  # small cells: every probe at once
+        targets = (frac[probes][:, None, :] + cand[None, :, :]).reshape(-1, 3)
+        z = np.repeat(numbers[probes], len(cand))
+        ok = _matches(tree, frac, numbers, cell, targets, z, 2 * symprec).reshape(len(probes), len(cand))
+        cand = cand[ok.all(axis=0)]
+    else:
+        for p in probes:
+            keep = _matches(tree, frac, numbers, cell, frac[p] + cand, np.full(len(cand), numbers[p]), 2 * symprec)
+            cand = cand[keep]
+    m = len(cand) + 1  # translations, the identity included
+    if m < 2 or n % m or np.any(counts % m):
+        return unchanged
+    snapped = np.rint(cand * m) / m  # the translations form a group of order m: m * t is a lattice vector
+    if np.linalg.norm((cand - snapped) @ cell, axis=1).max() > 2 * symprec:
+        return unchanged
+    cand = snapped
+    basis = _lattice_basis(cell, cand, m)
+    if basis is None:
+        return unchanged
+    cart = frac @ cell
+    pfrac = _wrap(np.linalg.solve(basis.T, cart.T).T)
+    ptree = cKDTree(pfrac, boxsize=1.0)
+    radius = min(2 * symprec / float(np.linalg.svd(basis, compute_uv=False)[-1]), 0.5)
+    assigned = np.zeros(n, dtype=bool)
+    sites: list[np.ndarray] = []
+    reps: list[int] = []
+    for i in range(n):
+        if assigned[i]:
+            continue
+        members = np.asarray(ptree.query_ball_point(pfrac[i], radius), dtype=int)
+        d = pfrac[members] - pfrac[i]
+        d -= np.rint(d)
+        close = np.linalg.norm(d @ basis, axis=1) <= 2 * symprec
+        members, d = members[close], d[close]
+        if len(members) != m or assigned[members].any() or np.any(numbers[members] != numbers[i]):
+            return unchanged
+        centre = d.mean(axis=0)
+        if np.linalg.norm((d - centre) @ basis, axis=1).max() > symprec:
+            return unchanged
+        assigned[members] = True
+        sites.append(pfrac[i] + centre)
+        reps.append(i)
+    return basis, _wrap(np.array(sites)), numbers[np.asarray(reps)]
+
+
+def _lattice_basis(cell: np.ndarray, translations: np.ndarray, m: int) -> np.ndarray | None:
+    """Three shortest independent vectors of the lattice spanned by ``cell`` and the fractional ``translations``.
+
+    They form a basis when they span ``1/m`` of the cell's volume (checked); None otherwise.
+    """
+    shifts = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=float)
+    vectors = np.concatenate([translations, np.zeros((1, 3))])
+    allv = (vectors[:, None, :] + shifts[None, :, :]).reshape(-1, 3) @ cell
+    lengths = np.linalg.norm(allv, axis=1)
+    order = np.argsort(lengths, kind="stable")
+    allv, lengths = allv[order], lengths[order]
+    allv, lengths = allv[lengths > 1e-8], lengths[lengths > 1e-8]
+    if not len(allv):
+        return None
+    b1 = allv[0]
+    cross = np.linalg.norm(np.cross(b1, allv), axis=1)
+    second = np.flatnonzero(cross > 1e-6 * lengths[0] * lengths)
+    if not len(second):
+        return None
+    b2 = allv[second[0]]
+    normal = np.cross(b1, b2)
+    vol = np.abs(allv @ normal)
+    third = np.flatnonzero(vol > 1e-6 * np.linalg.norm(normal) * lengths)
+    if not len(third):
+        return None
+    basis = np.array([b1, b2, allv[third[0]]])
+    if np.linalg.det(basis) < 0:
+        basis[2] = -basis[2]
+    full = abs(float(np.linalg.det(cell)))
+    if abs(float(np.linalg.det(basis)) * m - full) > 1e-6 * full:
+        return None
+    return basis
+
+
 def spacegroup_number(
     cell: np.ndarray, scaled_positions: np.ndarray, numbers: np.ndarray, symprec: float = SYMPREC
 ) -> int:
     """Space-group number; 1 (P1) when no symmetry is found.
 
+    The crystal is first reduced to a primitive cell (:func:`primitive_cell`); a primitive cell of
+    more than :data:`MAX_SYMMETRY_ATOMS` atoms is not searched (1, with a :class:`SymmetrySearchWarning`).
     moyopy (a Rust port of spglib's algorithm) answers in about 0.5 ms where spglib 2.x takes
     about 13 ms even for a 2-atom cell on this hardware, which alone would exceed the inference
     budget; the two agree on the phonon dataset (tests/test_graphs.py). spglib is the fallback.
     """
+    pcell, pfrac, pnumbers = primitive_cell(cell, scaled_positions, numbers, symprec)
+    if len(pnumbers) > MAX_SYMMETRY_ATOMS:
+        warnings.warn(
+            f"the space group of a cell of {len(numbers)} atoms ({len(pnumbers)} in its primitive cell) is not "
+            f"searched (limit {MAX_SYMMETRY_ATOMS} atoms): the crystal is taken as triclinic (P1)",
+            SymmetrySearchWarning,
+            stacklevel=3,
+        )
+        return 1
     try:
         import moyopy
     except ImportError:  # pragma: no cover - moyopy is a dependency
-        return spacegroup_number_spglib(cell, scaled_positions, numbers, symprec)
+        return spacegroup_number_spglib(pcell, pfrac, pnumbers, symprec)
     try:
-        moyo_cell = moyopy.Cell(
-            np.asarray(cell, dtype=float).tolist(),
-            np.asarray(scaled_positions, dtype=float).tolist(),
-            [int(z) for z in numbers],
-        )
-        with _quiet_stderr():
-            return int(moyopy.MoyoDataset(moyo_cell, symprec=symprec).number)
+        moyo_cell = moyopy.Cell(pcell.tolist(), pfrac.tolist(), [int(z) for z in pnumbers])
+        return int(moyopy.MoyoDataset(moyo_cell, symprec=symprec).number)
     except Exception:  # moyopy raises on cells it cannot standardise; spglib is more forgiving
-        return spacegroup_number_spglib(cell, scaled_positions, numbers, symprec)
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence file descriptor 2 (moyopy's Rust code prints a note for every supercell there)."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real stderr (embedded interpreters): nothing to silence
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        return spacegroup_number_spglib(pcell, pfrac, pnumbers, symprec)
 
 
 def spacegroup_number_spglib(

@@ -1,4 +1,4 @@
-"""Periodic neighbour search (pymatgen's compiled cell-list search, ASE's binned search for sparse cells)."""
+"""Periodic neighbour search: pymatgen's compiled cell lists; k-d trees or ASE's binned search for sparse cells."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from .structure import CrystalArrays
 
 #: pymatgen's cell list allocates 27 neighbour indices (216 bytes) per cube of side max(cutoff, 1 A)
-#: over the bounding box of the atoms; above this many cubes (about 110 MB) the search uses ASE's
-#: binned neighbour list instead, whose memory is bounded (huge, mostly empty cells).
+#: over the bounding box of the atoms; above this many cubes (about 110 MB) the search uses k-d trees
+#: over a few periodic images (or ASE's binned neighbour list), whose memory is bounded (huge, mostly
+#: empty cells).
 MAX_CELL_LIST_CUBES = 500_000
+#: Above this many periodic images to search, the sparse branch uses ASE's binned neighbour list
+#: instead of a k-d tree per image (:func:`_tree_pairs`).
+MAX_TREE_IMAGES = 125
 #: pymatgen searches with at least this radius (its ``min_r``) and filters shorter cutoffs afterwards.
 _PYMATGEN_MIN_R = 1.0
 
@@ -32,6 +36,46 @@ def wrap_positions(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
     out = positions.copy()
     out[far] = positions[far] - np.floor(frac[far]) @ cell
     return out
+
+
+def _image_range(cell: np.ndarray, cutoff: float) -> np.ndarray:
+    """How many cells away (per vector) a neighbour within ``cutoff`` can be: ``ceil(cutoff / plane spacing)``."""
+    spacing = 1.0 / np.linalg.norm(np.linalg.inv(cell), axis=0)  # distances between lattice planes
+    return np.ceil(cutoff / spacing).astype(np.int64)
+
+
+def _image_count(cell: np.ndarray, cutoff: float) -> float:
+    """Number of periodic images of the cell that :func:`_tree_pairs` would search."""
+    return float(np.prod(2.0 * _image_range(cell, cutoff) + 1.0))
+
+
+def _tree_pairs(
+    pos: np.ndarray, cell: np.ndarray, cutoff: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs within ``cutoff`` from a k-d tree over the atoms and a few periodic images (huge, sparse cells).
+
+    Memory and time depend on the atoms and the images searched, not on the cell's size, so a cell
+    scaled by 1e8 (every atom isolated) costs what the unscaled one does.
+    """
+    from scipy.spatial import cKDTree
+
+    reach = _image_range(cell, cutoff)
+    grids = np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij")
+    shifts = np.stack([g.ravel() for g in grids], axis=1)
+    tree = cKDTree(pos)
+    centre, neighbour, images, dist = [], [], [], []
+    for shift in shifts:
+        shifted = pos + shift @ cell
+        pairs = tree.sparse_distance_matrix(cKDTree(shifted), cutoff, output_type="ndarray")
+        if len(pairs):
+            centre.append(pairs["i"])
+            neighbour.append(pairs["j"])
+            images.append(np.repeat(shift[None, :], len(pairs), axis=0))
+            dist.append(pairs["v"])
+    if not centre:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros((0, 3), dtype=np.int64), np.zeros(0)
+    return np.concatenate(centre), np.concatenate(neighbour), np.concatenate(images), np.concatenate(dist)
 
 
 def periodic_pairs(
@@ -57,6 +101,8 @@ def periodic_pairs(
             pos, pos, float(cutoff), np.ones(3, dtype=np.int64), cell, tol=1e-8
         )
         images = np.rint(images).astype(np.int64)
+    elif _image_count(cell, float(cutoff)) <= MAX_TREE_IMAGES:
+        centre, neighbour, images, dist = _tree_pairs(pos, cell, float(cutoff))
     else:
         from ase.neighborlist import primitive_neighbor_list
 

@@ -31,6 +31,10 @@ Two kinds of findings:
   - an empty layer wider than :data:`MAX_BULK_VACUUM` along a cell vector (a slab, wire or molecule in
     a vacuum box, from the graph's ``vacuum`` value): *out of domain*. The model was trained on bulk
     crystals, whose widest such layer in the phonon data is :data:`WIDEST_BULK_VACUUM` (Cs2O);
+  - a shortest interatomic distance (periodic images included) or a volume per atom outside the range
+    of the training crystals (model meta ``train_shortest_bond`` and ``train_volume_per_atom``, each
+    ``[min, max]``; measured by :func:`training_geometry`): *out of domain*, with the numbers. A cell
+    squeezed to 0.3x its lattice constant or given in Bohr or nm is caught here;
   - atoms with no neighbour within the graph cutoff (4 A): a warning only. Such an atom keeps its self
     loop, so it still gets an embedding from its own element, it just sees no environment. It is not
     an error because real crystals have such atoms: eight materials of the phonon training set (Cs and
@@ -60,6 +64,10 @@ MIN_CELL_FLATNESS = 1e-6
 WIDEST_BULK_VACUUM = 3.9
 #: An empty layer wider than this (A) marks a slab, wire or molecule in a vacuum box.
 MAX_BULK_VACUUM = 6.0
+
+
+#: Relative slack of the training-range checks (bonds come from float32 graph vectors).
+RANGE_TOLERANCE = 1e-4
 
 
 class InvalidStructureError(ValueError):
@@ -185,6 +193,104 @@ def vacuum_gap(cell: np.ndarray, scaled_positions: np.ndarray) -> float:
     return float((gaps * spacing).max())
 
 
+def shortest_bond(cell: np.ndarray, positions: np.ndarray, start: float = 4.0, limit: float = 64.0) -> float | None:
+    """The shortest distance between two atoms of a crystal (A, periodic images included).
+
+    Searched within ``start`` A, then twice as far until a pair is found or ``limit`` is passed
+    (None then: every atom is more than ``limit`` A from every other and from its own images).
+    """
+    from .neighbours import periodic_pairs
+
+    radius = float(start)
+    while radius <= limit:
+        _, _, _, dist = periodic_pairs(positions, cell, radius)
+        if len(dist):
+            return float(dist.min())
+        radius *= 2.0
+    return None
+
+
+def graph_shortest_bond(graph: Any) -> float | None:
+    """The shortest edge of a featurised graph (A; self loops left out); None when it has no other edge."""
+    vec = getattr(graph, "edge_vec", None)
+    if vec is None:
+        return None
+    r = np.linalg.norm(vec.detach().cpu().numpy().astype(np.float64), axis=1)
+    r = r[r > 0]
+    return float(r.min()) if len(r) else None
+
+
+def training_geometry(structures: Any) -> dict[str, list[float]]:
+    """``{"train_shortest_bond": [min, max], "train_volume_per_atom": [min, max]}`` of crystals (A, A^3).
+
+    ``structures``: ASE ``Atoms`` or pymatgen ``Structure`` objects (the training crystals). The
+    result goes into a model file's meta, where :func:`check_domain` reads it.
+    """
+    from .structure import crystal_arrays
+
+    bonds, volumes = [], []
+    for structure in structures:
+        crystal = crystal_arrays(structure)
+        bond = shortest_bond(crystal.cell, crystal.positions)
+        if bond is not None:
+            bonds.append(bond)
+        volumes.append(volume_per_atom(structure))
+    if not volumes:
+        return {}
+    out = {"train_volume_per_atom": [min(volumes), max(volumes)]}
+    if bonds:
+        out["train_shortest_bond"] = [min(bonds), max(bonds)]
+    return out
+
+
+def volume_per_atom(structure: Any) -> float:
+    """Cell volume per atom (A^3) of an ASE ``Atoms`` or pymatgen ``Structure`` (not validated again)."""
+    if hasattr(structure, "get_cell"):
+        cell, natoms = np.asarray(structure.get_cell()[:], dtype=float), len(structure)
+    else:
+        cell, natoms = np.asarray(structure.lattice.matrix, dtype=float), len(structure)
+    return abs(float(np.linalg.det(cell))) / max(natoms, 1)
+
+
+def graphs_shortest_bond(graphs: Any) -> dict[str, list[float]]:
+    """``{"train_shortest_bond": [min, max]}`` from featurised training graphs (their shortest edges, A).
+
+    For ``dostransformer train``, which has graphs but not cells; crystals with no edge (every atom
+    isolated) are left out. The volume per atom needs the structures: :func:`training_geometry`.
+    """
+    bonds = [b for b in (graph_shortest_bond(g) for g in graphs) if b is not None]
+    return {"train_shortest_bond": [min(bonds), max(bonds)]} if bonds else {}
+
+
+def dataset_geometry(task: str, data: Any, rows: Any, graphs: Any = ()) -> dict[str, list[float]]:
+    """:func:`training_geometry` of rows ``rows`` of a training dataset (``task`` phonon or edos, folder ``data``).
+
+    For ``dostransformer train``, which keeps graphs but not cells: the structures are read again.
+    When they cannot be, the bond range comes from ``graphs`` alone (:func:`graphs_shortest_bond`).
+    """
+    try:
+        if task == "edos":
+            from ..edos_dataset import load_edos_dataset
+
+            atoms = load_edos_dataset(data).atoms
+        else:
+            from ..io.phdos import load_phonon_dataset
+
+            atoms = load_phonon_dataset(data).atoms
+        return training_geometry([atoms[int(i)] for i in rows])
+    except Exception:  # the run's graphs were made from it; a dataset moved away since still has them
+        return graphs_shortest_bond(graphs)
+
+
+def _range(value: Any) -> tuple[float, float] | None:
+    """A ``[min, max]`` pair from model meta, or None when absent or malformed."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return (low, high) if np.isfinite(low) and np.isfinite(high) and low <= high else None
+
+
 @dataclass(frozen=True)
 class DomainCheck:
     """How a valid structure relates to the model's training data (see the module docstring)."""
@@ -196,6 +302,35 @@ class DomainCheck:
     cutoff: float = 4.0
     isolated_symbols: tuple[str, ...] = field(default=(), repr=False)
     vacuum: float | None = None  # widest empty layer along a cell vector (A), when the graph records it
+    shortest_bond: float | None = None  # A; None: no other atom within ``cutoff`` (or unknown)
+    volume_per_atom: float | None = None  # A^3, when the structure was given
+    train_shortest_bond: tuple[float, float] | None = None  # [min, max] over the training crystals (A)
+    train_volume_per_atom: tuple[float, float] | None = None  # [min, max] over the training crystals (A^3)
+
+    @property
+    def bond_outside(self) -> bool:
+        """The shortest interatomic distance is outside the training range (all atoms isolated counts as longer)."""
+        if self.train_shortest_bond is None:
+            return False
+        low, high = self.train_shortest_bond
+        if self.shortest_bond is None:  # no neighbour within the cutoff at all
+            return self.isolated_all and high < self.cutoff
+        slack = RANGE_TOLERANCE * self.shortest_bond  # graphs hold float32 vectors
+        return self.shortest_bond < low - slack or self.shortest_bond > high + slack
+
+    @property
+    def isolated_all(self) -> bool:
+        """No atom has a neighbour within the cutoff."""
+        return len(self.isolated_atoms) == self.natoms
+
+    @property
+    def volume_outside(self) -> bool:
+        """The volume per atom is outside the training range."""
+        if self.train_volume_per_atom is None or self.volume_per_atom is None:
+            return False
+        low, high = self.train_volume_per_atom
+        slack = RANGE_TOLERANCE * self.volume_per_atom
+        return not low - slack <= self.volume_per_atom <= high + slack
 
     @property
     def in_vacuum(self) -> bool:
@@ -209,8 +344,10 @@ class DomainCheck:
 
     @property
     def out_of_domain(self) -> bool:
-        """Unseen elements, a cell larger than any in training, or vacuum in the cell."""
-        return bool(self.unseen_elements) or self.too_large or self.in_vacuum
+        """Unseen elements, a cell larger than any in training, vacuum in the cell, bonds or density unlike training."""
+        return (
+            bool(self.unseen_elements) or self.too_large or self.in_vacuum or self.bond_outside or self.volume_outside
+        )
 
     def messages(self) -> list[str]:
         """One human-readable line per finding (empty when there is nothing to say)."""
@@ -231,6 +368,23 @@ class DomainCheck:
                 f"in training: at most {WIDEST_BULK_VACUUM} A): a slab, wire or molecule in a vacuum box, "
                 "not a bulk crystal"
             )
+        if self.bond_outside and self.train_shortest_bond is not None:
+            low, high = self.train_shortest_bond
+            found = (
+                f"{self.shortest_bond:.3g} A"
+                if self.shortest_bond is not None
+                else f"over {self.cutoff:g} A (no two atoms within the graph cutoff)"
+            )
+            out.append(
+                f"out of domain: shortest interatomic distance {found}, outside the training range "
+                f"{low:.3g}..{high:.3g} A (a compressed or expanded cell, or one not in Angstrom?)"
+            )
+        if self.volume_outside and self.train_volume_per_atom is not None:
+            low, high = self.train_volume_per_atom
+            out.append(
+                f"out of domain: {self.volume_per_atom:.3g} A^3 per atom, outside the training range "
+                f"{low:.3g}..{high:.3g} A^3 (a compressed or expanded cell, or one not in Angstrom?)"
+            )
         if self.isolated_atoms:
             pairs = zip(self.isolated_atoms[:5], self.isolated_symbols[:5], strict=True)
             shown = ", ".join(f"{i} ({s})" for i, s in pairs)
@@ -242,11 +396,15 @@ class DomainCheck:
         return out
 
 
-def check_domain(graph: Any, meta: dict[str, Any] | None = None, cutoff: float = 4.0) -> DomainCheck:
+def check_domain(
+    graph: Any, meta: dict[str, Any] | None = None, cutoff: float = 4.0, structure: Any = None
+) -> DomainCheck:
     """Out-of-domain findings for a featurised graph, given a model's ``meta`` (may be empty or None).
 
-    Uses ``meta["train_elements"]`` and ``meta["train_max_atoms"]`` when present (written by
-    ``dostransformer train``); isolated atoms are found from the graph's edges (self loops excluded).
+    Uses ``meta["train_elements"]``, ``meta["train_max_atoms"]``, ``meta["train_shortest_bond"]`` and
+    ``meta["train_volume_per_atom"]`` when present (written by ``dostransformer train``); isolated atoms
+    and the shortest bond are found from the graph's edges (self loops excluded). ``structure`` (the
+    ``Atoms`` / ``Structure`` the graph was made from) gives the volume per atom.
     """
     meta = meta or {}
     z = graph.z.detach().cpu().numpy().astype(int)
@@ -274,4 +432,8 @@ def check_domain(graph: Any, meta: dict[str, Any] | None = None, cutoff: float =
         cutoff=float(cutoff),
         isolated_symbols=tuple(_symbol(int(z[i])) for i in isolated),
         vacuum=float(graph.vacuum.reshape(-1)[0]) if getattr(graph, "vacuum", None) is not None else None,
+        shortest_bond=graph_shortest_bond(graph),
+        volume_per_atom=None if structure is None else volume_per_atom(structure),
+        train_shortest_bond=_range(meta.get("train_shortest_bond")),
+        train_volume_per_atom=_range(meta.get("train_volume_per_atom")),
     )

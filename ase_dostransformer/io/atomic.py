@@ -2,15 +2,18 @@
 
 The content goes to a hidden temporary file beside the target, is flushed and fsynced, gets the
 usual permissions (``mkstemp`` makes 0600 files), and is renamed into place with ``os.replace``,
-which is atomic on POSIX file systems: a killed process leaves the old file or the new one, never a
-torn one. Torch is imported only by :func:`atomic_torch_save`.
+which is atomic on POSIX file systems: a killed process (or a full disk) leaves the old file or the
+new one, never a torn or empty one. Writers that need a file name rather than an open file
+(matplotlib's ``savefig``, third-party exporters) use :func:`atomic_path`. Torch is imported only by
+:func:`atomic_torch_save`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,6 +50,29 @@ def atomic_write(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; renamed to ``path`` when the block ends without error.
+
+    For writers that take a file name, e.g. ``with atomic_path(p) as tmp: fig.savefig(tmp, format="png")``
+    (give the format: the temporary name ends in ``.tmp``). On an error the temporary file is removed
+    and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

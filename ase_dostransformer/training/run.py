@@ -16,6 +16,9 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from ..graphs import PhononGraphRecipe
 from ..graphs.cache import cached_graphs
+from ..graphs.validation import dataset_geometry
+from ..io.atomic import atomic_write_text
+from ..io.locks import lock_run_folder
 from ..io.phdos import load_phonon_dataset
 from ..io.torch_files import safe_torch_load
 from ..model import ModelConfig, save_model_file
@@ -104,6 +107,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         torch.set_num_threads(opts.threads)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
+    _lock = lock_run_folder(out, "dostransformer train")  # noqa: F841  # held until train() returns; a 2nd run fails
     L.seed_everything(opts.seed, workers=True, verbose=False)
     data = task_data(opts)  # phonon or electron DOS; with --init_from, the starting model's architecture
     graphs, split, cfg = data.graphs, data.split, data.cfg
@@ -216,8 +220,10 @@ def export_run(
         # what the model has seen: inputs outside it are flagged as out of domain at prediction time
         "train_elements": sorted({int(z) for g in train_graphs for z in g.z.tolist()}),
         "train_max_atoms": max(int(g.num_nodes) for g in train_graphs),
+        # shortest bond and volume per atom: outside their training range a structure is flagged
+        **dataset_geometry(opts.task, opts.data, split["train"], train_graphs),
     }
     save_model_file(model, out / "model.pt", meta={k: summary[k] for k in meta_keys} | domain)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2))
     print(format_report(report), flush=True)
     return summary

@@ -1,0 +1,99 @@
+"""Reading teacher records back: chunk files, decoded spectra, the dataset's 51-point grid.
+
+A labelling folder holds ``manifest*.json`` (every input with its status) and
+``records-NNNNN*.jsonl.gz`` (one JSON object per line, one line per labelled crystal, stable or
+unstable; failures are in the manifest only). Spectra are stored as integers in units of
+``dos.scale * dos.quantum`` (states per cm^-1 per input cell) on ``start_cm1 + step_cm1 * k``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DOSTransformerError
+
+#: The phonon dataset's grid: 0..1000 cm^-1 in 20 cm^-1 steps.
+DATASET_GRID_CM1 = np.linspace(0.0, 1000.0, 51)
+
+
+class RecordError(DOSTransformerError, ValueError):
+    """A record file or record that cannot be read."""
+
+
+def record_files(folder: str | os.PathLike) -> list[Path]:
+    """The record chunk files under ``folder`` (searched recursively), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RecordError(f"not a folder: {folder}")
+    return sorted(folder.rglob("records-*.jsonl.gz"))
+
+
+def read_chunk(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All records of one chunk file."""
+    out = []
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise RecordError(f"{path}, line {n}: not JSON ({exc})") from exc
+    return out
+
+
+def iter_records(folder: str | os.PathLike, status: str | None = "ok") -> Iterator[dict[str, Any]]:
+    """Records under ``folder`` (``status`` ``ok`` by default; ``None`` for every record)."""
+    for path in record_files(folder):
+        for rec in read_chunk(path):
+            if status is None or rec.get("status") == status:
+                yield rec
+
+
+def decode_dos(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """``(frequencies cm^-1, total DOS, {element: DOS})``, DOS in states per cm^-1 per input cell."""
+    d = record["dos"]
+    unit = float(d["scale"]) * float(d["quantum"])
+    freq = float(d["start_cm1"]) + float(d["step_cm1"]) * np.arange(int(d["n"]))
+    total = np.asarray(d["total"], dtype=float) * unit
+    elements = {el: np.asarray(v, dtype=float) * unit for el, v in d["elements"].items()}
+    return freq, total, elements
+
+
+def smooth_and_sample(
+    freq: np.ndarray, dos: np.ndarray, grid: np.ndarray = DATASET_GRID_CM1, sigma_cm1: float = 10.0
+) -> np.ndarray:
+    """Convolve with a Gaussian of standard deviation ``sigma_cm1`` and sample at ``grid`` (same units)."""
+    step = float(freq[1] - freq[0]) if len(freq) > 1 else 1.0
+    if sigma_cm1 <= 0:
+        return np.interp(grid, freq, dos, left=0.0, right=0.0)
+    diff = grid[:, None] - freq[None, :]
+    kernel = np.exp(-0.5 * (diff / sigma_cm1) ** 2) / (sigma_cm1 * np.sqrt(2 * np.pi))
+    return kernel @ dos * step
+
+
+def to_dataset_grid(record: dict[str, Any], sigma_cm1: float = 10.0) -> np.ndarray:
+    """The record's total DOS as the phonon dataset stores it: 51 points 0..1000 cm^-1, max-normalised.
+
+    Gaussian smoothing (default 10 cm^-1 standard deviation, about the 20 cm^-1 spacing, so the
+    sampling does not alias sharp peaks), sampled, divided by the maximum.
+    """
+    freq, total, _ = decode_dos(record)
+    y = smooth_and_sample(freq, total, DATASET_GRID_CM1, sigma_cm1)
+    m = y.max()
+    return y / m if m > 0 else y
+
+
+def mean_frequency(freq: np.ndarray, dos: np.ndarray) -> float:
+    """First moment of a DOS, same unit as ``freq``."""
+    w = np.clip(dos, 0, None)
+    s = w.sum()
+    return float((freq * w).sum() / s) if s > 0 else float("nan")
