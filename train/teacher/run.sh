@@ -17,3 +17,4 @@ PY="${PYTHON:-.venv/bin/python}"
 run() { "$PY" -m ase_dostransformer.cli dataset phonons --workers 1 --threads 1 "$@"; }
 run --phdos-split test --out train/teacher/dft_test "$@"
 run --phdos-split train,valid --out train/teacher/dft_trainvalid "$@"
+run --generator ase_dostransformer.teacher.structures:queue --out train/teacher/generated "$@"
