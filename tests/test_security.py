@@ -267,3 +267,14 @@ def test_every_package_error_shares_one_base() -> None:
     for cls in (ModelFileError, FileIntegrityError, UnsafeFileError):
         assert issubclass(cls, DOSTransformerError) and issubclass(cls, ValueError)
     assert issubclass(CheckpointError, ValueError)
+
+
+def test_an_unwritable_cache_folder_is_a_warning_not_a_failure(tmp_path) -> None:
+    """The graphs are still returned when the cache cannot be written (root ignores chmod, so: a file in the way)."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    structures = [bulk("Si", "diamond", a=5.43)]
+    y = np.ones((1, 51), dtype=np.float32)
+    with pytest.warns(CacheWarning, match="not written"):
+        graphs = cached_graphs(RECIPE, structures, y, "12" * 32, blocker / "cache")
+    assert len(graphs) == 1 and torch.equal(graphs[0].y, torch.ones(1, 51))
