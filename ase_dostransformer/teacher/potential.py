@@ -15,7 +15,6 @@ else the CPU.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import types
 import warnings
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DOSTransformerError
+from ..io.phdos import file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -75,21 +75,13 @@ def choose_device(device: str | None = None) -> str:
     return str(dev)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_files(folder: Path = POTENTIAL_DIR) -> None:
     """Check every shipped file against its sha256; :class:`PotentialError` names the one at fault."""
     for name, expected in SHA256.items():
         path = folder / name
         if not path.is_file():
             raise PotentialError(f"teacher potential file missing: {path}")
-        got = _sha256(path)
+        got = file_sha256(path)
         if got != expected:
             raise PotentialError(f"teacher potential file {path} has sha256 {got}, expected {expected}")
 

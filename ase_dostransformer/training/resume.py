@@ -109,14 +109,19 @@ def check_resume_checkpoint(path: str | os.PathLike, config: dict[str, Any]) -> 
         stored = ModelConfig.from_dict(dict(ckpt["hyper_parameters"].get("config") or {})).to_dict()
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"cannot resume from {path}: its model config is not readable ({exc}); {advice}") from exc
-    differ = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
-    if differ:
-        shown = ", ".join(f"{k}: {stored.get(k)!r} -> {config.get(k)!r}" for k in differ)
+    shown = _differences(stored, config, repr)
+    if shown:
         raise CheckpointError(
             f"cannot resume from {path}: it was trained with other model settings ({shown}); "
             "pass the same options, or a new --out"
         )
     return ckpt
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], show: Any) -> str:
+    """``"key: old -> new, ..."`` for every key whose value differs (empty when none does)."""
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {show(old.get(k))} -> {show(new.get(k))}" for k in keys)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> None:
@@ -208,9 +213,8 @@ def check_resume_identity(ckpt: dict[str, Any], path: str | os.PathLike, identit
             "trained with (written by an older version), so a resume could silently mix two runs; start afresh "
             "with a new --out"
         )
-    differ = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
-    if differ:
-        shown = ", ".join(f"{k}: {_short(stored.get(k))} -> {_short(identity.get(k))}" for k in differ)
+    shown = _differences(stored, identity, _short)
+    if shown:
         raise CheckpointError(
             f"cannot resume from {path}: this run differs from the one it would continue ({shown}); "
             "pass the same data and options (only --epochs and hardware options may change), or a new --out"
