@@ -97,7 +97,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> int:
-    from .model.io import combine_model_files, load_model_file, save_model_file
+    from .model.files import combine_model_files, load_model_file, save_model_file
     from .training.evaluate import evaluate_split, format_report
     from .training.tasks import evaluation_data
 

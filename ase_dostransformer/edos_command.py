@@ -58,8 +58,8 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         from .teacher.command import cmd_phonons
 
         return cmd_phonons(args)
-    from .edos_dataset import build_edos_dataset
-    from .graphs.edos import ElectronGraphRecipe
+    from .io.electron_dataset import build_edos_dataset
+    from .graphs.electron import ElectronGraphRecipe
 
     features = tuple(f.strip() for f in args.global_features.split(",") if f.strip())
     recipe = ElectronGraphRecipe(global_features=features)

@@ -53,7 +53,7 @@ def graph_recipe(model: DOSTransformer) -> Any:
 
     cfg = model.cfg
     if cfg.task == "edos":
-        from .graphs.edos import ElectronGraphRecipe
+        from .graphs.electron import ElectronGraphRecipe
 
         recipe = ElectronGraphRecipe.from_dict(cfg.recipe) if cfg.recipe else ElectronGraphRecipe()
     elif cfg.task == "phonon":

@@ -20,7 +20,7 @@ from ase_dostransformer.calculator import DOSCalculator, SpectrumCutOffWarning
 from ase_dostransformer.graphs import InvalidStructureError
 from ase_dostransformer.inference import predict_phonon_dos
 from ase_dostransformer.model import DOSTransformer, save_model_file
-from ase_dostransformer.model.io import ModelFileError
+from ase_dostransformer.model.files import ModelFileError
 from ase_dostransformer.spectra import CM1_TO_THZ
 from ase_dostransformer.thermo import GAS_CONSTANT, heat_capacity
 

@@ -24,16 +24,16 @@ from hypothesis import strategies as st
 from scipy.signal import savgol_filter
 
 from ase_dostransformer.cli import main
-from ase_dostransformer.edos_dataset import (
+from ase_dostransformer.io.electron_dataset import (
     DOSProcessingError,
     build_edos_dataset,
     edos_graphs,
     load_edos_dataset,
     process_edos,
 )
-from ase_dostransformer.graphs.edos import ElectronGraphRecipe
+from ase_dostransformer.graphs.electron import ElectronGraphRecipe
 from ase_dostransformer.graphs.structure import crystal_arrays
-from ase_dostransformer.io.edos_sources import (
+from ase_dostransformer.io.electron_sources import (
     EDOSRecord,
     SkippedRow,
     detect_format,

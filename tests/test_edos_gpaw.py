@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from ase_dostransformer.edos_dataset import build_edos_dataset, load_edos_dataset
+from ase_dostransformer.io.electron_dataset import build_edos_dataset, load_edos_dataset
 
 RUNNER = Path(__file__).resolve().parents[1] / "train" / "edos" / "gpaw_runner.py"
 
@@ -79,8 +79,8 @@ def test_compact_results_keep_the_dos(tmp_path: Path) -> None:
     """Compacting drops far bands and rounds eigenvalues; the built DOS target barely moves."""
     from edos_synthetic import write_dft_result
 
-    from ase_dostransformer.edos_dataset import process_edos
-    from ase_dostransformer.io.edos_sources import read_dft_result
+    from ase_dostransformer.io.electron_dataset import process_edos
+    from ase_dostransformer.io.electron_sources import read_dft_result
 
     runner = _runner()
     full = write_dft_result(tmp_path / "si.json", bulk("Si"), efermi=0.3, nbands_above=8)

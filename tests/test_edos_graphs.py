@@ -9,7 +9,7 @@ from ase import Atoms
 from ase.build import bulk
 from torch_geometric.data import Batch
 
-from ase_dostransformer.graphs.edos import (
+from ase_dostransformer.graphs.electron import (
     EMBEDDING_FILE,
     ElectronGraphRecipe,
     element_embeddings,

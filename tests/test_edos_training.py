@@ -11,7 +11,7 @@ import torch
 from edos_synthetic import write_sources
 
 from ase_dostransformer.cli import main
-from ase_dostransformer.edos_dataset import build_edos_dataset, load_edos_dataset
+from ase_dostransformer.io.electron_dataset import build_edos_dataset, load_edos_dataset
 from ase_dostransformer.model import load_model_file
 from ase_dostransformer.training.run import TrainOptions, train
 from ase_dostransformer.training.tasks import evaluation_data

@@ -15,18 +15,18 @@ from pymatgen.electronic_structure.core import Spin
 from pymatgen.electronic_structure.dos import Dos
 
 from ase_dostransformer.calculator import DOSCalculator
-from ase_dostransformer.edos_dataset import process_edos
+from ase_dostransformer.io.electron_dataset import process_edos
 from ase_dostransformer.electronic import (
     band_gap_estimate,
     dos_at_fermi_level,
     to_pymatgen_dos,
     write_electron_dos,
 )
-from ase_dostransformer.graphs.edos import ElectronGraphRecipe
+from ase_dostransformer.graphs.electron import ElectronGraphRecipe
 from ase_dostransformer.inference import predict_electron_dos
-from ase_dostransformer.io.edos_sources import read_dft_result
+from ase_dostransformer.io.electron_sources import read_dft_result
 from ase_dostransformer.model import DOSTransformer, save_model_file
-from ase_dostransformer.model.io import ModelFileError
+from ase_dostransformer.model.files import ModelFileError
 from ase_dostransformer.spectra import ELECTRON_GRID
 from ase_dostransformer.training.options import TrainOptions
 from ase_dostransformer.training.tasks import edos_model_config

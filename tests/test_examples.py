@@ -90,7 +90,7 @@ def test_screening_example(env, tmp_path):
 def test_electron_dos_example(env, tmp_path):
     env = dict(env)
     if "edos" not in list_models():
-        from ase_dostransformer.graphs.edos import ElectronGraphRecipe
+        from ase_dostransformer.graphs.electron import ElectronGraphRecipe
         from ase_dostransformer.training.options import TrainOptions
         from ase_dostransformer.training.tasks import edos_model_config
 

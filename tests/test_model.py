@@ -9,7 +9,7 @@ from torch_geometric.data import Batch
 
 from ase_dostransformer.graphs import PhononGraphRecipe
 from ase_dostransformer.model import DOSTransformer, ModelConfig, load_model_file, save_model_file
-from ase_dostransformer.model.io import ModelFileError
+from ase_dostransformer.model.files import ModelFileError
 
 RECIPE = PhononGraphRecipe()
 
@@ -175,7 +175,7 @@ def test_tensornet_embedder_is_rotation_invariant_and_masked(graphs) -> None:
 
 def test_ensemble_is_the_mean_of_its_members_and_round_trips(tmp_path, graphs) -> None:
     from ase_dostransformer.model.ensemble import DOSEnsemble
-    from ase_dostransformer.model.io import combine_model_files
+    from ase_dostransformer.model.files import combine_model_files
 
     members = []
     for seed in (0, 1):

@@ -13,7 +13,7 @@ from ase.build import bulk
 
 from ase_dostransformer.inference import DEVICE_ENV, predict_phonon_dos
 from ase_dostransformer.model import DOSTransformer, ModelConfig, save_model_file
-from ase_dostransformer.model.io import ModelFileError
+from ase_dostransformer.model.files import ModelFileError
 from ase_dostransformer.pretrained import (
     PRETRAINED_DIR,
     REGISTRY_FILE,
@@ -174,7 +174,7 @@ EDOS_RECIPE = Path(__file__).resolve().parents[1] / "train" / "edos"
 @pytest.fixture(scope="module")
 def gpaw_dataset(tmp_path_factory):
     """The committed GPAW labels the shipped model was trained on, built as train/edos/train.sh builds them."""
-    from ase_dostransformer.edos_dataset import build_edos_dataset
+    from ase_dostransformer.io.electron_dataset import build_edos_dataset
 
     out = tmp_path_factory.mktemp("edos-gpaw")
     files = (EDOS_RECIPE / "model_files.txt").read_text().split()

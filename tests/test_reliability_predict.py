@@ -32,7 +32,7 @@ from ase_dostransformer.graphs.crystal_system import (
     primitive_cell,
     spacegroup_number,
 )
-from ase_dostransformer.graphs.edos import ElectronGraphRecipe
+from ase_dostransformer.graphs.electron import ElectronGraphRecipe
 from ase_dostransformer.graphs.validation import training_geometry
 from ase_dostransformer.inference import domain_check, model_meta, predict_dos
 from ase_dostransformer.io.locks import LOCK_FILE, FolderInUseError, FolderLock

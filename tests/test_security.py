@@ -23,7 +23,7 @@ from ase_dostransformer.graphs import PhononGraphRecipe
 from ase_dostransformer.graphs.cache import CacheWarning, cache_file, cached_graphs
 from ase_dostransformer.io.torch_files import content_sha256, load_graph_file, safe_torch_load
 from ase_dostransformer.model import DOSTransformer, ModelConfig, save_model_file
-from ase_dostransformer.model.io import ModelFileError, load_model_file, read_model_file
+from ase_dostransformer.model.files import ModelFileError, load_model_file, read_model_file
 
 RECIPE = PhononGraphRecipe()
 
@@ -140,7 +140,7 @@ def test_cache_entries_others_can_write_are_not_trusted(tmp_path) -> None:
 def test_edos_dataset_graphs_with_planted_code_are_rebuilt(tmp_path) -> None:
     from edos_synthetic import write_sources
 
-    from ase_dostransformer.edos_dataset import build_edos_dataset, edos_graphs, load_edos_dataset
+    from ase_dostransformer.io.electron_dataset import build_edos_dataset, edos_graphs, load_edos_dataset
 
     src, out = tmp_path / "src", tmp_path / "ds"
     src.mkdir()
@@ -190,7 +190,7 @@ def test_model_file_declaring_a_huge_model_is_refused_before_allocating(tmp_path
     assert evil.stat().st_size < 2_000_000
     code = (
         "import resource, sys\n"
-        "from ase_dostransformer.model.io import load_model_file, ModelFileError\n"
+        "from ase_dostransformer.model.files import load_model_file, ModelFileError\n"
         "try:\n"
         f"    load_model_file({str(evil)!r})\n"
         "except ModelFileError as e:\n"

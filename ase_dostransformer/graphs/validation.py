@@ -270,7 +270,7 @@ def dataset_geometry(task: str, data: Any, rows: Any, graphs: Any = ()) -> dict[
     """
     try:
         if task == "edos":
-            from ..edos_dataset import load_edos_dataset
+            from ..io.electron_dataset import load_edos_dataset
 
             atoms = load_edos_dataset(data).atoms
         else:

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from .config import ModelConfig
 from .dostransformer import DOSTransformer
-from .io import load_model_file, save_model_file
+from .files import load_model_file, save_model_file
 
 __all__ = ["DOSTransformer", "ModelConfig", "load_model_file", "save_model_file"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..io.atomic import atomic_write_text
-from ..model.io import ModelFileError
+from ..model.files import ModelFileError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -130,7 +130,7 @@ def load_model(
     is read as a model file written by ``save_model_file``. Problems raise :class:`ModelFileError`.
     """
     from ..inference import resolve_device
-    from ..model.io import load_model_file
+    from ..model.files import load_model_file
 
     path = _resolve(name_or_path, registry)
     model, meta = load_model_file(path)
@@ -177,7 +177,7 @@ def register_model(
     When ``copy`` and the file is not already in the registry's folder it is copied there as
     ``<name>.pt``. The registry file is rewritten atomically.
     """
-    from ..model.io import read_model_file
+    from ..model.files import read_model_file
 
     reg_path = Path(registry) if registry is not None else REGISTRY_FILE
     folder = reg_path.parent

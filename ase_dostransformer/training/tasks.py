@@ -41,7 +41,7 @@ def edos_model_config(opts: TrainOptions, recipe: Any) -> ModelConfig:
 
 def edos_task_data(opts: TrainOptions) -> TaskData:
     """A built eDOS dataset (``opts.data``), its graphs and the split named by ``opts.dataset``."""
-    from ..edos_dataset import edos_graphs, load_edos_dataset
+    from ..io.electron_dataset import edos_graphs, load_edos_dataset
 
     if not opts.data:
         raise ValueError("--task edos needs --data DIR, a dataset folder made by 'dostransformer dataset build'")
@@ -85,7 +85,7 @@ def task_data(opts: TrainOptions) -> TaskData:
 
 def init_config(path: str, data_cfg: ModelConfig) -> ModelConfig:
     """The architecture stored in the model file ``path``, checked against what the data provides."""
-    from ..model.io import read_model_file
+    from ..model.files import read_model_file
 
     cfg = ModelConfig.from_dict(read_model_file(path)["config"])
     for name in ("task", "node_dim", "edge_dim", "global_dim", "recipe", "grid"):
@@ -102,7 +102,7 @@ def prepare_module(module: Any, opts: TrainOptions, data: TaskData) -> None:
     """
     train_systems = torch.cat([data.graphs[i].system for i in data.split["train"]])
     if opts.init_from:
-        from ..model.io import read_model_file
+        from ..model.files import read_model_file
 
         state = read_model_file(opts.init_from)["state_dict"]
         module.model.load_state_dict(state)

@@ -3,7 +3,7 @@
 Runs under the interpreter that has GPAW (Debian: ``apt-get install gpaw gpaw-data``, then
 ``/usr/bin/python3``), not the package's virtual environment; it imports only ASE, NumPy and GPAW.
 The JSON files it writes are read by ``dostransformer dataset build --format ase`` (the package's
-``ase_dostransformer.io.edos_sources``), which broadens the eigenvalues into a DOS.
+``ase_dostransformer.io.electron_sources``), which broadens the eigenvalues into a DOS.
 
 Usage::
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ase_dostransformer.edos_dataset import process_edos
-from ase_dostransformer.io.edos_sources import read_dft_result
+from ase_dostransformer.io.electron_dataset import process_edos
+from ase_dostransformer.io.electron_sources import read_dft_result
 from ase_dostransformer.training.metrics import spectrum_metrics
 
 HERE = Path(__file__).resolve().parent

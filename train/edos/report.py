@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ase_dostransformer.edos_dataset import load_edos_dataset
+from ase_dostransformer.io.electron_dataset import load_edos_dataset
 from ase_dostransformer.electronic import band_gap_estimate, dos_at_fermi_level
 from ase_dostransformer.inference import predict_graphs
-from ase_dostransformer.model.io import load_model_file
+from ase_dostransformer.model.files import load_model_file
 from ase_dostransformer.training.evaluate import evaluate_split
 from ase_dostransformer.training.tasks import evaluation_data
 

@@ -23,7 +23,7 @@ wait
 .venv/bin/python - "$DATA" train/edos/few_shot_split.json <<'PY'
 import json, sys
 from ase_dostransformer.training.tasks import evaluation_data
-from ase_dostransformer.edos_dataset import load_edos_dataset
+from ase_dostransformer.io.electron_dataset import load_edos_dataset
 ids = load_edos_dataset(sys.argv[1]).ids
 _, _, s = evaluation_data("edos", sys.argv[1], "crystal_ood", 0)
 shots = [ids[i] for i in s["valid"]]

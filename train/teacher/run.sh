@@ -9,12 +9,14 @@
 #   2. the train + valid crystals -> train/teacher/dft_trainvalid/
 # Positions-only relaxation (the dataset's cells are DFT-relaxed). The dataset is read from
 # $DOSTRANSFORMER_PHDOS when set, else from the copy shipped in the package.
+# PYFLAGS=-P with PYTHONPATH=DIR runs a snapshot of the package in DIR (so that editing the
+# working tree cannot break a long run).
 # Extra arguments are passed to every labelling command (e.g. --retry-failed, --limit N).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 PY="${PYTHON:-.venv/bin/python}"
-run() { "$PY" -m ase_dostransformer.cli dataset phonons --workers 1 --threads 1 "$@"; }
+run() { "$PY" ${PYFLAGS:-} -m ase_dostransformer.cli dataset phonons --workers 1 --threads 1 "$@"; }
 run --phdos-split test --out train/teacher/dft_test "$@"
 run --phdos-split train,valid --out train/teacher/dft_trainvalid "$@"
 run --generator ase_dostransformer.teacher.structures:queue --out train/teacher/generated "$@"

@@ -29,13 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DOSTransformerError
-from .graphs.cache import CacheWarning, cache_file, read_cache, write_cache
-from .graphs.crystal_system import CRYSTAL_SYSTEMS
-from .graphs.edos import ElectronGraphRecipe
-from .graphs.structure import crystal_arrays
-from .io.atomic import atomic_write
-from .io.edos_sources import (
+from ..errors import DOSTransformerError
+from ..graphs.cache import CacheWarning, cache_file, read_cache, write_cache
+from ..graphs.crystal_system import CRYSTAL_SYSTEMS
+from ..graphs.electron import ElectronGraphRecipe
+from ..graphs.structure import crystal_arrays
+from .atomic import atomic_write
+from .electron_sources import (
     DEFAULT_WIDTH,
     INSULATOR_REFERENCE,
     EDOSRecord,
@@ -43,9 +43,9 @@ from .io.edos_sources import (
     expand_inputs,
     read_edos_source,
 )
-from .io.phdos import file_sha256
-from .io.torch_files import load_graph_file, save_graph_file
-from .spectra import ELECTRON_GRID, EnergyGrid, max_normalise
+from .phdos import file_sha256
+from .torch_files import load_graph_file, save_graph_file
+from ..spectra import ELECTRON_GRID, EnergyGrid, max_normalise
 
 DATASET_FORMAT = "ase-dostransformer-edos-dataset"
 DATASET_VERSION = 1
@@ -219,7 +219,7 @@ def build_edos_dataset(
         save_graph_file(graphs_file, [recipe.compact(g) for g in graphs], header, private=False)
     else:
         graphs_file.unlink(missing_ok=True)
-    from . import __version__
+    from .. import __version__
 
     manifest = {
         "format": DATASET_FORMAT,
