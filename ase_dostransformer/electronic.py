@@ -1,11 +1,12 @@
-"""Quantities read off an electron DOS on the model's grid, and its ASE / pymatgen forms.
+"""Quantities read off an electron DOS on the model's grid: the band-gap estimate and the DOS at the Fermi level.
 
 The model predicts the *shape* of the electron DOS: max-normalised, on -5..+5 eV around the Fermi
 level, smoothed as its training labels were (Savitzky-Golay, window 17 = 0.85 eV). Absolute
-states/eV are not predicted, so the exports carry the max-normalised scale and say so.
+states/eV are not predicted, so the exports (:mod:`ase_dostransformer.io.conversions`) carry the
+max-normalised scale and say so.
 
 Where 0 eV sits in an insulator is a convention of the training labels. Datasets built from DFT
-eigenvalues (``dostransformer dataset build``, the shipped ``edos`` model's GPAW labels) put it at
+eigenvalues (``dostransformer dataset build``, the shipped ``electron`` model's GPAW labels) put it at
 the valence-band maximum, as Materials Project does; a code's own Fermi level can sit anywhere in
 the gap. The band-gap estimate below finds the empty window near 0 eV under either convention.
 """
@@ -13,15 +14,13 @@ the gap. The band-gap estimate below finds the empty window near 0 eV under eith
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from .errors import OptionError
+from .io.conversions import check_spectrum
 from .spectra import ELECTRON_GRID, EnergyGrid
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ase.spectrum.dosdata import GridDOSData
-    from pymatgen.electronic_structure.dos import Dos
 
 #: A bin counts as empty below this fraction of the spectrum's maximum (band-gap estimate).
 GAP_THRESHOLD = 0.05
@@ -44,15 +43,6 @@ class GapEstimate:
     conduction_edge: float | None
 
 
-def _as_spectrum(dos: Any, grid: EnergyGrid) -> np.ndarray:
-    y = np.asarray(dos, dtype=float)
-    if y.ndim != 1 or y.shape[0] != grid.npoints:
-        raise ValueError(f"expected one spectrum of {grid.npoints} points on {grid}, got shape {y.shape}")
-    if not np.isfinite(y).all():
-        raise ValueError("the DOS has non-finite values")
-    return np.clip(y, 0.0, None)
-
-
 def band_gap_estimate(
     dos: Any, grid: EnergyGrid = ELECTRON_GRID, threshold: float = GAP_THRESHOLD, search: float = GAP_SEARCH
 ) -> GapEstimate:
@@ -64,11 +54,11 @@ def band_gap_estimate(
     estimator to a DFT DOS processed the same way to compare like with like.
     """
     if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    y = _as_spectrum(dos, grid)
+        raise OptionError(f"threshold must be in (0, 1), got {threshold}")
+    y = check_spectrum(dos, grid)
     e = grid.values
     if not y.max() > 0:
-        raise ValueError("an all-zero DOS has no band edges")
+        raise OptionError("an all-zero DOS has no band edges")
     empty = np.concatenate([[False], y < threshold * y.max(), [False]])
     starts = np.flatnonzero(~empty[:-1] & empty[1:])  # first empty bin of each run
     stops = np.flatnonzero(empty[:-1] & ~empty[1:]) - 1  # last empty bin of each run
@@ -85,50 +75,15 @@ def band_gap_estimate(
 
 def dos_at_fermi_level(dos: Any, grid: EnergyGrid = ELECTRON_GRID) -> float:
     """The DOS at 0 eV (linear interpolation), on the spectrum's own scale."""
-    y = _as_spectrum(dos, grid)
+    y = check_spectrum(dos, grid)
     return float(np.interp(0.0, grid.values, y))
-
-
-def electron_dos_info(label: str | None = None) -> dict[str, str]:
-    """The ``info`` an exported electron DOS carries: what its axes mean."""
-    info = {
-        "property": "electron_dos",
-        "unit": "eV",
-        "dos_unit": "arbitrary (max-normalised)",
-        "units": "energies: eV relative to the Fermi level; weights: max-normalised DOS",
-        "source": "ase_dostransformer.DOSCalculator",
-    }
-    if label:
-        info["label"] = label
-    return info
-
-
-def to_ase_electron_dos(
-    dos: Any, grid: EnergyGrid = ELECTRON_GRID, efermi: float = 0.0, info: dict | None = None
-) -> GridDOSData:
-    """An ASE ``GridDOSData``: energies in eV (relative to the Fermi level, shifted by ``efermi``)."""
-    from ase.spectrum.dosdata import GridDOSData
-
-    y = _as_spectrum(dos, grid)
-    meta = electron_dos_info()
-    meta.update(info or {})
-    return GridDOSData(grid.values + float(efermi), y, info=meta)
-
-
-def to_pymatgen_dos(dos: Any, grid: EnergyGrid = ELECTRON_GRID, efermi: float = 0.0) -> Dos:
-    """A pymatgen ``Dos`` (one spin channel, the total): energies in eV with ``efermi`` as its Fermi level."""
-    from pymatgen.electronic_structure.core import Spin
-    from pymatgen.electronic_structure.dos import Dos
-
-    y = _as_spectrum(dos, grid)
-    return Dos(float(efermi), grid.values + float(efermi), {Spin.up: y})
 
 
 def write_electron_dos(path: Any, dos: Any, grid: EnergyGrid = ELECTRON_GRID, comment: str | None = None) -> None:
     """Write ``# E-E_F (eV)  DOS`` rows (atomically); ``numpy.loadtxt`` reads them back."""
     from .io.atomic import atomic_write_text
 
-    y = _as_spectrum(dos, grid)
+    y = check_spectrum(dos, grid)
     lines = [f"# {comment}"] if comment else []
     lines.append("# energy relative to the Fermi level (eV), DOS (max-normalised)")
     lines += [f"{e:12.6f} {d:16.10f}" for e, d in zip(grid.values, y, strict=True)]

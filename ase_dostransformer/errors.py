@@ -83,7 +83,7 @@ class DatasetError(DOSTransformerError, ValueError):
 
 
 class FolderInUseError(DOSTransformerError, ValueError):
-    """An output folder another live run is writing into (see ``io.locks``)."""
+    """An output folder another live run is writing into (``io.locks``, the teacher pipeline), or a file there."""
 
 
 class NonFiniteLossError(DOSTransformerError, ValueError):
@@ -99,7 +99,7 @@ class TeacherError(DOSTransformerError):
 
 
 class PotentialError(TeacherError):
-    """The shipped universal potential is missing, damaged or fails its self-check."""
+    """The teacher's universal potential cannot be used: a shipped file missing or altered, unloadable, or no device."""
 
 
 class TeacherInputError(TeacherError, ValueError):
@@ -138,7 +138,7 @@ class CacheWarning(DOSTransformerWarning):
 
 
 class SymmetrySearchWarning(DOSTransformerWarning):
-    """The symmetry search fell back to a looser tolerance or to triclinic."""
+    """The space group of a very large cell was not searched: the crystal is taken as triclinic (P1)."""
 
 
 class UnverifiedModelFileWarning(DOSTransformerWarning):

@@ -1,6 +1,6 @@
 """Energy grids, units and the conversion of max-normalised model output to physical DOS.
 
-Conventions (DESIGN.md):
+Conventions:
 - phonon DOS: internal grid 0..1000 cm^-1 on 51 points; exported in THz, states per THz per
   cell, integrating to 3N;
 - electron DOS: -5..+5 eV around the Fermi level on 201 points.
@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .errors import OptionError
+
 #: 1 THz expressed in cm^-1 (c = 299792458 m/s).
 THZ_TO_CM1 = 33.35640951981521
 CM1_TO_THZ = 1.0 / THZ_TO_CM1
-#: 1 THz expressed in meV (h * 1e12 Hz / e).
-THZ_TO_MEV = 4.135667696923859
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class EnergyGrid:
 
     def __post_init__(self) -> None:
         if self.npoints < 2 or not self.stop > self.start:
-            raise ValueError(f"invalid energy grid {self}: need npoints >= 2 and stop > start")
+            raise OptionError(f"invalid energy grid {self}: need npoints >= 2 and stop > start")
 
     @property
     def values(self) -> np.ndarray:
@@ -77,16 +77,16 @@ def phonon_dos_to_phonopy(
     trapezoidal integral over frequency is ``3 * natoms``.
     """
     if grid.unit != "cm^-1":
-        raise ValueError(f"phonon grid must be in cm^-1, got {grid.unit!r}")
+        raise OptionError(f"phonon grid must be in cm^-1, got {grid.unit!r}")
     if natoms < 1:
-        raise ValueError(f"natoms must be >= 1, got {natoms}")
+        raise OptionError(f"natoms must be >= 1, got {natoms}")
     y = np.clip(np.asarray(dos_normalised, dtype=float), 0.0, None)
     if y.shape[-1] != grid.npoints:
-        raise ValueError(f"DOS has {y.shape[-1]} points, grid has {grid.npoints}")
+        raise OptionError(f"DOS has {y.shape[-1]} points, grid has {grid.npoints}")
     freq_thz = grid.values * CM1_TO_THZ
     area = np.trapezoid(y, freq_thz, axis=-1)
     if np.any(area <= 0):
-        raise ValueError("cannot scale an all-zero DOS to 3N states")
+        raise OptionError("cannot scale an all-zero DOS to 3N states")
     scale = 3.0 * natoms / area
     return freq_thz, y * np.asarray(scale)[..., None]
 

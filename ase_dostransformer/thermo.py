@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from scipy import constants
 
+from .errors import OptionError
 from .io.atomic import atomic_write_text
 
 #: Planck constant (J s).
@@ -63,18 +64,18 @@ def _as_grid(
     nu = np.asarray(frequencies_thz, dtype=float)
     g = np.asarray(dos, dtype=float)
     if nu.ndim != 1 or g.shape != nu.shape:
-        raise ValueError(f"frequencies and dos must be 1-D arrays of equal length, got {nu.shape} and {g.shape}")
+        raise OptionError(f"frequencies and dos must be 1-D arrays of equal length, got {nu.shape} and {g.shape}")
     if nu.size < 2:
-        raise ValueError("frequencies need at least 2 points")
+        raise OptionError("frequencies need at least 2 points")
     if not np.all(np.isfinite(nu)):
-        raise ValueError("frequencies contain NaN or infinity")
+        raise OptionError("frequencies contain NaN or infinity")
     if not np.all(np.isfinite(g)):
-        raise ValueError("dos contains NaN or infinity")
+        raise OptionError("dos contains NaN or infinity")
     if np.any(np.diff(nu) <= 0):
-        raise ValueError("frequencies must be strictly increasing")
+        raise OptionError("frequencies must be strictly increasing")
     keep = nu >= 0
     if np.count_nonzero(keep) < 2:
-        raise ValueError("need at least 2 frequencies >= 0 THz")
+        raise OptionError("need at least 2 frequencies >= 0 THz")
     return nu[keep], g[keep]
 
 
@@ -82,9 +83,9 @@ def _as_temperatures(temperatures: float | Sequence[float] | np.ndarray) -> np.n
     """Validate temperatures (K) and return a 1-D float array."""
     t = np.atleast_1d(np.asarray(temperatures, dtype=float))
     if t.ndim != 1:
-        raise ValueError(f"temperatures must be a scalar or 1-D array, got shape {t.shape}")
+        raise OptionError(f"temperatures must be a scalar or 1-D array, got shape {t.shape}")
     if not np.all(np.isfinite(t)) or np.any(t < 0):
-        raise ValueError(f"temperatures must be finite and >= 0 K, got {t.tolist()}")
+        raise OptionError(f"temperatures must be finite and >= 0 K, got {t.tolist()}")
     return t
 
 
@@ -99,7 +100,7 @@ def infer_natoms(frequencies_thz: Sequence[float] | np.ndarray, dos: Sequence[fl
     modes = count_modes(frequencies_thz, dos)
     n = round(modes / 3.0)
     if n < 1 or abs(modes / 3.0 - n) > NATOMS_INFER_RTOL * n:
-        raise ValueError(
+        raise OptionError(
             f"cannot infer the number of atoms: the DOS integrates to {modes:.4f} states, not 3N; pass natoms"
         )
     return int(n)
@@ -110,7 +111,7 @@ def _divisor(
 ) -> float:
     """1 for per-cell results, else the number of atoms per cell (given or inferred)."""
     if natoms is not None and (int(natoms) != natoms or natoms < 1):
-        raise ValueError(f"natoms must be a positive integer, got {natoms!r}")
+        raise OptionError(f"natoms must be a positive integer, got {natoms!r}")
     if not per_atom:
         return 1.0
     return float(natoms if natoms is not None else infer_natoms(frequencies_thz, dos))
@@ -193,7 +194,7 @@ class ThermalProperties:
         if not self.per_atom:
             return 1.0
         if self.natoms is None:
-            raise ValueError("per-atom thermal properties need natoms to be converted to per cell")
+            raise OptionError("per-atom thermal properties need natoms to be converted to per cell")
         return float(self.natoms)
 
 
@@ -295,7 +296,7 @@ def internal_energy(
 def thermal_properties_yaml(tp: ThermalProperties, volume: float | None = None) -> str:
     """The text of phonopy's ``thermal_properties.yaml`` layout, always per mole of cells."""
     if tp.natoms is None:
-        raise ValueError("natoms is needed for the 'natom:' key of thermal_properties.yaml")
+        raise OptionError("natoms is needed for the 'natom:' key of thermal_properties.yaml")
     k = tp.per_cell_scale()
     lines = [
         "# Thermal properties / unit cell (natom)",

@@ -44,8 +44,9 @@ def main() -> int:
     from ase_dostransformer.io.phdos import load_phonon_dataset
     from ase_dostransformer.training.data_module import GraphDataModule
     from ase_dostransformer.training.lightning_module import DOSTransformerModule
+    from ase_dostransformer.training.options import TrainOptions
     from ase_dostransformer.training.precision import resolve_precision
-    from ase_dostransformer.training.run import TrainOptions, model_config
+    from ase_dostransformer.training.tasks import model_config
 
     torch.set_num_threads(args.threads)
     print(

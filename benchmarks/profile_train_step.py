@@ -29,17 +29,18 @@ def main() -> int:
     import torch
     from torch_geometric.loader import DataLoader
 
-    from ase_dostransformer.graphs import PhononGraphRecipe
+    from ase_dostransformer.kinds import get_kind
     from ase_dostransformer.model import DOSTransformer
     from ase_dostransformer.training.metrics import dostransformer_loss
-    from ase_dostransformer.training.run import TrainOptions, load_phonon_graphs, model_config
+    from ase_dostransformer.training.options import TrainOptions
+    from ase_dostransformer.training.tasks import model_config
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    ds, graphs = load_phonon_graphs(args.data)
-    train = [graphs[i] for i in ds.split["train"]]
     opts = TrainOptions(hidden=args.hidden, batch_size=args.batch_size)
-    model = DOSTransformer(model_config(opts, PhononGraphRecipe()))
+    data = get_kind("phonon").training_set(args.data, opts)  # the seed's recipe, cached graphs
+    train = [data.graphs[i] for i in data.official["train"]]
+    model = DOSTransformer(model_config(opts, data.recipe))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-2)
     batches = list(DataLoader(train, batch_size=args.batch_size, shuffle=True))
     n_atoms = sum(b.num_nodes for b in batches) / len(batches)

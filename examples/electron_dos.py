@@ -3,7 +3,7 @@
     python examples/electron_dos.py [--electron-model NAME_OR_FILE] [--out edos.png]
 
 ``--electron-model`` (or $DOSTRANSFORMER_ELECTRON_MODEL) picks another model; the default is the
-shipped ``edos`` model. The predicted DOS is max-normalised on -5..5 eV around the Fermi level (for an
+shipped ``electron`` model. The predicted DOS is max-normalised on -5..5 eV around the Fermi level (for an
 insulator 0 eV is the valence-band top); the gap is the empty window read off it.
 """
 
@@ -29,10 +29,10 @@ CRYSTALS = {
 def main(argv: list[str] | None = None) -> None:
     """Predict each crystal's electron DOS; print the gap estimate and the DOS at 0 eV; plot them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--electron-model", default=None, help="default: $DOSTRANSFORMER_ELECTRON_MODEL or edos")
+    parser.add_argument("--electron-model", default=None, help="default: $DOSTRANSFORMER_ELECTRON_MODEL or electron")
     parser.add_argument("--out", default="edos.png", help="plot file")
     args = parser.parse_args(argv)
-    model = args.electron_model or os.environ.get("DOSTRANSFORMER_ELECTRON_MODEL") or "edos"
+    model = args.electron_model or os.environ.get("DOSTRANSFORMER_ELECTRON_MODEL") or "electron"
     calc = DOSCalculator(model=None, electron_model=model)
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg

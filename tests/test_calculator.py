@@ -16,7 +16,7 @@ from ase.spacegroup import crystal
 from ase.spectrum.dosdata import GridDOSData
 from pymatgen.phonon.dos import PhononDos
 
-from ase_dostransformer.calculator import DOSCalculator, SpectrumCutOffWarning
+from ase_dostransformer.calculator import DOSCalculator, SpectrumCutOffWarning, UnseenCrystalSystemWarning
 from ase_dostransformer.graphs import InvalidStructureError
 from ase_dostransformer.inference import predict_phonon_dos
 from ase_dostransformer.model import DOSTransformer, save_model_file
@@ -179,7 +179,7 @@ def test_unseen_crystal_system_is_reported(model):
     other.load_state_dict(model.state_dict())
     other.set_seen_systems(torch.tensor([0]))  # trained on cubic only
     calc = DOSCalculator(model=other, device="cpu", cut_off_threshold=1.0)
-    with pytest.warns(UserWarning, match="tetragonal"):
+    with pytest.warns(UnseenCrystalSystemWarning, match="tetragonal"):
         calc.get_property("phonon_dos", rutile())
     assert any("tetragonal" in m for m in calc.results["phonon_dos_warnings"])
 

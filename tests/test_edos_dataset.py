@@ -1,4 +1,4 @@
-"""Electron-DOS targets and dataset building: processing as SPEC.md says, every source format, bad rows reported."""
+"""Electron-DOS targets and dataset building: the documented processing, every source format, bad rows reported."""
 
 from __future__ import annotations
 
@@ -24,15 +24,15 @@ from hypothesis import strategies as st
 from scipy.signal import savgol_filter
 
 from ase_dostransformer.cli import main
+from ase_dostransformer.errors import DatasetError
+from ase_dostransformer.graphs.electron import ElectronGraphRecipe
+from ase_dostransformer.graphs.structure import crystal_arrays
 from ase_dostransformer.io.electron_dataset import (
-    DOSProcessingError,
     build_edos_dataset,
     edos_graphs,
     load_edos_dataset,
     process_edos,
 )
-from ase_dostransformer.graphs.electron import ElectronGraphRecipe
-from ase_dostransformer.graphs.structure import crystal_arrays
 from ase_dostransformer.io.electron_sources import (
     EDOSRecord,
     SkippedRow,
@@ -87,7 +87,7 @@ def test_fermi_shift_and_scale_do_not_change_the_target(shift: float, scale: flo
     ],
 )
 def test_processing_refuses_bad_spectra(energies, densities, efermi, match) -> None:
-    with pytest.raises(DOSProcessingError, match=match):
+    with pytest.raises(DatasetError, match=match):
         process_edos(energies, densities, efermi)
 
 
@@ -326,3 +326,55 @@ def test_checksum_does_not_depend_on_how_inputs_are_named(tmp_path: Path, monkey
     b = build_edos_dataset(["src"], tmp_path / "b", write_graphs=False)
     assert a.manifest["data_sha256"] == b.manifest["data_sha256"]
     assert json.loads((tmp_path / "a" / "materials.json").read_text())[0]["source"].startswith(str(src))
+
+
+# ------------------------------------------------------------------------------ structure dicts
+
+
+def test_structure_dicts_round_trip_exactly_and_name_the_bad_field() -> None:
+    from ase import Atoms
+
+    from ase_dostransformer.errors import InvalidStructureError
+    from ase_dostransformer.io.atoms_json import atoms_from_dict, atoms_to_dict
+
+    atoms = bulk("NaCl", "rocksalt", a=5.64) * (2, 1, 1)
+    atoms.rattle(0.01, seed=3)
+    d = json.loads(json.dumps(atoms_to_dict(atoms)))
+    assert d["pbc"] == [True, True, True]
+    back = atoms_from_dict(d)
+    assert back.numbers.tolist() == atoms.numbers.tolist() and back.pbc.all()
+    np.testing.assert_array_equal(back.positions, atoms.positions)  # bit for bit through JSON
+    np.testing.assert_array_equal(back.cell[:], atoms.cell[:])
+    scaled = {
+        "numbers": d["numbers"],
+        "cell": d["cell"],
+        "scaled_positions": atoms.get_scaled_positions(wrap=False).tolist(),
+    }
+    np.testing.assert_allclose(atoms_from_dict(scaled).positions, atoms.positions, atol=1e-12)
+    with pytest.raises(InvalidStructureError, match="no atoms"):
+        atoms_to_dict(Atoms(cell=[3, 3, 3], pbc=True))
+    bad = [
+        ({**d, "numbers": ["Na", "Cl", "Na", "Cl"]}, r"row 7: structure field 'numbers' is not an array of numbers"),
+        ({**d, "numbers": [11.5, 17, 11, 17]}, r"field 'numbers' holds values that are not integers"),
+        ({**d, "positions": d["positions"][:3]}, r"field 'positions' has shape \(3, 3\), expected \(4, 3\)"),
+        ({**d, "cell": d["cell"][:2]}, r"field 'cell' has shape \(2, 3\)"),
+        ({k: v for k, v in d.items() if k != "positions"}, r"structure lacks \['positions'\]"),
+        ([1, 2], "structure is a list, not a dict"),
+    ]
+    for value, message in bad:
+        with pytest.raises(DatasetError, match=message):
+            atoms_from_dict(value, "row 7")
+    with pytest.raises(DatasetError, match=r"lacks \['pbc'\]"):
+        atoms_from_dict({k: v for k, v in d.items() if k != "pbc"}, "row 7", require_pbc=True)
+
+
+def test_file_sha256_reads_large_files_in_blocks(tmp_path: Path) -> None:
+    from ase_dostransformer.io.checksums import bytes_sha256, file_sha256
+
+    data = np.random.default_rng(0).bytes(3 * (1 << 20) + 17)  # three full blocks and a partial one
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    assert file_sha256(path) == bytes_sha256(data) == hashlib.sha256(data).hexdigest()
+    assert file_sha256(path) != bytes_sha256(data[:-1])
+    with pytest.raises(FileNotFoundError):
+        file_sha256(tmp_path / "missing")

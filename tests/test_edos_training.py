@@ -31,7 +31,9 @@ def edos_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def trained(edos_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("run")
-    summary = train(TrainOptions(out=str(out), data=str(edos_data), task="edos", dataset="random", epochs=2, **TINY))
+    summary = train(
+        TrainOptions(out=str(out), data=str(edos_data), task="electron", dataset="random", epochs=2, **TINY)
+    )
     return out, summary
 
 
@@ -41,11 +43,12 @@ def test_edos_training_writes_an_edos_model(trained, edos_data: Path) -> None:
     assert summary["data_sha256"] == load_edos_dataset(edos_data).sha256
     model, meta = load_model_file(out / "model.pt")
     cfg = model.cfg
-    assert (cfg.task, cfg.grid.npoints, cfg.grid.start, cfg.grid.stop, cfg.grid.unit) == ("edos", 201, -5.0, 5.0, "eV")
+    assert cfg.task == "electron" and model.kind.name == "electron"
+    assert (cfg.grid.npoints, cfg.grid.start, cfg.grid.stop, cfg.grid.unit) == (201, -5.0, 5.0, "eV")
     assert (cfg.node_dim, cfg.edge_dim, cfg.aggregation, cfg.node_scale, cfg.global_dim) == (200, 41, "sum", 1.0, 0)
     assert cfg.recipe["name"] == "edos-v1" and cfg.recipe["neighbours"] == 12
     assert model.energy.table.shape == (201, 32)  # one token per 50 meV bin
-    assert meta["options"]["task"] == "edos"
+    assert meta["options"]["task"] == "electron"
     for part in ("valid", "test"):
         m = summary["metrics"][part]["model"]
         assert m["n"] == 1 and np.isfinite([m["mse"], m["mae"], m["r2"]]).all()
@@ -53,14 +56,14 @@ def test_edos_training_writes_an_edos_model(trained, edos_data: Path) -> None:
 
 def test_edos_splits(edos_data: Path) -> None:
     ds = load_edos_dataset(edos_data)
-    _, _, crystal = evaluation_data("edos", str(edos_data), "crystal_ood", 0)
+    _, _, crystal = evaluation_data("electron", str(edos_data), "crystal_ood", 0)
     held = np.concatenate([crystal["valid"], crystal["test"]])
     assert sorted(ds.rows[i]["system"] for i in held) == ["monoclinic", "triclinic"]
-    _, _, element = evaluation_data("edos", str(edos_data), "element_ood", 0)
+    _, _, element = evaluation_data("edos", str(edos_data), "element_ood", 0)  # the former task name still works
     assert set(ds.num_species[element["train"]].tolist()) == {2, 3}
     assert set(ds.num_species[np.concatenate([element["valid"], element["test"]])].tolist()) == {1}
     with pytest.raises(ValueError, match="no official split"):
-        evaluation_data("edos", str(edos_data), "official", 0)
+        evaluation_data("electron", str(edos_data), "official", 0)
 
 
 def test_cli_evaluate_edos_model(trained, edos_data: Path, tmp_path: Path, capsys) -> None:
@@ -101,10 +104,12 @@ def test_prompt_only_needs_a_model_and_a_matching_one(
     start, _ = trained
     with pytest.raises(ValueError, match="--init_from"):
         train(
-            TrainOptions(out=str(tmp_path / "a"), data=str(edos_data), task="edos", dataset="random", prompt_only=True)
+            TrainOptions(
+                out=str(tmp_path / "a"), data=str(edos_data), task="electron", dataset="random", prompt_only=True
+            )
         )
     phonon = TrainOptions(out=str(tmp_path / "b"), data=str(tiny_dataset), init_from=str(start / "model.pt"), epochs=1)
-    with pytest.raises(ValueError, match="task is 'edos' but the data gives 'phonon'"):
+    with pytest.raises(ValueError, match="task is 'electron' but the data gives 'phonon'"):
         train(phonon)
 
 
@@ -112,12 +117,12 @@ def test_split_file_few_shot_prompt_fine_tuning(trained, edos_data: Path, tmp_pa
     """Few-shot adaptation: a split file names the materials to fine-tune on; the parts are those ids."""
     start, _ = trained
     ds = load_edos_dataset(edos_data)
-    _, _, crystal = evaluation_data("edos", str(edos_data), "crystal_ood", 0)
+    _, _, crystal = evaluation_data("electron", str(edos_data), "crystal_ood", 0)
     held = [ds.ids[i] for i in np.concatenate([crystal["valid"], crystal["test"]])]
     split_file = tmp_path / "few_shot.json"
     others = [m for m in ds.ids if m not in held][:3]
     split_file.write_text(json.dumps({"train": held[:1], "valid": held[1:], "test": others}))
-    _, _, split = evaluation_data("edos", str(edos_data), str(split_file), 0)
+    _, _, split = evaluation_data("electron", str(edos_data), str(split_file), 0)
     assert [ds.ids[i] for i in split["train"]] == held[:1]
     assert [ds.ids[i] for i in split["test"]] == sorted(others, key=ds.ids.index)
     opts = dict(TINY, epochs=3, lr=1e-2)
@@ -125,7 +130,7 @@ def test_split_file_few_shot_prompt_fine_tuning(trained, edos_data: Path, tmp_pa
         TrainOptions(
             out=str(tmp_path / "ft"),
             data=str(edos_data),
-            task="edos",
+            task="electron",
             dataset=str(split_file),
             init_from=str(start / "model.pt"),
             prompt_only=True,
@@ -154,7 +159,7 @@ def test_bad_split_files_are_clear_errors(edos_data: Path, tmp_path: Path, conte
     path = tmp_path / "split.json"
     path.write_text(content)
     with pytest.raises(ValueError, match=message):
-        evaluation_data("edos", str(edos_data), str(path), 0)
+        evaluation_data("electron", str(edos_data), str(path), 0)
 
 
 def test_split_file_rejects_an_id_in_two_parts(edos_data: Path, tmp_path: Path) -> None:
@@ -162,4 +167,4 @@ def test_split_file_rejects_an_id_in_two_parts(edos_data: Path, tmp_path: Path) 
     path = tmp_path / "split.json"
     path.write_text(json.dumps({"train": [first], "test": [first]}))
     with pytest.raises(ValueError, match="in both train and test"):
-        evaluation_data("edos", str(edos_data), str(path), 0)
+        evaluation_data("electron", str(edos_data), str(path), 0)

@@ -15,15 +15,11 @@ from pymatgen.electronic_structure.core import Spin
 from pymatgen.electronic_structure.dos import Dos
 
 from ase_dostransformer.calculator import DOSCalculator
-from ase_dostransformer.io.electron_dataset import process_edos
-from ase_dostransformer.electronic import (
-    band_gap_estimate,
-    dos_at_fermi_level,
-    to_pymatgen_dos,
-    write_electron_dos,
-)
+from ase_dostransformer.electronic import band_gap_estimate, dos_at_fermi_level, write_electron_dos
 from ase_dostransformer.graphs.electron import ElectronGraphRecipe
 from ase_dostransformer.inference import predict_electron_dos
+from ase_dostransformer.io.conversions import to_pymatgen_dos
+from ase_dostransformer.io.electron_dataset import process_edos
 from ase_dostransformer.io.electron_sources import read_dft_result
 from ase_dostransformer.model import DOSTransformer, save_model_file
 from ase_dostransformer.model.files import ModelFileError
@@ -137,20 +133,20 @@ def test_calculator_electron_dos(calc) -> None:
 def test_electron_and_phonon_dos_are_cached_separately(calc, model, edos_model) -> None:
     atoms = bulk("Si", "diamond", a=5.43)
     atoms.calc = calc
-    calls = {"phonon": 0, "edos": 0}
+    calls = {"phonon": 0, "electron": 0}
     hooks = [
         model.register_forward_hook(lambda *a: calls.__setitem__("phonon", calls["phonon"] + 1)),
-        edos_model.register_forward_hook(lambda *a: calls.__setitem__("edos", calls["edos"] + 1)),
+        edos_model.register_forward_hook(lambda *a: calls.__setitem__("electron", calls["electron"] + 1)),
     ]
     try:
         calc.get_property("phonon_dos", atoms)
         calc.get_property("electron_dos", atoms)
         calc.get_property("phonon_dos", atoms)
         calc.get_property("electron_dos", atoms)
-        assert calls == {"phonon": 1, "edos": 1}
+        assert calls == {"phonon": 1, "electron": 1}
         atoms.positions[0, 0] += 0.05
         calc.get_property("electron_dos", atoms)
-        assert calls == {"phonon": 1, "edos": 2}
+        assert calls == {"phonon": 1, "electron": 2}
     finally:
         for h in hooks:
             h.remove()

@@ -210,3 +210,26 @@ def test_real_dataset_crystal_systems_and_moyopy_agrees_with_spglib(phdos_dir) -
     sample = range(0, 1521, 15)
     ref = [spacegroup_number_spglib(arrays[i].cell, arrays[i].scaled_positions, arrays[i].numbers) for i in sample]
     assert [fast[i] for i in sample] == ref
+
+
+def test_element_descriptors_touch_no_warning_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first call neither warns nor touches the process-wide warning filters (safe from any thread)."""
+    import warnings
+
+    from ase_dostransformer.graphs.elements import DESCRIPTORS, element_descriptor_table
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("element_descriptor_table changed the process-wide warning filters")
+
+    element_descriptor_table.cache_clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with monkeypatch.context() as patch:
+            for name in ("catch_warnings", "simplefilter", "filterwarnings", "resetwarnings"):
+                patch.setattr(warnings, name, forbidden)
+            table = element_descriptor_table()
+    assert [str(w.message) for w in caught] == []
+    flag = DESCRIPTORS.index("no_electronegativity")
+    x = DESCRIPTORS.index("electronegativity/4")
+    assert table[2, flag] == 1.0 and table[2, x] == 0.0  # He: no Pauling value
+    assert table[8, flag] == 0.0 and table[8, x] == pytest.approx(3.44 / 4)  # O

@@ -279,3 +279,29 @@ def test_cpu_bf16_autocast_runs_attention_in_fp32_and_stays_close(monkeypatch) -
     assert seen and set(seen) == {torch.float32}
     assert float(ref.max()) > 0.5
     assert float((low - ref).abs().max()) < 0.03
+
+
+def test_embedders_are_a_registry_and_matgl_loads_only_for_tensornet() -> None:
+    import subprocess
+    import sys
+
+    from ase_dostransformer.errors import UnknownKindError
+    from ase_dostransformer.model import EMBEDDERS
+    from ase_dostransformer.model.embedders import build_embedder
+
+    assert tuple(EMBEDDERS) == ("graph_network", "mlp", "tensornet")
+    assert type(build_embedder(small_config(embedder="mlp"))) is EMBEDDERS["mlp"]
+    with pytest.raises(ValueError, match="graph_network.*mlp.*tensornet"):
+        ModelConfig(embedder="dgl")
+    cfg = small_config()
+    cfg.embedder = "dgl"  # changed after validation: building still names the registered embedders
+    with pytest.raises(UnknownKindError, match="embedder must be one of"):
+        build_embedder(cfg)
+    code = "\n".join(
+        [
+            "import sys, ase_dostransformer.model as m",
+            "m.DOSTransformer(m.ModelConfig())",
+            "assert 'matgl' not in sys.modules",
+        ]
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

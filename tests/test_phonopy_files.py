@@ -10,14 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ase_dostransformer.io.conversions import ASE_DOS_INFO, to_ase_dos, to_pymatgen_phonon_dos
 from ase_dostransformer.io.phonopy_files import (
-    ASE_DOS_INFO,
     format_total_dos,
     read_total_dos,
     read_total_dos_ase,
     read_total_dos_pymatgen,
-    to_ase_dos,
-    to_pymatgen_phonon_dos,
     write_total_dos,
 )
 from ase_dostransformer.spectra import PHONON_GRID, phonon_dos_to_phonopy

@@ -13,9 +13,10 @@ from ase.build import bulk, molecule
 from ase.io import write
 
 from ase_dostransformer.cli import build_parser, main
+from ase_dostransformer.cli.predict import parse_temperatures, run_predict
 from ase_dostransformer.io.phonopy_files import read_total_dos
+from ase_dostransformer.io.summary import SUMMARY_COLUMNS
 from ase_dostransformer.model import DOSTransformer, ModelConfig, save_model_file
-from ase_dostransformer.predict_command import SUMMARY_COLUMNS, parse_temperatures, run_predict
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import torch
 from ase.build import bulk
 
 from ase_dostransformer.inference import DEVICE_ENV, predict_phonon_dos
+from ase_dostransformer.io.checksums import file_sha256
 from ase_dostransformer.model import DOSTransformer, ModelConfig, save_model_file
 from ase_dostransformer.model.files import ModelFileError
 from ase_dostransformer.pretrained import (
@@ -22,9 +23,11 @@ from ase_dostransformer.pretrained import (
     model_path,
     read_registry,
     register_model,
-    sha256_file,
 )
 from ase_dostransformer.pretrained.__main__ import main as pretrained_main
+
+# untrained test models predict flat or empty spectra: those findings are expected here
+pytestmark = pytest.mark.filterwarnings("ignore::ase_dostransformer.errors.DOSTransformerWarning")
 
 ENTRY_KEYS = {"file", "sha256", "task", "grid", "units", "training_data_sha256", "test_metrics", "description"}
 META = {"data_sha256": "ab" * 32, "metrics": {"test": {"model": {"n": 3, "mse_x10": 0.2, "mae": 0.07, "r2": 0.7}}}}
@@ -46,7 +49,7 @@ def test_register_writes_a_complete_entry(tiny):
     entry = read_registry(registry)["tiny"]
     assert ENTRY_KEYS <= set(entry)
     digest = hashlib.sha256((registry.parent / "tiny.pt").read_bytes()).hexdigest()
-    assert entry["sha256"] == digest == sha256_file(registry.parent / "tiny.pt")
+    assert entry["sha256"] == digest == file_sha256(registry.parent / "tiny.pt")
     assert entry["file"] == "tiny.pt" and entry["task"] == "phonon"
     assert entry["grid"] == {"start": 0.0, "stop": 1000.0, "npoints": 51, "unit": "cm^-1"}
     assert entry["units"]["frequency"] == "cm^-1"
@@ -155,7 +158,7 @@ def test_shipped_registry_is_valid():
 @pytest.mark.skipif(not (PRETRAINED_DIR / "phonon.pt").is_file(), reason="shipped phonon.pt not present yet")
 def test_shipped_phonon_model():
     assert "phonon" in read_registry(), "phonon.pt is present but has no registry entry"
-    assert sha256_file(PRETRAINED_DIR / "phonon.pt") == read_registry()["phonon"]["sha256"]
+    assert file_sha256(PRETRAINED_DIR / "phonon.pt") == read_registry()["phonon"]["sha256"]
     model = load_model(device="cpu")
     assert model.cfg.task == "phonon" and model.cfg.grid.npoints == 51
     y = predict_phonon_dos(model, [bulk("Si", "diamond", a=5.431), bulk("NaCl", "rocksalt", a=5.64)])
@@ -190,11 +193,14 @@ def test_shipped_edos_model_reproduces_its_registered_test_metrics(gpaw_dataset)
     from ase_dostransformer.training.evaluate import evaluate_split
     from ase_dostransformer.training.tasks import evaluation_data
 
-    entry = read_registry()["edos"]
-    assert sha256_file(PRETRAINED_DIR / "edos.pt") == entry["sha256"]
-    model = load_model("edos", device="cpu")
-    assert model.cfg.task == "edos" and model.cfg.grid.npoints == 201
-    data_sha256, graphs, split = evaluation_data("edos", str(gpaw_dataset), "random", 0)
+    entry = read_registry()["electron"]
+    assert entry["file"] == "edos.pt" and entry["task"] == "electron"
+    assert file_sha256(PRETRAINED_DIR / "edos.pt") == entry["sha256"]
+    model = load_model("electron", device="cpu")
+    assert model.cfg.task == "electron" and model.cfg.grid.npoints == 201
+    assert model.kind.name == "electron" and model.graph_recipe.name == "edos-v1"
+    assert model.source == str(PRETRAINED_DIR / "edos.pt")
+    data_sha256, graphs, split = evaluation_data("electron", str(gpaw_dataset), "random", 0)
     assert data_sha256 == entry["training_data_sha256"]  # the committed labels are the training data
     report = evaluate_split(model, graphs, split, parts=("test",))["test"]
     for key in ("mse_x10", "mae", "r2"):
@@ -202,3 +208,42 @@ def test_shipped_edos_model_reproduces_its_registered_test_metrics(gpaw_dataset)
     assert report["model"]["n"] == entry["test_metrics"]["n"] >= 30
     assert report["model"]["mse_x10"] < 0.8 * report["mean_baseline"]["mse_x10"]
     assert report["model"]["r2"] > report["mean_baseline"]["r2"] + 0.1
+
+
+def test_former_name_edos_still_loads_the_electron_model():
+    """The registry entry is now "electron"; "edos" (its former name) resolves to the same file."""
+    entries = read_registry()
+    assert "electron" in entries and "edos" not in entries
+    if not (PRETRAINED_DIR / entries["electron"]["file"]).is_file():
+        pytest.skip("shipped edos.pt not present")
+    assert model_path("edos", verify=False) == model_path("electron", verify=False) == PRETRAINED_DIR / "edos.pt"
+    model = load_model("edos", device="cpu")
+    assert model.kind.name == "electron" and model.cfg.task == "electron"  # the file stores the legacy "edos"
+
+
+def test_loaded_model_has_typed_kind_recipe_domain_and_source(tmp_path):
+    from ase_dostransformer.graphs import PhononGraphRecipe
+    from ase_dostransformer.kinds import get_kind
+    from ase_dostransformer.model import TrainingDomain
+
+    torch.manual_seed(2)
+    net = DOSTransformer(ModelConfig(hidden=32, layers=1, transformer=1, heads=4)).eval()
+    assert net.training_domain == TrainingDomain() and net.source is None  # made in memory: nothing known
+    meta = {"train_elements": [11, 17, 8], "train_max_atoms": 4, "train_volume_per_atom": [5.0, 40.0]}
+    path = save_model_file(net, tmp_path / "m.pt", meta=meta)
+    loaded = load_model(path, device="cpu")
+    assert loaded.kind is get_kind("phonon")
+    assert isinstance(loaded.graph_recipe, PhononGraphRecipe) and loaded.graph_recipe is loaded.graph_recipe
+    assert loaded.training_domain == TrainingDomain(elements=(8, 11, 17), max_atoms=4, volume_per_atom=(5.0, 40.0))
+    assert loaded.source == str(path) and loaded.meta == meta
+
+
+def test_old_model_file_gets_the_shipped_training_geometry(tmp_path):
+    """A file without the geometry keys whose training data is a shipped model's gets that model's ranges."""
+    shipped = json.loads((PRETRAINED_DIR / "training_domain.json").read_text())["phonon"]
+    net = DOSTransformer(ModelConfig(hidden=32, layers=1, transformer=1, heads=4)).eval()
+    path = save_model_file(net, tmp_path / "old.pt", meta={"data_sha256": shipped["data_sha256"]})
+    domain = load_model(path, device="cpu").training_domain
+    assert domain.shortest_bond == tuple(shipped["train_shortest_bond"])
+    assert domain.volume_per_atom == tuple(shipped["train_volume_per_atom"])
+    assert domain.data_sha256 == shipped["data_sha256"]

@@ -116,7 +116,7 @@ def test_predict_survives_a_folder_of_hostile_inputs(model_file, tmp_path, capsy
 def test_one_bad_prediction_does_not_sink_its_batch(model, tmp_path, monkeypatch) -> None:
     """If the model fails on one structure of a batch, the batch is retried one by one."""
     import ase_dostransformer.inference as inference
-    from ase_dostransformer.predict_command import run_predict
+    from ase_dostransformer.cli.predict import run_predict
 
     real = inference.predict_graphs
 

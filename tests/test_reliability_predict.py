@@ -21,9 +21,10 @@ from ase.build import bulk
 from ase.io import write
 from ase.units import Bohr
 
-from ase_dostransformer import predict_command
 from ase_dostransformer.calculator import DOSCalculator
 from ase_dostransformer.cli import main
+from ase_dostransformer.cli import predict as predict_command
+from ase_dostransformer.cli.predict import parse_temperatures, run_predict
 from ase_dostransformer.graphs import PhononGraphRecipe
 from ase_dostransformer.graphs.crystal_system import (
     MAX_SYMMETRY_ATOMS,
@@ -35,9 +36,9 @@ from ase_dostransformer.graphs.crystal_system import (
 from ase_dostransformer.graphs.electron import ElectronGraphRecipe
 from ase_dostransformer.graphs.validation import training_geometry
 from ase_dostransformer.inference import domain_check, model_meta, predict_dos
+from ase_dostransformer.io import summary as summary_module
 from ase_dostransformer.io.locks import LOCK_FILE, FolderInUseError, FolderLock
 from ase_dostransformer.model import DOSTransformer, ModelConfig, save_model_file
-from ase_dostransformer.predict_command import parse_temperatures, run_predict
 from ase_dostransformer.training.options import TrainOptions
 from ase_dostransformer.training.tasks import edos_model_config
 
@@ -356,7 +357,7 @@ def test_a_full_disk_is_a_clear_error_and_leaves_no_summary(model_file, tmp_path
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(predict_command, "atomic_write_text", full)
+    monkeypatch.setattr(summary_module, "atomic_write_text", full)
     assert predict([tmp_path / "NaCl.cif"], tmp_path / "out", model_file) == 2
     assert "cannot write the outputs" in capsys.readouterr().err
     assert not (tmp_path / "out" / "summary.csv").exists() and not list((tmp_path / "out").rglob("*.tmp"))

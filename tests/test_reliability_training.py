@@ -151,20 +151,21 @@ def test_cli_train_reports_a_bad_row_without_traceback(tiny_dataset: Path, tmp_p
 def test_bad_electron_dos_targets_are_refused_naming_the_row(tmp_path: Path) -> None:
     from ase.build import bulk
 
+    from ase_dostransformer.graphs.electron import ElectronGraphRecipe
+    from ase_dostransformer.io.atoms_json import atoms_to_dict
     from ase_dostransformer.io.electron_dataset import (
         DATASET_FORMAT,
         DATASET_VERSION,
-        atoms_dict,
         data_checksum,
         load_edos_dataset,
     )
-    from ase_dostransformer.graphs.electron import ElectronGraphRecipe
 
     def write(folder: Path, dos: np.ndarray) -> Path:
         """A dataset folder whose checksum matches its (bad) content: built by a faulty or hostile tool."""
         folder.mkdir()
         rows = [
-            {"id": f"m{i}", "system": "cubic", "num_species": 1, "structure": atoms_dict(bulk("Cu"))} for i in range(3)
+            {"id": f"m{i}", "system": "cubic", "num_species": 1, "structure": atoms_to_dict(bulk("Cu"))}
+            for i in range(3)
         ]
         (folder / "materials.json").write_text(json.dumps(rows))
         np.save(folder / "dos.npy", dos.astype(np.float32))

@@ -19,6 +19,7 @@ from ase.build import bulk
 pytest.importorskip("matgl")
 pytest.importorskip("phonopy")
 
+from ase_dostransformer.errors import DatasetError, FolderInUseError, OptionError, TeacherInputError  # noqa: E402
 from ase_dostransformer.teacher import phonons as phon  # noqa: E402
 from ase_dostransformer.teacher import pipeline as pl  # noqa: E402
 from ase_dostransformer.teacher.potential import (  # noqa: E402
@@ -28,7 +29,13 @@ from ase_dostransformer.teacher.potential import (  # noqa: E402
     load_teacher,
     verify_files,
 )
-from ase_dostransformer.teacher.records import decode_dos, iter_records, to_dataset_grid  # noqa: E402
+from ase_dostransformer.teacher.records import (  # noqa: E402
+    decode_dos,
+    iter_records,
+    record_atoms,
+    record_files,
+    to_dataset_grid,
+)
 
 NACL = Path(__file__).parent / "data" / "phonopy_NaCl"
 A_NACL = 5.6903014761756712  # phonopy example's lattice constant
@@ -150,6 +157,31 @@ def test_end_to_end_physics(two_crystals):
     assert 440 < recs["Si-diamond"]["frequencies"]["max_cm1"] < 540  # DFT ~ 515 cm^-1 (LTO at Gamma)
 
 
+def test_record_atoms_reads_the_stored_crystal_back(two_crystals):
+    rec = two_crystals[1]["NaCl-rocksalt"]
+    stored = rec["structure"]
+    atoms = record_atoms(rec)
+    assert atoms.numbers.tolist() == stored["numbers"] and atoms.pbc.all()
+    np.testing.assert_array_equal(atoms.cell[:], np.asarray(stored["cell"]))
+    np.testing.assert_allclose(atoms.get_scaled_positions(wrap=False), stored["scaled_positions"], atol=1e-12)
+    assert atoms.get_chemical_formula() == rec["formula"]
+    broken = {**rec, "structure": {k: v for k, v in stored.items() if k != "cell"}}
+    with pytest.raises(DatasetError, match=r"record NaCl-rocksalt: structure lacks \['cell'\]"):
+        record_atoms(broken)
+
+
+def test_shipped_teacher_records_read_back():
+    folder = Path(__file__).parent.parent / "train" / "teacher" / "dft_test"
+    if not record_files(folder):
+        pytest.skip("no shipped teacher records")
+    records = list(iter_records(folder, status=None))
+    assert records
+    for rec in records:
+        atoms = record_atoms(rec)
+        assert atoms.get_chemical_formula() == rec["formula"] and len(atoms) == rec["natoms"], rec["id"]
+        assert atoms.numbers.tolist() == rec["structure"]["numbers"]
+
+
 def test_nacl_against_phonopy_dft(two_crystals):
     """Teacher NaCl against phonopy's VASP example (no LO-TO correction: the teacher has no Born charges)."""
     import phonopy
@@ -239,11 +271,11 @@ def test_resume_after_interruption(tmp_path, stub, monkeypatch):
     again = pl.run_pipeline(inputs, tmp_path, progress=False)
     assert again.labelled_now == 0
     # other settings or changed inputs are refused, not silently mixed
-    with pytest.raises(pl.PipelineError, match="settings"):
+    with pytest.raises(OptionError, match="settings"):
         pl.run_pipeline(inputs, tmp_path, phon.PhononSettings(fmax=0.01), progress=False)
     moved = _crystals(5)
     moved[0].positions[0] += 0.1
-    with pytest.raises(pl.PipelineError, match="c0"):
+    with pytest.raises(TeacherInputError, match="c0"):
         pl.run_pipeline(pl.inputs_from_atoms(moved), tmp_path, progress=False)
 
 
@@ -271,7 +303,7 @@ def test_shards_partition_inputs(tmp_path, stub):
         parts = [pl.shard_indices(11, (i, n)) for i in range(n)]
         assert sorted(sum(parts, [])) == list(range(11))
     for bad in ("3/2", "a/b", "1", "-1/2"):
-        with pytest.raises(pl.PipelineError):
+        with pytest.raises(OptionError):
             pl.parse_shard(bad)
 
 
@@ -297,9 +329,9 @@ def test_failures_recorded_with_reason(tmp_path, stub):
     again = pl.run_pipeline(inputs, tmp_path / "out", progress=False)
     assert again.labelled_now == 0
     assert pl.run_pipeline(inputs, tmp_path / "out", retry_failed=True, progress=False).labelled_now == 4
-    with pytest.raises(pl.PipelineError, match="info\\['id'\\]"):
+    with pytest.raises(TeacherInputError, match="info\\['id'\\]"):
         pl.inputs_from_atoms([bulk("Si")])
-    with pytest.raises(pl.PipelineError, match="more than once"):
+    with pytest.raises(TeacherInputError, match="more than once"):
         pl.run_pipeline(pl.inputs_from_atoms(_crystals(2) + _crystals(1)), tmp_path / "dup", progress=False)
 
 
@@ -363,7 +395,7 @@ def test_second_run_on_same_folder_is_refused(tmp_path, stub):
     tmp_path.mkdir(exist_ok=True)
     with open(pl.lock_path(tmp_path), "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running job holds it
-        with pytest.raises(pl.PipelineError, match="another run"):
+        with pytest.raises(FolderInUseError, match="another run"):
             pl.run_pipeline(inputs, tmp_path, progress=False)
         fcntl.flock(fh, fcntl.LOCK_UN)
     assert pl.run_pipeline(inputs, tmp_path, progress=False).counts == {"ok": 1}

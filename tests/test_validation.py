@@ -15,6 +15,7 @@ from ase.io import write
 from pymatgen.core import Lattice, Structure
 
 from ase_dostransformer.calculator import DOSCalculator
+from ase_dostransformer.cli.predict import run_predict
 from ase_dostransformer.graphs import (
     InvalidStructureError,
     OutOfDomainWarning,
@@ -26,7 +27,6 @@ from ase_dostransformer.graphs.neighbours import MAX_CELL_LIST_CUBES, periodic_p
 from ase_dostransformer.graphs.validation import MIN_VOLUME_PER_ATOM
 from ase_dostransformer.inference import predict_phonon_dos
 from ase_dostransformer.model import save_model_file
-from ase_dostransformer.predict_command import run_predict
 
 # an untrained model predicts flat spectra, which are cut off: not what these tests are about
 pytestmark = pytest.mark.filterwarnings("ignore::ase_dostransformer.calculator.SpectrumCutOffWarning")

@@ -1,4 +1,9 @@
-"""Featurise many structures once and keep the graphs on disk, keyed by data checksum and recipe."""
+"""Featurise many structures once and keep the graphs on disk, keyed by data checksum and recipe.
+
+:func:`cached_graphs` is the one path through the cache (phonon and electron datasets alike): look
+the graphs up, else build them and store them. A recipe with ``compact`` / ``expand`` methods (the
+electron recipe) stores its graphs compacted and expands them on the way out.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,18 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch_geometric.data import Data
 
-from ..errors import DOSTransformerError
+from ..errors import CacheWarning, DOSTransformerError
 from ..io.torch_files import is_private_file, load_graph_file, save_graph_file
 
 #: Environment variable overriding the cache folder.
 CACHE_ENV = "DOSTRANSFORMER_CACHE"
-
-
-class CacheWarning(UserWarning):
-    """A graph cache entry was refused (and rebuilt) or could not be written."""
 
 
 def cache_dir() -> Path:
@@ -91,11 +92,20 @@ def cached_graphs(
     targets: np.ndarray | None,
     data_sha256: str,
     folder: str | os.PathLike | None = None,
+    build: Callable[[], list[Data]] | None = None,
 ) -> list[Data]:
-    """Graphs from the cache when the data checksum and recipe match, else built and stored."""
+    """Graphs from the cache when the data checksum and recipe match, else built and stored.
+
+    ``build`` makes the graphs when the cache has none (default: :func:`featurise_many` of
+    ``structures`` and ``targets``); it must return one graph per structure. A recipe with
+    ``compact`` and ``expand`` stores ``recipe.compact(g)`` and returns ``recipe.expand(g)`` of what
+    it reads, so cached and freshly built graphs are the same.
+    """
     path = cache_file(recipe, data_sha256, folder)
-    graphs = read_cache(path, data_sha256, len(structures))
-    if graphs is None:
-        graphs = featurise_many(recipe, structures, targets)
-        write_cache(path, graphs, data_sha256, recipe)
+    stored = read_cache(path, data_sha256, len(structures))
+    compact, expand = getattr(recipe, "compact", None), getattr(recipe, "expand", None)
+    if stored is not None:
+        return [expand(g) for g in stored] if expand is not None else stored
+    graphs = build() if build is not None else featurise_many(recipe, structures, targets)
+    write_cache(path, [compact(g) for g in graphs] if compact is not None else graphs, data_sha256, recipe)
     return graphs

@@ -2,7 +2,7 @@
 
 Supercells are first reduced to their primitive cell here (:func:`primitive_cell`, O(N log N) with a
 k-d tree), because the symmetry search of moyopy and spglib grows as N^2 or worse with the atoms of
-the cell it is given (a 10,648-atom Si supercell took 8 s, 21,952 atoms 102 s and 6 GB). A cell with
+the cell it is given (time and memory become prohibitive for supercells of many thousand atoms). A cell with
 more than :data:`MAX_SYMMETRY_ATOMS` atoms even in its primitive form (a large defect or amorphous
 cell) is not searched: it is taken as triclinic (P1) with a :class:`SymmetrySearchWarning`.
 
@@ -16,7 +16,9 @@ import warnings
 
 import numpy as np
 
-#: Prompt index order used by DOSTransformer (SPEC.md).
+from ..errors import OptionError, SymmetrySearchWarning
+
+#: Prompt index order used by DOSTransformer.
 CRYSTAL_SYSTEMS: tuple[str, ...] = (
     "cubic",
     "hexagonal",
@@ -30,21 +32,17 @@ CRYSTAL_SYSTEMS: tuple[str, ...] = (
 #: Default spglib tolerance in Angstrom (pymatgen's SpacegroupAnalyzer default).
 SYMPREC = 0.01
 #: Cells with more atoms than this in their primitive form are not given to the symmetry search
-#: (moyopy takes about 0.5 s for a 999-atom cell with symmetry but no pure translation, 10 s for
-#: 4,095): they are taken as triclinic, with a :class:`SymmetrySearchWarning`.
+#: (moyopy's time grows steeply with the atoms of a cell that has symmetry but no pure translation):
+#: they are taken as triclinic, with a :class:`SymmetrySearchWarning`.
 MAX_SYMMETRY_ATOMS = 2000
 #: Atoms whose images are checked for every candidate translation before the global check.
 _PROBES = 32
 
 
-class SymmetrySearchWarning(UserWarning):
-    """The space group of a very large cell was not searched; the crystal is taken as triclinic."""
-
-
 def crystal_system_from_spacegroup(number: int) -> str:
     """Crystal system name of an international space-group number (1-230)."""
     if not 1 <= int(number) <= 230:
-        raise ValueError(f"space-group number must be 1..230, got {number}")
+        raise OptionError(f"space-group number must be 1..230, got {number}")
     for upper, name in (
         (2, "triclinic"),
         (15, "monoclinic"),
@@ -205,9 +203,8 @@ def spacegroup_number(
 
     The crystal is first reduced to a primitive cell (:func:`primitive_cell`); a primitive cell of
     more than :data:`MAX_SYMMETRY_ATOMS` atoms is not searched (1, with a :class:`SymmetrySearchWarning`).
-    moyopy (a Rust port of spglib's algorithm) answers in about 0.5 ms where spglib 2.x takes
-    about 13 ms even for a 2-atom cell on this hardware, which alone would exceed the inference
-    budget; the two agree on the phonon dataset (tests/test_graphs.py). spglib is the fallback.
+    moyopy (a Rust port of spglib's algorithm) is used because it is much faster than spglib 2.x even
+    for small cells; the two agree on the phonon dataset (tests/test_graphs.py). spglib is the fallback.
     """
     pcell, pfrac, pnumbers = primitive_cell(cell, scaled_positions, numbers, symprec)
     if len(pnumbers) > MAX_SYMMETRY_ATOMS:

@@ -1,4 +1,4 @@
-"""The electron-DOS graph recipe of the original model (SPEC.md, "Inputs of the original"), without its defects.
+"""The electron-DOS graph recipe of the original model, without its defects.
 
 - nodes: the 200-d MatScholar word embedding of each atom's element (``data/matscholar_embeddings.npz``,
   elements H..Lr); no dummy all-zero node is added (the original appended one to every graph);
@@ -22,9 +22,10 @@ import torch
 from ase.data import chemical_symbols
 from torch_geometric.data import Data
 
+from ..errors import InvalidStructureError, OptionError
 from .crystal_system import crystal_system_index
 from .neighbours import nearest_neighbours
-from .structure import InvalidStructureError, crystal_arrays
+from .structure import crystal_arrays
 from .validation import vacuum_gap
 
 EMBEDDING_FILE = Path(__file__).with_name("data") / "matscholar_embeddings.npz"
@@ -43,7 +44,7 @@ def matscholar_table() -> np.ndarray:
 
 
 def element_embeddings(numbers: np.ndarray) -> np.ndarray:
-    """MatScholar vectors of atomic numbers ``(N,) -> (N, 200)``; a ValueError names an element without one."""
+    """MatScholar vectors of atomic numbers ``(N,) -> (N, 200)``; InvalidStructureError for an element without one."""
     numbers = np.asarray(numbers, dtype=np.int64)
     table = matscholar_table()
     bad = np.flatnonzero((numbers < 1) | (numbers >= len(table)))
@@ -82,7 +83,7 @@ class ElectronGraphRecipe:
         # from JSON a tuple comes back as a list: keep the dataclass hashable and comparable
         object.__setattr__(self, "global_features", tuple(self.global_features))
         if self.neighbours < 1 or self.cutoff <= 0 or self.gaussians < 2 or self.gaussian_width <= 0:
-            raise ValueError(f"invalid electron graph recipe {self}")
+            raise OptionError(f"invalid electron graph recipe {self}")
 
     @property
     def node_dim(self) -> int:
@@ -165,19 +166,19 @@ class ElectronGraphRecipe:
         """The recipe's global features as a float32 vector, checked; None when the recipe has none."""
         if not self.global_features:
             if values is not None and len(values):
-                raise ValueError("this recipe takes no global features; build it with global_features=(...)")
+                raise OptionError("this recipe takes no global features; build it with global_features=(...)")
             return None
         if values is None:
-            raise ValueError(f"this recipe needs global features {list(self.global_features)}")
+            raise OptionError(f"this recipe needs global features {list(self.global_features)}")
         if isinstance(values, Mapping):
             missing = [k for k in self.global_features if values.get(k) is None]
             if missing:
-                raise ValueError(f"missing global feature(s) {missing}")
+                raise OptionError(f"missing global feature(s) {missing}")
             vec = np.array([float(values[k]) for k in self.global_features], dtype=np.float32)
         else:
             vec = np.asarray(values, dtype=np.float32).reshape(-1)
             if len(vec) != self.global_dim:
-                raise ValueError(f"expected {self.global_dim} global features, got {len(vec)}")
+                raise OptionError(f"expected {self.global_dim} global features, got {len(vec)}")
         if not np.isfinite(vec).all():
-            raise ValueError(f"global features must be finite, got {vec.tolist()}")
+            raise OptionError(f"global features must be finite, got {vec.tolist()}")
         return vec

@@ -1,7 +1,7 @@
 """Continuous per-element descriptors, so that rare elements share what the model learns.
 
 The seed's phonon nodes are a one-hot of Z carrying the mass: every element is learnt on its own,
-and the 64 elements of 1191 training crystals leave many seen only a handful of times. These
+and the training crystals show many elements only a handful of times. These
 descriptors place elements on shared axes that matter for vibrations (mass, 1/sqrt(mass) which
 sets frequency scales, electronegativity and radius for bond stiffness, row and group).
 """
@@ -26,19 +26,21 @@ DESCRIPTORS: tuple[str, ...] = (
 
 @lru_cache(maxsize=1)
 def element_descriptor_table() -> np.ndarray:
-    """``(119, len(DESCRIPTORS))`` float32 table indexed by atomic number (row 0 unused)."""
-    import warnings
+    """``(119, len(DESCRIPTORS))`` float32 table indexed by atomic number (row 0 unused).
 
+    Elements without a Pauling electronegativity (noble gases, superheavies) get 0 in that column and
+    1 in ``no_electronegativity``. The value is read from pymatgen's element data rather than
+    ``Element.X``, which warns for those elements: no warning filter is touched, so the first call
+    is safe from any thread.
+    """
     from pymatgen.core.periodic_table import Element
 
     table = np.zeros((119, len(DESCRIPTORS)), dtype=np.float32)
     for z in range(1, 119):
         el = Element.from_Z(z)
         mass = float(atomic_masses[z]) if atomic_masses[z] > 0 else 2.0 * z
-        with warnings.catch_warnings():  # noble gases and superheavies have no Pauling value: flagged below
-            warnings.simplefilter("ignore")
-            x = el.X
-        has_x = x is not None and np.isfinite(x) and x > 0
+        x = el.data.get("X")  # what Element.X returns, without its warning when it is absent
+        has_x = isinstance(x, (int, float)) and np.isfinite(x) and x > 0
         table[z] = (
             np.log(mass) / 5.0,
             3.0 / np.sqrt(mass),

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .structure import CrystalArrays
+    from .arrays import CrystalArrays
 
 #: pymatgen's cell list allocates 27 neighbour indices (216 bytes) per cube of side max(cutoff, 1 A)
 #: over the bounding box of the atoms; above this many cubes (about 110 MB) the search uses k-d trees

@@ -1,4 +1,4 @@
-"""The phonon-DOS graph recipe of the original model (SPEC.md, "Inputs of the original").
+"""The phonon-DOS graph recipe of the original model.
 
 - nodes: a 118-long one-hot of Z whose non-zero value is the atomic mass (u) (optionally followed by
   continuous element descriptors, ``element_features=True``);

@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from .validation import InvalidStructureError, validate_crystal
+from ..errors import InvalidStructureError
+from .arrays import CrystalArrays, read_crystal
+from .validation import validate_crystal
 
 __all__ = ["CrystalArrays", "InvalidStructureError", "crystal_arrays"]
-
-
-@dataclass(frozen=True)
-class CrystalArrays:
-    """The parts of a crystal that featurisation needs (Angstrom, row-vector cell)."""
-
-    cell: np.ndarray  # (3, 3)
-    positions: np.ndarray  # (N, 3) Cartesian
-    numbers: np.ndarray  # (N,) atomic numbers
-
-    @property
-    def natoms(self) -> int:
-        """Number of atoms in the cell."""
-        return int(len(self.numbers))
-
-    @property
-    def scaled_positions(self) -> np.ndarray:
-        """Fractional coordinates."""
-        return np.linalg.solve(self.cell.T, self.positions.T).T
 
 
 def crystal_arrays(structure: Any) -> CrystalArrays:
@@ -37,54 +17,6 @@ def crystal_arrays(structure: Any) -> CrystalArrays:
     Raises :class:`InvalidStructureError` (a ``ValueError``) naming the fault for anything the model
     cannot take; the rules are those of :func:`~ase_dostransformer.graphs.validation.validate_crystal`.
     """
-    if hasattr(structure, "get_positions") and hasattr(structure, "get_cell"):
-        try:
-            cell = np.asarray(structure.get_cell()[:], dtype=float)
-            positions = np.asarray(structure.get_positions(), dtype=float)
-            numbers = np.asarray(structure.get_atomic_numbers(), dtype=np.int64)
-            pbc = np.asarray(structure.get_pbc(), dtype=bool)
-        except (TypeError, ValueError) as exc:
-            raise InvalidStructureError(f"cannot read the atoms' cell, positions or numbers: {exc}") from exc
-        _check_ase_occupancy(getattr(structure, "info", None) or {})
-    elif hasattr(structure, "lattice") and hasattr(structure, "cart_coords"):
-        cell = np.asarray(structure.lattice.matrix, dtype=float)
-        positions = np.asarray(structure.cart_coords, dtype=float)
-        if not structure.is_ordered:
-            raise InvalidStructureError("disordered structure (partial occupancies) is not supported")
-        numbers = np.asarray([_pymatgen_z(i, site.specie) for i, site in enumerate(structure)], dtype=np.int64)
-        pbc = np.asarray(structure.lattice.pbc, dtype=bool)
-    else:
-        raise InvalidStructureError(f"expected ase.Atoms or pymatgen Structure, got {type(structure).__name__}")
-    validate_crystal(cell, positions, numbers, pbc)
-    return CrystalArrays(cell=cell, positions=positions, numbers=numbers)
-
-
-def _check_ase_occupancy(info: dict) -> None:
-    """Reject the partial occupancies ASE's CIF reader records in ``atoms.info["occupancy"]``.
-
-    ASE keeps one species per disordered site (and the occupancies in ``info``): predicting that
-    ordered stand-in would be a plausible but wrong answer for the disordered crystal.
-    """
-    occupancy = info.get("occupancy")
-    if not isinstance(occupancy, dict):
-        return
-    for site, species in occupancy.items():
-        if isinstance(species, dict) and (len(species) > 1 or any(float(v) < 1 - 1e-6 for v in species.values())):
-            shares = ", ".join(f"{el} {float(v):g}" for el, v in species.items())
-            raise InvalidStructureError(
-                f"disordered structure: site {site} has partial occupancies ({shares}); "
-                "the model needs an ordered crystal (pick an ordered supercell, e.g. with pymatgen's "
-                "OrderDisorderedStructureTransformation)"
-            )
-
-
-def _pymatgen_z(i: int, species: Any) -> int:
-    """Atomic number of a pymatgen site's species; dummy species are an error."""
-    element = getattr(species, "element", species)  # Species (with oxidation state) -> Element
-    from pymatgen.core import Element
-
-    if not isinstance(element, Element):
-        raise InvalidStructureError(
-            f"site {i} is a dummy species {str(species)!r}: the model needs real elements (Z 1..118)"
-        )
-    return int(element.Z)
+    crystal, pbc = read_crystal(structure)
+    validate_crystal(crystal.cell, crystal.positions, crystal.numbers, pbc)
+    return crystal

@@ -48,6 +48,26 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidStructureError, OutOfDomainWarning
+from .arrays import read_crystal
+from .neighbours import periodic_pairs
+
+__all__ = [
+    "MAX_BULK_VACUUM",
+    "MIN_DISTANCE",
+    "DomainCheck",
+    "InvalidStructureError",
+    "OutOfDomainWarning",
+    "check_domain",
+    "graph_shortest_bond",
+    "graphs_shortest_bond",
+    "shortest_bond",
+    "training_geometry",
+    "vacuum_gap",
+    "validate_crystal",
+    "volume_per_atom",
+]
+
 #: Two atoms (or an atom and a periodic image) closer than this (Angstrom) are an error. The closest
 #: pair in the phonon training data is 0.97 A apart, the H2 bond is 0.74 A; below 0.5 A the input is
 #: almost surely overlapping or duplicated atoms (or a cell in the wrong unit).
@@ -68,14 +88,6 @@ MAX_BULK_VACUUM = 6.0
 
 #: Relative slack of the training-range checks (bonds come from float32 graph vectors).
 RANGE_TOLERANCE = 1e-4
-
-
-class InvalidStructureError(ValueError):
-    """A structure the models cannot take; the message names the atom or field at fault."""
-
-
-class OutOfDomainWarning(UserWarning):
-    """The structure is valid but outside the model's training domain; treat the prediction with caution."""
 
 
 def _symbol(z: int) -> str:
@@ -162,8 +174,6 @@ def _check_cell(cell: np.ndarray, natoms: int) -> None:
 
 
 def _check_distances(cell: np.ndarray, positions: np.ndarray, numbers: np.ndarray) -> None:
-    from .neighbours import periodic_pairs
-
     centre, neighbour, _, dist = periodic_pairs(positions, cell, MIN_DISTANCE)
     if len(dist) == 0:
         return
@@ -199,8 +209,6 @@ def shortest_bond(cell: np.ndarray, positions: np.ndarray, start: float = 4.0, l
     Searched within ``start`` A, then twice as far until a pair is found or ``limit`` is passed
     (None then: every atom is more than ``limit`` A from every other and from its own images).
     """
-    from .neighbours import periodic_pairs
-
     radius = float(start)
     while radius <= limit:
         _, _, _, dist = periodic_pairs(positions, cell, radius)
@@ -224,13 +232,13 @@ def training_geometry(structures: Any) -> dict[str, list[float]]:
     """``{"train_shortest_bond": [min, max], "train_volume_per_atom": [min, max]}`` of crystals (A, A^3).
 
     ``structures``: ASE ``Atoms`` or pymatgen ``Structure`` objects (the training crystals). The
-    result goes into a model file's meta, where :func:`check_domain` reads it.
+    result goes into a model file's meta, where :func:`check_domain` reads it. Each structure is
+    validated as :func:`~ase_dostransformer.graphs.structure.crystal_arrays` does.
     """
-    from .structure import crystal_arrays
-
     bonds, volumes = [], []
     for structure in structures:
-        crystal = crystal_arrays(structure)
+        crystal, pbc = read_crystal(structure)
+        validate_crystal(crystal.cell, crystal.positions, crystal.numbers, pbc)
         bond = shortest_bond(crystal.cell, crystal.positions)
         if bond is not None:
             bonds.append(bond)
@@ -260,26 +268,6 @@ def graphs_shortest_bond(graphs: Any) -> dict[str, list[float]]:
     """
     bonds = [b for b in (graph_shortest_bond(g) for g in graphs) if b is not None]
     return {"train_shortest_bond": [min(bonds), max(bonds)]} if bonds else {}
-
-
-def dataset_geometry(task: str, data: Any, rows: Any, graphs: Any = ()) -> dict[str, list[float]]:
-    """:func:`training_geometry` of rows ``rows`` of a training dataset (``task`` phonon or edos, folder ``data``).
-
-    For ``dostransformer train``, which keeps graphs but not cells: the structures are read again.
-    When they cannot be, the bond range comes from ``graphs`` alone (:func:`graphs_shortest_bond`).
-    """
-    try:
-        if task == "edos":
-            from ..io.electron_dataset import load_edos_dataset
-
-            atoms = load_edos_dataset(data).atoms
-        else:
-            from ..io.phdos import load_phonon_dataset
-
-            atoms = load_phonon_dataset(data).atoms
-        return training_geometry([atoms[int(i)] for i in rows])
-    except Exception:  # the run's graphs were made from it; a dataset moved away since still has them
-        return graphs_shortest_bond(graphs)
 
 
 def _range(value: Any) -> tuple[float, float] | None:

@@ -1,14 +1,15 @@
-"""Electron-DOS datasets: raw DOS -> the model's target (SPEC.md), building a featurised dataset folder, loading it.
+"""Electron-DOS datasets: raw DOS -> the model's target, building a featurised dataset folder, loading it.
 
-Target processing (SPEC.md, "Targets"): energies relative to the Fermi level; linear interpolation onto
+Target processing: energies relative to the Fermi level; linear interpolation onto
 -5..+5 eV at 201 points (50 meV); Savitzky-Golay smoothing (window 17, order 1); division by the
 maximum; negatives clamped to 0.
 
 A dataset folder holds
 - ``manifest.json``: format, grid, processing, graph recipe, each input's sha256 and counts, every
   skipped row with its reason, warnings, and the checksum of the data files;
-- ``materials.json``: one entry per kept material (id, source, structure, Fermi level, crystal system,
-  number of species, properties such as DFT energies);
+- ``materials.json``: one entry per kept material (id, source, structure as written by
+  :func:`~ase_dostransformer.io.atoms_json.atoms_to_dict`, Fermi level, crystal system, number of
+  species, properties such as DFT energies);
 - ``dos.npy``: the (n, 201) float32 targets, in the order of ``materials.json``;
 - ``graphs.pt`` (optional): the featurised graphs (``ElectronGraphRecipe``), stored compactly (edges as
   vectors, atoms as atomic numbers; the features are recomputed exactly on load), rebuilt on load when
@@ -29,12 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DOSTransformerError
-from ..graphs.cache import CacheWarning, cache_file, read_cache, write_cache
+from ..errors import CacheWarning, DatasetError, DOSTransformerError
+from ..graphs.cache import cached_graphs
 from ..graphs.crystal_system import CRYSTAL_SYSTEMS
 from ..graphs.electron import ElectronGraphRecipe
-from ..graphs.structure import crystal_arrays
+from ..spectra import ELECTRON_GRID, EnergyGrid, max_normalise
 from .atomic import atomic_write
+from .atoms_json import atoms_from_dict, atoms_to_dict
+from .checksums import file_sha256
 from .electron_sources import (
     DEFAULT_WIDTH,
     INSULATOR_REFERENCE,
@@ -43,18 +46,12 @@ from .electron_sources import (
     expand_inputs,
     read_edos_source,
 )
-from .phdos import file_sha256
 from .torch_files import load_graph_file, save_graph_file
-from ..spectra import ELECTRON_GRID, EnergyGrid, max_normalise
 
 DATASET_FORMAT = "ase-dostransformer-edos-dataset"
 DATASET_VERSION = 1
 SAVGOL_WINDOW = 17
 SAVGOL_ORDER = 1
-
-
-class DOSProcessingError(ValueError):
-    """A raw DOS that cannot become a target; the message says why."""
 
 
 def process_edos(
@@ -67,26 +64,26 @@ def process_edos(
 ) -> np.ndarray:
     """The model's target from a raw DOS: shift by ``efermi``, interpolate onto ``grid``, smooth, max-normalise.
 
-    Raises :class:`DOSProcessingError` for non-finite input, energies that are not increasing, a raw
-    energy range that does not cover the grid, or a DOS with no states in the window.
+    Raises :class:`~ase_dostransformer.errors.DatasetError` for non-finite input, energies that are not
+    increasing, a raw energy range that does not cover the grid, or a DOS with no states in the window.
     """
     from scipy.signal import savgol_filter
 
     e = np.asarray(energies, dtype=float).reshape(-1)
     d = np.asarray(densities, dtype=float).reshape(-1)
     if e.shape != d.shape or len(e) < 2:
-        raise DOSProcessingError(f"need equal-length energies and densities (>= 2 points), got {e.shape} and {d.shape}")
+        raise DatasetError(f"need equal-length energies and densities (>= 2 points), got {e.shape} and {d.shape}")
     if not np.isfinite(efermi):
-        raise DOSProcessingError(f"Fermi level is not finite ({efermi})")
+        raise DatasetError(f"Fermi level is not finite ({efermi})")
     bad = np.flatnonzero(~(np.isfinite(e) & np.isfinite(d)))
     if bad.size:
-        raise DOSProcessingError(f"non-finite energy or density at point {int(bad[0])}")
+        raise DatasetError(f"non-finite energy or density at point {int(bad[0])}")
     if not np.all(np.diff(e) > 0):
-        raise DOSProcessingError("energies are not strictly increasing")
+        raise DatasetError("energies are not strictly increasing")
     rel = e - efermi
     tol = 1e-6
     if rel[0] > grid.start + tol or rel[-1] < grid.stop - tol:
-        raise DOSProcessingError(
+        raise DatasetError(
             f"DOS covers {rel[0]:.2f}..{rel[-1]:.2f} eV around the Fermi level, not the whole "
             f"{grid.start:g}..{grid.stop:g} eV window"
         )
@@ -94,26 +91,8 @@ def process_edos(
     y = savgol_filter(y, window, order)
     y = max_normalise(y)
     if not y.max() > 0:
-        raise DOSProcessingError(f"no states within {grid.start:g}..{grid.stop:g} eV of the Fermi level")
+        raise DatasetError(f"no states within {grid.start:g}..{grid.stop:g} eV of the Fermi level")
     return y
-
-
-def atoms_dict(structure: Any) -> dict:
-    """An ASE-style dict (numbers, positions, cell, pbc) of a validated structure."""
-    c = crystal_arrays(structure)
-    return {
-        "numbers": c.numbers.tolist(),
-        "positions": c.positions.tolist(),
-        "cell": c.cell.tolist(),
-        "pbc": [True, True, True],
-    }
-
-
-def atoms_from_dict(d: dict) -> Any:
-    """Inverse of :func:`atoms_dict`."""
-    from ase import Atoms
-
-    return Atoms(numbers=d["numbers"], positions=d["positions"], cell=d["cell"], pbc=d.get("pbc", True))
 
 
 @dataclass
@@ -266,9 +245,9 @@ def build_edos_dataset(
 
 def _make_row(item: EDOSRecord, recipe: ElectronGraphRecipe, seen: set[str]) -> tuple[dict, np.ndarray, Any]:
     if item.id in seen:
-        raise ValueError(f"duplicate id {item.id!r} (the first row with this id was kept)")
+        raise DatasetError(f"duplicate id {item.id!r} (the first row with this id was kept)")
     y = process_edos(item.energies, item.densities, item.efermi)
-    structure = atoms_dict(item.structure)  # validates
+    structure = atoms_to_dict(item.structure)  # validates
     graph = recipe.featurise(item.structure, y, item.properties if recipe.global_features else None)
     numbers = structure["numbers"]
     from ase.formula import Formula
@@ -333,18 +312,20 @@ class EDOSDataset:
 
 
 def check_targets(dos: np.ndarray, ids: Sequence[Any], where: str | os.PathLike) -> None:
-    """A ValueError naming the first row (index and id) whose target is not finite or is negative.
+    """A :class:`~ase_dostransformer.errors.DatasetError` naming the first row (index and id) whose target is bad.
+
+    Bad means not finite or negative.
 
     A checksum only proves the file is the one built; this proves what was built can be trained on
     (a NaN or inf target would train NaN through every epoch, a negative one is not a DOS).
     """
     if not np.issubdtype(dos.dtype, np.floating):
-        raise ValueError(f"{where}: targets are of type {dos.dtype}, not floating point")
+        raise DatasetError(f"{where}: targets are of type {dos.dtype}, not floating point")
     for test, what in ((lambda a: ~np.isfinite(a), "not finite"), (lambda a: a < 0, "negative")):
         bad = np.argwhere(test(dos))
         if len(bad):
             row, col = (int(v) for v in bad[0])
-            raise ValueError(
+            raise DatasetError(
                 f"{where}: row {row} ({ids[row]}) has a target that is {what} ({dos[row, col]} at point {col}); "
                 f"{len({int(r) for r in bad[:, 0]})} rows in all; rebuild the dataset"
             )
@@ -362,20 +343,21 @@ def load_edos_dataset(path: str | os.PathLike) -> EDOSDataset:
         )
     manifest = json.loads(manifest_file.read_text())
     if manifest.get("format") != DATASET_FORMAT:
-        raise ValueError(f"{manifest_file} is not an electron-DOS dataset manifest")
+        raise DatasetError(f"{manifest_file} is not an electron-DOS dataset manifest")
     if manifest.get("version", 0) > DATASET_VERSION:
-        raise ValueError(f"{folder}: dataset version {manifest['version']}; this package reads <= {DATASET_VERSION}")
+        raise DatasetError(f"{folder}: dataset version {manifest['version']}; this package reads <= {DATASET_VERSION}")
     sha = data_checksum(folder)
     if sha != manifest["data_sha256"]:
-        raise ValueError(f"{folder}: materials.json / dos.npy do not match the manifest's checksum (edited?)")
+        raise DatasetError(f"{folder}: materials.json / dos.npy do not match the manifest's checksum (edited?)")
     rows = json.loads((folder / "materials.json").read_text())
     dos = np.load(folder / "dos.npy", allow_pickle=False)  # never unpickle a file others can supply
     if len(rows) == 0:
-        raise ValueError(f"{folder}: the dataset has no materials")
+        raise DatasetError(f"{folder}: the dataset has no materials")
     if dos.shape != (len(rows), ELECTRON_GRID.npoints):
-        raise ValueError(f"{folder}: dos.npy has shape {dos.shape}, expected ({len(rows)}, {ELECTRON_GRID.npoints})")
+        raise DatasetError(f"{folder}: dos.npy has shape {dos.shape}, expected ({len(rows)}, {ELECTRON_GRID.npoints})")
     check_targets(dos, [r.get("id") for r in rows], folder / "dos.npy")
-    atoms = [atoms_from_dict(r["structure"]) for r in rows]
+    where = folder / "materials.json"
+    atoms = [atoms_from_dict(r.get("structure"), f"{where} row {i} ({r.get('id')})") for i, r in enumerate(rows)]
     return EDOSDataset(folder, rows, dos, manifest, sha, atoms)
 
 
@@ -395,15 +377,15 @@ def edos_graphs(ds: EDOSDataset, recipe: ElectronGraphRecipe | None = None) -> l
                 and len(graphs) == len(ds)
             ):
                 return [recipe.expand(g) for g in graphs]
-    cached = cache_file(recipe, ds.sha256)
-    graphs = read_cache(cached, ds.sha256, len(ds))
-    if graphs is not None:
-        return [recipe.expand(g) for g in graphs]
+    return cached_graphs(recipe, ds.atoms, ds.dos, ds.sha256, build=lambda: _featurise_rows(ds, recipe))
+
+
+def _featurise_rows(ds: EDOSDataset, recipe: ElectronGraphRecipe) -> list:
+    """Graphs of every material of ``ds`` (with its global features when the recipe takes them)."""
     graphs = []
     for i, (atoms, row) in enumerate(zip(ds.atoms, ds.rows, strict=True)):
         try:
             graphs.append(recipe.featurise(atoms, ds.dos[i], row.get("properties") if recipe.global_features else None))
         except ValueError as exc:
-            raise ValueError(f"material {row['id']}: {exc}") from exc
-    write_cache(cached, [recipe.compact(g) for g in graphs], ds.sha256, recipe)
+            raise DatasetError(f"material {row['id']}: {exc}") from exc
     return graphs

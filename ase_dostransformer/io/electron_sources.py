@@ -21,6 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DatasetError, OptionError
+from .atoms_json import atoms_from_dict
+
 FORMATS = ("auto", "mp-json", "pymatgen-dos", "vasprun", "ase")
 #: Format tag of the result files written by ``train/edos/gpaw_runner.py``.
 DFT_RESULT_FORMAT = "ase-dostransformer-dft-result"
@@ -66,10 +69,6 @@ class SkippedRow:
     source: str
     id: str | None
     reason: str
-
-
-class SourceError(ValueError):
-    """A source row that cannot become a dataset row; the message says why."""
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -119,7 +118,7 @@ def read_json_lines(path: Path, fmt: str, width: float) -> Iterator[EDOSRecord |
             elif kind == "mp-json":
                 try:
                     yield mp_record(obj, rid, source)
-                except (SourceError, ValueError, TypeError, KeyError) as exc:
+                except (ValueError, TypeError, KeyError) as exc:
                     yield SkippedRow(source, rid, _reason(exc))
             else:
                 yield SkippedRow(source, rid, f"format {kind!r} cannot be read from JSON lines")
@@ -135,34 +134,29 @@ def structure_from_any(obj: Any) -> Any:
         try:
             return Structure.from_str(obj, fmt="cif")
         except Exception as exc:
-            raise SourceError(f"structure string is not readable CIF: {exc}") from exc
+            raise DatasetError(f"structure string is not readable CIF: {exc}") from exc
     if not isinstance(obj, Mapping):
-        raise SourceError(f"structure must be a dict or CIF text, got {type(obj).__name__}")
+        raise DatasetError(f"structure must be a dict or CIF text, got {type(obj).__name__}")
     if "lattice" in obj and "sites" in obj:
         from pymatgen.core import Structure
 
         try:
             return Structure.from_dict(obj)
         except Exception as exc:
-            raise SourceError(f"unreadable pymatgen structure dict: {type(exc).__name__}: {exc}") from exc
+            raise DatasetError(f"unreadable pymatgen structure dict: {type(exc).__name__}: {exc}") from exc
     if {"numbers", "positions", "cell"} <= set(obj):
-        from ase import Atoms
-
-        try:
-            return Atoms(numbers=obj["numbers"], positions=obj["positions"], cell=obj["cell"], pbc=obj.get("pbc", True))
-        except Exception as exc:
-            raise SourceError(f"unreadable ASE structure dict: {type(exc).__name__}: {exc}") from exc
-    raise SourceError(f"structure dict has neither lattice/sites nor numbers/positions/cell (keys {sorted(obj)[:8]})")
+        return atoms_from_dict(obj, "ASE structure dict")
+    raise DatasetError(f"structure dict has neither lattice/sites nor numbers/positions/cell (keys {sorted(obj)[:8]})")
 
 
 def sum_spins(densities: Any) -> np.ndarray:
     """Densities as one array: a list, or a dict by spin (``"1"``/``"-1"``, ``"up"``/``"down"``) summed."""
     if isinstance(densities, Mapping):
         if not densities:
-            raise SourceError("densities dict is empty")
+            raise DatasetError("densities dict is empty")
         arrays = [np.asarray(v, dtype=float) for v in densities.values()]
         if len({a.shape for a in arrays}) != 1:
-            raise SourceError(f"spin channels have different lengths {[a.shape for a in arrays]}")
+            raise DatasetError(f"spin channels have different lengths {[a.shape for a in arrays]}")
         return np.sum(arrays, axis=0)
     return np.asarray(densities, dtype=float)
 
@@ -187,9 +181,9 @@ def _check_arrays(energies: Any, densities: Any) -> tuple[np.ndarray, np.ndarray
     e = np.asarray(energies, dtype=float).reshape(-1)
     d = np.asarray(densities, dtype=float).reshape(-1)
     if e.shape != d.shape:
-        raise SourceError(f"{len(e)} energies but {len(d)} density values")
+        raise DatasetError(f"{len(e)} energies but {len(d)} density values")
     if len(e) < 2:
-        raise SourceError("fewer than two DOS points")
+        raise DatasetError("fewer than two DOS points")
     return e, d
 
 
@@ -225,18 +219,18 @@ def _row_id(row: Mapping[str, Any], fallback: str) -> str:
 def mp_record(row: Any, rid: str, source: str) -> EDOSRecord:
     """One MP-style row: ``structure`` plus ``dos`` {energies, densities, efermi} (or those keys at top level)."""
     if not isinstance(row, Mapping):
-        raise SourceError(f"row is a {type(row).__name__}, not a JSON object")
+        raise DatasetError(f"row is a {type(row).__name__}, not a JSON object")
     if "structure" not in row:
-        raise SourceError("row has no 'structure'")
+        raise DatasetError("row has no 'structure'")
     dos = row.get("dos", row.get("total_dos", row))
     if not isinstance(dos, Mapping):
-        raise SourceError("'dos' is not a JSON object")
+        raise DatasetError("'dos' is not a JSON object")
     for key in ("energies", "densities"):
         if key not in dos:
-            raise SourceError(f"DOS has no {key!r}")
+            raise DatasetError(f"DOS has no {key!r}")
     efermi = _float_or_none(dos.get("efermi", row.get("efermi")))
     if efermi is None:
-        raise SourceError("no finite 'efermi' (Fermi level) in the row or its DOS")
+        raise DatasetError("no finite 'efermi' (Fermi level) in the row or its DOS")
     energies, densities = _check_arrays(dos["energies"], sum_spins(dos["densities"]))
     return EDOSRecord(
         id=rid,
@@ -260,7 +254,7 @@ def read_mp_json(path: str | os.PathLike, obj: Any = None) -> Iterator[EDOSRecor
         source = str(path) if key is None else f"{path}#{key}"
         try:
             yield mp_record(row, rid, source)
-        except (SourceError, ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError) as exc:
             yield SkippedRow(source, rid, _reason(exc))
 
 
@@ -293,7 +287,7 @@ def read_pymatgen_dos(
     try:
         obj = load_json(path) if obj is None else obj
         if not isinstance(obj, Mapping) or obj.get("@class") not in PYMATGEN_DOS_CLASSES:
-            raise SourceError(
+            raise DatasetError(
                 f"not a pymatgen Dos dict ('@class' is {obj.get('@class') if isinstance(obj, Mapping) else None!r})"
             )
         from pymatgen.electronic_structure.dos import CompleteDos, Dos
@@ -302,23 +296,23 @@ def read_pymatgen_dos(
         try:
             dos = cls.from_dict(dict(obj))
         except Exception as exc:
-            raise SourceError(f"pymatgen could not read the {obj['@class']}: {type(exc).__name__}: {exc}") from exc
+            raise DatasetError(f"pymatgen could not read the {obj['@class']}: {type(exc).__name__}: {exc}") from exc
         structure = getattr(dos, "structure", None)
         if structure is None and "structure" in obj:
             structure = structure_from_any(obj["structure"])
         if structure is None:
             structure = sibling_structure(path)
         if structure is None:
-            raise SourceError(
+            raise DatasetError(
                 f"a plain pymatgen Dos has no structure: put {rid}.cif (or .vasp/.poscar/.extxyz) next to it, "
                 "or save a CompleteDos"
             )
         efermi = _float_or_none(dos.efermi)
         if efermi is None:
-            raise SourceError("Dos has no finite Fermi level")
+            raise DatasetError("Dos has no finite Fermi level")
         energies, densities = _check_arrays(dos.energies, dos.get_densities())
         yield EDOSRecord(rid, structure, energies, densities, efermi, source, "pymatgen-dos", _properties(obj))
-    except (SourceError, ValueError, TypeError, KeyError, OSError) as exc:
+    except (ValueError, TypeError, KeyError, OSError) as exc:
         yield SkippedRow(source, rid, _reason(exc))
 
 
@@ -345,12 +339,12 @@ def read_vasprun(path: str | os.PathLike) -> Iterator[EDOSRecord | SkippedRow]:
                     parse_potcar_file=False,
                 )
         except Exception as exc:
-            raise SourceError(f"pymatgen Vasprun could not parse it: {type(exc).__name__}: {exc}") from exc
+            raise DatasetError(f"pymatgen Vasprun could not parse it: {type(exc).__name__}: {exc}") from exc
         if getattr(vr, "dos_has_errors", False) or getattr(vr, "tdos", None) is None:
-            raise SourceError("vasprun.xml has no readable total DOS (<dos> block missing or damaged)")
+            raise DatasetError("vasprun.xml has no readable total DOS (<dos> block missing or damaged)")
         efermi = _float_or_none(vr.efermi)
         if efermi is None:
-            raise SourceError("vasprun.xml has no Fermi level")
+            raise DatasetError("vasprun.xml has no Fermi level")
         energies, densities = _check_arrays(vr.tdos.energies, vr.tdos.get_densities())
         structure = vr.final_structure
         props: dict[str, float] = {}
@@ -366,7 +360,7 @@ def read_vasprun(path: str | os.PathLike) -> Iterator[EDOSRecord | SkippedRow]:
         if vr.parameters.get("ISPIN", 1) == 2:
             warns.append("spin-polarised run: spin channels summed")
         yield EDOSRecord(rid, structure, energies, densities, efermi, str(path), "vasprun", props, warns)
-    except (SourceError, ValueError, TypeError, KeyError, OSError) as exc:
+    except (ValueError, TypeError, KeyError, OSError) as exc:
         yield SkippedRow(str(path), rid, _reason(exc))
 
 
@@ -383,14 +377,14 @@ def gaussian_dos(
     """
     eps = np.asarray(eigenvalues, dtype=float)
     if eps.ndim != 3:
-        raise SourceError(f"eigenvalues must be [spin][k-point][band], got shape {eps.shape}")
+        raise DatasetError(f"eigenvalues must be [spin][k-point][band], got shape {eps.shape}")
     w = np.asarray(weights, dtype=float).reshape(-1)
     if len(w) != eps.shape[1]:
-        raise SourceError(f"{len(w)} k-point weights for {eps.shape[1]} k-points")
+        raise DatasetError(f"{len(w)} k-point weights for {eps.shape[1]} k-points")
     if not (np.isfinite(eps).all() and np.isfinite(w).all()):
-        raise SourceError("eigenvalues or k-point weights are not finite")
+        raise DatasetError("eigenvalues or k-point weights are not finite")
     if width <= 0:
-        raise ValueError(f"width must be > 0, got {width}")
+        raise OptionError(f"width must be > 0, got {width}")
     energies = np.asarray(energies, dtype=float)
     spin_factor = 2.0 if eps.shape[0] == 1 else 1.0
     dos = np.zeros_like(energies)
@@ -424,17 +418,17 @@ def dft_record(
     for different materials); for a metal it is the Fermi level. The calculation's own Fermi level
     and the gap go to ``properties`` (``efermi_dft``, ``band_gap``).
 
-    Refused (``SourceError``) when the calculation has too few empty bands to describe the window:
-    the highest band must lie above ``reference + window[1]`` at every k-point.
+    Refused (:class:`~ase_dostransformer.errors.DatasetError`) when the calculation has too few empty
+    bands to describe the window: the highest band must lie above ``reference + window[1]`` at every k-point.
     """
     eps = np.asarray(eigenvalues, dtype=float)
     ef = _float_or_none(efermi)
     if ef is None:
-        raise SourceError("no finite Fermi level")
+        raise DatasetError("no finite Fermi level")
     if eps.ndim == 2:  # [k][band] without a spin axis
         eps = eps[None]
     if eps.ndim != 3 or eps.size == 0:
-        raise SourceError(f"eigenvalues must be [spin][k-point][band], got shape {eps.shape}")
+        raise DatasetError(f"eigenvalues must be [spin][k-point][band], got shape {eps.shape}")
     properties = dict(properties or {})
     edges = band_edges(eps, ef)
     properties["efermi_dft"] = ef
@@ -443,7 +437,7 @@ def dft_record(
         ef = edges[0]
     top = float(eps[..., -1].min()) - ef
     if top < window[1]:
-        raise SourceError(
+        raise DatasetError(
             f"the highest band starts {top:.2f} eV above the Fermi level, below the window's top "
             f"(+{window[1]:g} eV): the calculation needs more empty bands"
         )
@@ -471,18 +465,18 @@ def record_from_calculator(
     """A record from any ASE DFT calculator that has run on ``atoms`` (eigenvalues, weights, Fermi level)."""
     calc = calc if calc is not None else atoms.calc
     if calc is None:
-        raise SourceError("atoms have no calculator")
+        raise DatasetError("atoms have no calculator")
     try:
         nspins = calc.get_number_of_spins()
         weights = np.asarray(calc.get_k_point_weights(), dtype=float)
         eps = np.array([[calc.get_eigenvalues(kpt=k, spin=s) for k in range(len(weights))] for s in range(nspins)])
         efermi = calc.get_fermi_level()
     except Exception as exc:
-        raise SourceError(
+        raise DatasetError(
             f"calculator gives no eigenvalues/k-point weights/Fermi level: {type(exc).__name__}: {exc}"
         ) from exc
     if np.ndim(efermi) > 0:
-        raise SourceError("two Fermi levels (fixed magnetic moment) are not supported")
+        raise DatasetError("two Fermi levels (fixed magnetic moment) are not supported")
     props = {}
     try:
         props["energy_per_atom"] = float(atoms.get_potential_energy()) / len(atoms)
@@ -505,11 +499,11 @@ def read_dft_result(
     try:
         obj = load_json(path) if obj is None else obj
         if not isinstance(obj, Mapping):
-            raise SourceError("not a JSON object")
+            raise DatasetError("not a JSON object")
         rid = str(obj.get("id") or rid)
         for key in ("structure", "eigenvalues", "weights", "efermi"):
             if key not in obj:
-                raise SourceError(f"DFT result has no {key!r}")
+                raise DatasetError(f"DFT result has no {key!r}")
         props = _properties(obj)
         yield dft_record(
             rid,
@@ -521,7 +515,7 @@ def read_dft_result(
             width,
             properties=props,
         )
-    except (SourceError, ValueError, TypeError, KeyError, OSError) as exc:
+    except (ValueError, TypeError, KeyError, OSError) as exc:
         yield SkippedRow(source, rid, _reason(exc))
 
 
@@ -534,7 +528,7 @@ def read_ase_file(path: str | os.PathLike, width: float = DEFAULT_WIDTH) -> Iter
             try:
                 from gpaw import GPAW
             except ImportError as exc:
-                raise SourceError(
+                raise DatasetError(
                     "GPAW is not importable in this Python: run train/edos/gpaw_runner.py under the interpreter "
                     "that has GPAW and build from its result JSON files"
                 ) from exc
@@ -546,12 +540,12 @@ def read_ase_file(path: str | os.PathLike, width: float = DEFAULT_WIDTH) -> Iter
             try:
                 atoms = read(path)
             except Exception as exc:
-                raise SourceError(f"ase.io.read could not read it: {type(exc).__name__}: {exc}") from exc
+                raise DatasetError(f"ase.io.read could not read it: {type(exc).__name__}: {exc}") from exc
             calc = atoms.calc
             if calc is None:
-                raise SourceError("ase.io.read found no calculator results (eigenvalues) in the file")
+                raise DatasetError("ase.io.read found no calculator results (eigenvalues) in the file")
         yield record_from_calculator(atoms, calc, rid, width, str(path))
-    except (SourceError, ValueError, TypeError, KeyError, OSError) as exc:
+    except (ValueError, TypeError, KeyError, OSError) as exc:
         yield SkippedRow(str(path), rid, _reason(exc))
 
 
@@ -560,7 +554,7 @@ def read_ase_file(path: str | os.PathLike, width: float = DEFAULT_WIDTH) -> Iter
 
 def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    if isinstance(exc, SourceError):
+    if isinstance(exc, DatasetError):
         return text
     return f"{type(exc).__name__}: {text}"
 
@@ -624,7 +618,7 @@ def read_edos_source(
     """Records of one input file in format ``fmt`` (see :data:`FORMATS`); problems come back as ``SkippedRow``."""
     path = Path(path)
     if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+        raise OptionError(f"format must be one of {FORMATS}, got {fmt!r}")
     if not path.is_file():
         yield SkippedRow(str(path), None, "file not found")
         return

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..errors import DOSTransformerError
+from ..errors import FolderInUseError
 
 try:  # POSIX
     import fcntl
@@ -31,10 +31,6 @@ except ImportError:  # pragma: no cover - Windows
 LOCK_FILE = ".dostransformer.lock"
 
 __all__ = ["LOCK_FILE", "FolderInUseError", "FolderLock", "lock_folder", "lock_run_folder"]
-
-
-class FolderInUseError(DOSTransformerError, ValueError):
-    """Another live run holds the lock of this output folder."""
 
 
 class FolderLock:

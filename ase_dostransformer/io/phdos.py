@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import csv
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -23,8 +22,22 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from ..errors import FileIntegrityError
+from ..errors import DatasetError, FileIntegrityError
 from ..spectra import PHONON_GRID
+from .atoms_json import atoms_from_dict
+from .checksums import bytes_sha256
+
+__all__ = [
+    "CHECKSUM_FILE",
+    "DATA_ENV",
+    "PACKAGED_DATA_DIR",
+    "PhononDataset",
+    "default_data_dir",
+    "load_phonon_dataset",
+    "read_data_csv",
+    "read_split",
+    "resolve_data_dir",
+]
 
 #: Environment variable naming the folder that holds data.csv and the index files.
 DATA_ENV = "DOSTRANSFORMER_PHDOS"
@@ -78,7 +91,7 @@ def resolve_data_dir(path: str | os.PathLike | None) -> Path:
 
 def _checked_bytes(folder: Path, name: str, data: bytes, sums: dict[str, str]) -> bytes:
     """``data`` (the content of ``folder/name``) after checking it against the folder's sha256 sums."""
-    if name in sums and hashlib.sha256(data).hexdigest() != sums[name]:
+    if name in sums and bytes_sha256(data) != sums[name]:
         raise FileIntegrityError(
             f"{folder / name}: sha256 differs from {folder / CHECKSUM_FILE} (damaged or edited; reinstall)"
         )
@@ -104,42 +117,25 @@ def read_data_csv(folder: Path) -> tuple[Path, str, str]:
     raw = _checked_bytes(folder, path.name, path.read_bytes(), sums)
     if path.suffix == ".gz":
         raw = _checked_bytes(folder, "data.csv", gzip.decompress(raw), sums)
-    return path, raw.decode("utf-8"), hashlib.sha256(raw).hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return path, raw.decode("utf-8"), bytes_sha256(raw)
 
 
 def _literal(text: str | None, column: str, where: str) -> object:
-    """``ast.literal_eval`` of one cell; a ValueError naming the row and column instead of a bare SyntaxError."""
+    """``ast.literal_eval`` of one cell; a DatasetError naming the row and column instead of a bare SyntaxError."""
     if text is None:
-        raise ValueError(f"{where}: the {column} column is missing (a short row)")
+        raise DatasetError(f"{where}: the {column} column is missing (a short row)")
     try:
         return ast.literal_eval(text)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
         reason = exc.msg if isinstance(exc, SyntaxError) else str(exc)
-        raise ValueError(
+        raise DatasetError(
             f"{where}: {column} is not a readable Python literal (truncated or damaged? {type(exc).__name__}: {reason})"
         ) from None
 
 
 def _atoms_from_literal(text: str | None, where: str) -> Atoms:
-    d = _literal(text, "structure", where)
-    if not isinstance(d, dict):
-        raise ValueError(f"{where}: structure is a {type(d).__name__}, not a dict of numbers, positions, cell, pbc")
-    missing = {"numbers", "positions", "cell", "pbc"} - set(d)
-    if missing:
-        raise ValueError(f"{where}: structure lacks {sorted(missing)}")
-    try:
-        return Atoms(numbers=d["numbers"], positions=d["positions"], cell=d["cell"], pbc=d["pbc"])
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise ValueError(f"{where}: structure is not a valid crystal ({type(exc).__name__}: {exc})") from None
+    """The ``structure`` cell of a row: a Python-literal ``Atoms.todict()`` (pbc included) as ``Atoms``."""
+    return atoms_from_dict(_literal(text, "structure", where), where, require_pbc=True)
 
 
 def _is_float(word: str) -> bool:
@@ -153,24 +149,24 @@ def _is_float(word: str) -> bool:
 def _spectrum(text: str | None, column: str, where: str) -> np.ndarray:
     """One row's ``phfreq`` or ``phdos``: finite numbers on the 51-point grid; a DOS also non-negative."""
     if text is None:
-        raise ValueError(f"{where}: the {column} column is missing (a short row)")
+        raise DatasetError(f"{where}: the {column} column is missing (a short row)")
     body = text.strip()
     if not (body.startswith("[") and body.endswith("]")):
-        raise ValueError(f"{where}: {column} is not a list [...] of numbers (truncated or damaged?)")
+        raise DatasetError(f"{where}: {column} is not a list [...] of numbers (truncated or damaged?)")
     words = body[1:-1].split(",")
     try:  # float() rather than ast.literal_eval: reads nan and inf too, so that they are named below
         arr = np.array([float(w) for w in words], dtype=float)
     except ValueError:
         bad = next(w.strip() for w in words if not _is_float(w))
-        raise ValueError(f"{where}: {column} is not a list of numbers ({bad[:40]!r})") from None
+        raise DatasetError(f"{where}: {column} is not a list of numbers ({bad[:40]!r})") from None
     if arr.shape != (PHONON_GRID.npoints,):
-        raise ValueError(f"{where}: {column} has shape {arr.shape}, expected {PHONON_GRID.npoints} values")
+        raise DatasetError(f"{where}: {column} has shape {arr.shape}, expected {PHONON_GRID.npoints} values")
     bad = np.flatnonzero(~(np.abs(arr) <= np.finfo(np.float32).max))  # nan, inf, or inf once stored as float32
     if bad.size:
-        raise ValueError(f"{where}: {column} value {int(bad[0])} is {arr[bad[0]]:g} (must be finite)")
+        raise DatasetError(f"{where}: {column} value {int(bad[0])} is {arr[bad[0]]:g} (must be finite)")
     if column == "phdos" and (arr < 0).any():
         first = int(np.flatnonzero(arr < 0)[0])
-        raise ValueError(f"{where}: {column} value {first} is negative ({arr[first]:g}); a DOS is >= 0")
+        raise DatasetError(f"{where}: {column} value {first} is negative ({arr[first]:g}); a DOS is >= 0")
     return arr
 
 
@@ -197,21 +193,21 @@ def read_split(folder: Path, nrows: int) -> dict[str, np.ndarray]:
         try:
             idx = [int(word) for word in text.split()]
         except ValueError as exc:
-            raise ValueError(f"{f}: not a list of row indices ({exc})") from None
+            raise DatasetError(f"{f}: not a list of row indices ({exc})") from None
         negative = [i for i in idx if i < 0]
         if negative:
-            raise ValueError(f"{f}: negative row indices {_shown(negative)} (rows count from 0)")
+            raise DatasetError(f"{f}: negative row indices {_shown(negative)} (rows count from 0)")
         past = [i for i in idx if i > nrows]
         if past:
-            raise ValueError(f"{f}: row indices {_shown(past)} are past the end of data.csv ({nrows} rows)")
+            raise DatasetError(f"{f}: row indices {_shown(past)} are past the end of data.csv ({nrows} rows)")
         idx = [i for i in idx if i < nrows]
         twice = sorted(i for i, c in Counter(idx).items() if c > 1)
         if twice:
-            raise ValueError(f"{f}: row indices {_shown(twice)} are listed more than once")
+            raise DatasetError(f"{f}: row indices {_shown(twice)} are listed more than once")
         shared = sorted(i for i in idx if i in owner)
         if shared:
             parts = " / ".join(sorted({owner[i] for i in shared}))
-            raise ValueError(f"{f}: row indices {_shown(shared)} are also in {parts}: a material in two parts")
+            raise DatasetError(f"{f}: row indices {_shown(shared)} are also in {parts}: a material in two parts")
         owner.update(dict.fromkeys(idx, name))
         split[name] = np.array(idx, dtype=np.int64)
     return split
@@ -228,7 +224,7 @@ def load_phonon_dataset(path: str | os.PathLike | None = None) -> PhononDataset:
         reader = csv.DictReader(f)
         need = {"mp_id", "structure", "phfreq", "phdos"}
         if not need <= set(reader.fieldnames or []):
-            raise ValueError(f"{csv_path}: expected columns {sorted(need)}, got {reader.fieldnames}")
+            raise DatasetError(f"{csv_path}: expected columns {sorted(need)}, got {reader.fieldnames}")
         for i, row in enumerate(reader):
             where = f"{csv_path} row {i} ({row['mp_id']})"  # i counts data rows from 0, as the idx files do
             ids.append(row["mp_id"])
@@ -237,11 +233,11 @@ def load_phonon_dataset(path: str | os.PathLike | None = None) -> PhononDataset:
             if freq is None:
                 freq = f_row
             elif not np.allclose(f_row, freq):
-                raise ValueError(f"{where}: frequency grid differs from row 0")
+                raise DatasetError(f"{where}: frequency grid differs from row 0")
             dos.append(_spectrum(row["phdos"], "phdos", where))
     dos_arr = np.asarray(dos, dtype=np.float32)
     if freq is None or not np.allclose(freq, PHONON_GRID.values):
-        raise ValueError(f"{csv_path}: frequencies are not the 0..1000 cm^-1 51-point grid")
+        raise DatasetError(f"{csv_path}: frequencies are not the 0..1000 cm^-1 51-point grid")
     return PhononDataset(
         ids=ids,
         atoms=atoms,

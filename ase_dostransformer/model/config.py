@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from ..errors import OptionError
+from ..kinds import get_kind
 from ..spectra import PHONON_GRID, EnergyGrid
+from .embedders import EMBEDDERS
 
-EMBEDDERS = ("graph_network", "mlp", "tensornet")
 ENERGY_ENCODINGS = ("table", "value")
 
 
@@ -35,28 +37,29 @@ class ModelConfig:
     # per-material global features concatenated to the pooled atoms (the original eDOS model's DFT
     # energies); 0 = none, the default: such a model needs DFT outputs and cannot screen new structures
     global_dim: int = 0
-    task: str = "phonon"
+    task: str = "phonon"  # a registered DOS kind (ase_dostransformer.kinds); the legacy "edos" reads as "electron"
     grid: EnergyGrid = field(default_factory=lambda: PHONON_GRID)
     recipe: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.grid, dict):
             self.grid = EnergyGrid.from_dict(self.grid)
+        self.task = get_kind(self.task).name  # UnknownKindError for a kind this package does not know
         if self.embedder not in EMBEDDERS:
-            raise ValueError(f"embedder must be one of {EMBEDDERS}, got {self.embedder!r}")
+            raise OptionError(f"embedder must be one of {tuple(EMBEDDERS)}, got {self.embedder!r}")
         if self.energy_encoding not in ENERGY_ENCODINGS:
-            raise ValueError(f"energy_encoding must be one of {ENERGY_ENCODINGS}, got {self.energy_encoding!r}")
+            raise OptionError(f"energy_encoding must be one of {ENERGY_ENCODINGS}, got {self.energy_encoding!r}")
         if self.pool not in ("mean", "sum"):
-            raise ValueError(f"pool must be 'mean' or 'sum', got {self.pool!r}")
+            raise OptionError(f"pool must be 'mean' or 'sum', got {self.pool!r}")
         if self.aggregation not in ("mean", "sum"):
-            raise ValueError(f"aggregation must be 'mean' or 'sum', got {self.aggregation!r}")
+            raise OptionError(f"aggregation must be 'mean' or 'sum', got {self.aggregation!r}")
         if self.hidden % self.heads or self.hidden % 2:
-            raise ValueError(f"hidden ({self.hidden}) must be even and divisible by heads ({self.heads})")
+            raise OptionError(f"hidden ({self.hidden}) must be even and divisible by heads ({self.heads})")
         if self.global_dim < 0:
-            raise ValueError(f"global_dim must be >= 0, got {self.global_dim}")
+            raise OptionError(f"global_dim must be >= 0, got {self.global_dim}")
         for name in ("layers", "transformer", "hidden", "heads"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise OptionError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         """A JSON-friendly dict."""
@@ -70,5 +73,5 @@ class ModelConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}")
+            raise OptionError(f"unknown model config keys {sorted(unknown)}")
         return cls(**d)

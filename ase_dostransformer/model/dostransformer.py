@@ -7,8 +7,10 @@ from torch import nn
 from torch_geometric.data import Batch
 from torch_geometric.utils import scatter, to_dense_batch
 
+from ..errors import OptionError
 from .attention import AttentionStack
 from .config import ModelConfig
+from .domain import DescribedModel
 from .embedders import build_embedder
 from .energy import build_energy_encoder
 
@@ -21,15 +23,17 @@ def max_atoms(batch: Batch) -> int | None:
     return int((slices[1:] - slices[:-1]).max())
 
 
-class DOSTransformer(nn.Module):
-    """The model of SPEC.md with learned multi-head attention, padding masks and real batching.
+class DOSTransformer(DescribedModel, nn.Module):
+    """Energy tokens attending to atom embeddings, with learned multi-head attention, padding masks and batching.
 
     ``forward`` returns both branches' spectra ``{"global": (B, L), "system": (B, L)}``;
-    predictions use the system (prompt) branch and are clamped to be non-negative.
+    predictions use the system (prompt) branch and are clamped to be non-negative. The typed
+    ``kind``, ``graph_recipe``, ``training_domain`` and ``source`` come from :class:`DescribedModel`.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        self._init_description()
         self.cfg = cfg
         d = cfg.hidden
         self.embedder = build_embedder(cfg)
@@ -81,7 +85,7 @@ class DOSTransformer(nn.Module):
         if self.cfg.global_dim:
             extra = getattr(batch, "global_features", None)
             if extra is None:
-                raise ValueError(
+                raise OptionError(
                     f"this model needs {self.cfg.global_dim} global features per material (graph.global_features)"
                 )
             pooled = torch.cat([pooled, extra.to(pooled.dtype).view(batch.num_graphs, -1)], dim=-1)

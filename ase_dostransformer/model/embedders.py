@@ -1,6 +1,8 @@
-"""Crystal encoders: graph -> atom embeddings H (N x hidden)."""
+"""Crystal encoders: graph -> atom embeddings H (N x hidden), and :data:`EMBEDDERS`, their registry by name."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -8,7 +10,11 @@ from torch import nn
 from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
-from .config import ModelConfig
+from ..errors import UnknownKindError
+from .matgl_embedder import TensorNetEmbedder
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import ModelConfig
 
 
 def node_scale_vector(cfg: ModelConfig) -> torch.Tensor:
@@ -54,7 +60,7 @@ class GraphNetworkBlock(nn.Module):
 
 
 class GraphNetworkEmbedder(nn.Module):
-    """The seed's Battaglia-style graph network (SPEC.md, data flow 1)."""
+    """The seed's Battaglia-style graph network: edge and node MLP updates with residuals."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -87,12 +93,19 @@ class MLPEmbedder(nn.Module):
         return self.net(batch.x[:, : self.node_scale.numel()] * self.node_scale)
 
 
-def build_embedder(cfg: ModelConfig) -> nn.Module:
-    """The embedder named by ``cfg.embedder``."""
-    if cfg.embedder == "graph_network":
-        return GraphNetworkEmbedder(cfg)
-    if cfg.embedder == "mlp":
-        return MLPEmbedder(cfg)
-    from .matgl_embedder import TensorNetEmbedder
+#: Crystal encoders by the name a model config stores in ``embedder``; each is built from the config.
+#: ``tensornet`` imports matgl only when one is built.
+EMBEDDERS: dict[str, type[nn.Module]] = {
+    "graph_network": GraphNetworkEmbedder,
+    "mlp": MLPEmbedder,
+    "tensornet": TensorNetEmbedder,
+}
 
-    return TensorNetEmbedder(cfg)
+
+def build_embedder(cfg: ModelConfig) -> nn.Module:
+    """The embedder named by ``cfg.embedder`` (:class:`UnknownKindError` for a name not in :data:`EMBEDDERS`)."""
+    try:
+        cls = EMBEDDERS[cfg.embedder]
+    except KeyError:
+        raise UnknownKindError(f"embedder must be one of {tuple(EMBEDDERS)}, got {cfg.embedder!r}") from None
+    return cls(cfg)

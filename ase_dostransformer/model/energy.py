@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from ..errors import OptionError
 from .config import ModelConfig
 
 
@@ -19,7 +20,7 @@ class EnergyTable(nn.Module):
 
     def forward(self, energies: torch.Tensor | None) -> torch.Tensor:
         if energies is not None and energies.shape[-1] != self.table.shape[0]:
-            raise ValueError(
+            raise OptionError(
                 "this model encodes energies with a per-bin table and can only predict on its "
                 f"training grid of {self.table.shape[0]} points; train with energy_encoding='value' "
                 "to query other grids"

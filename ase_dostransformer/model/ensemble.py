@@ -12,32 +12,36 @@ import torch
 from torch import nn
 from torch_geometric.data import Batch
 
+from ..errors import OptionError
 from .config import ModelConfig
+from .domain import DescribedModel
 from .dostransformer import DOSTransformer
 
 
 def _check_compatible(cfg: ModelConfig, ref: ModelConfig, i: int) -> None:
     """Members must predict the same thing on the same grid from graphs of one recipe family."""
     if cfg.task != ref.task or cfg.grid != ref.grid:
-        raise ValueError(f"ensemble member {i} has another config than the others (task or grid differ)")
+        raise OptionError(f"ensemble member {i} has another config than the others (task or grid differ)")
     a, b = dict(cfg.recipe), dict(ref.recipe)
     a.pop("element_features", None)
     b.pop("element_features", None)
     if a != b or cfg.edge_dim != ref.edge_dim or cfg.node_dim > ref.node_dim:
-        raise ValueError(f"ensemble member {i} has another config than the others (graph recipe differs)")
+        raise OptionError(f"ensemble member {i} has another config than the others (graph recipe differs)")
 
 
-class DOSEnsemble(nn.Module):
+class DOSEnsemble(DescribedModel, nn.Module):
     """Average of several DOSTransformers (the mean is taken before the clamp).
 
     Members may differ in architecture and in whether their phonon nodes carry element
-    descriptors (those columns follow the seed's one-hot, so the others read a prefix).
+    descriptors (those columns follow the seed's one-hot, so the others read a prefix). Its
+    ``graph_recipe`` is the richest member's; ``training_domain`` comes from the ensemble file's meta.
     """
 
     def __init__(self, members: Sequence[DOSTransformer]) -> None:
         super().__init__()
+        self._init_description()
         if len(members) < 2:
-            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+            raise OptionError(f"an ensemble needs at least 2 members, got {len(members)}")
         richest = max(members, key=lambda m: m.cfg.node_dim)
         for i, m in enumerate(members):
             _check_compatible(m.cfg, richest.cfg, i)

@@ -1,4 +1,9 @@
-"""A model file: one torch file holding the weights, the full config and metadata."""
+"""A model file: one torch file holding the weights, the full config and metadata.
+
+Loading one gives a model that knows its ``source`` (the file), its ``meta`` and, from the meta, its
+typed ``training_domain`` (:class:`~.domain.TrainingDomain`; files written before the training
+geometry was recorded get it from ``pretrained/training_domain.json`` by their training-data sha256).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,11 @@ from typing import Any
 
 import torch
 
-from ..errors import DOSTransformerError, ModelFileError
+from ..errors import DOSTransformerError, ModelFileError, UnverifiedModelFileWarning
 from ..io.atomic import atomic_torch_save
 from ..io.torch_files import content_sha256, safe_torch_load
 from .config import ModelConfig
+from .domain import TrainingDomain
 from .dostransformer import DOSTransformer
 from .ensemble import DOSEnsemble
 
@@ -34,10 +40,6 @@ __all__ = [
     "read_model_file",
     "save_model_file",
 ]
-
-
-class UnverifiedModelFileWarning(UserWarning):
-    """A model file of format version 1, written before model files carried a checksum of their content."""
 
 
 def save_model_file(
@@ -174,6 +176,8 @@ def load_model_file(
 ) -> tuple[DOSTransformer | DOSEnsemble, dict[str, Any]]:
     """Rebuild a model (or an ensemble) from a file; returns ``(model in eval mode, meta)``.
 
+    The model's ``source`` is ``path``, its ``meta`` the file's meta and its ``training_domain`` built from it.
+
     The declared architecture is first built on PyTorch's ``meta`` device (no memory) and its
     parameter shapes compared with the stored tensors, so a file that declares a huge model but
     holds small tensors is refused before anything is allocated.
@@ -190,4 +194,12 @@ def load_model_file(
     except RuntimeError as exc:
         raise ModelFileError(f"{path}: weights do not match the stored config: {exc}") from exc
     meta = blob.get("meta") or {}
-    return model.to(map_location).eval(), meta if isinstance(meta, dict) else {}
+    meta = meta if isinstance(meta, dict) else {}
+    try:
+        domain = TrainingDomain.from_meta(meta)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: the training domain in the model's meta is not valid ({exc})") from None
+    model.meta = meta
+    model.training_domain = domain
+    model.source = str(path)
+    return model.to(map_location).eval(), meta

@@ -8,13 +8,15 @@ is the shift itself. Self loops (zero vectors) are dropped, as TensorNet divides
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import torch
 from ase.data import chemical_symbols
 from torch import nn
 from torch_geometric.data import Batch
 
-from .config import ModelConfig
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import ModelConfig
 
 
 class TensorNetEmbedder(nn.Module):

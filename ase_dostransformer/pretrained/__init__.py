@@ -1,22 +1,26 @@
 """Models shipped inside the package, and a small registry of them.
 
 ``registry.json`` beside this file maps a name to its file (relative to this folder), the file's
-sha256, the task, energy grid and units, the checksum of the training data, the measured test
-metrics and a description. :func:`load_model` loads a registered model after checking the sha256,
-or any model file written by :func:`ase_dostransformer.model.save_model_file` given its path.
+sha256, the task (a DOS kind), energy grid and units, the checksum of the training data, the
+measured test metrics and a description. :func:`load_model` loads a registered model after
+checking the sha256, or any model file written by :func:`ase_dostransformer.model.save_model_file`
+given its path. The shipped models are ``"phonon"`` and ``"electron"``; the electron model's
+former name ``"edos"`` still loads it (:data:`MODEL_ALIASES`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..device import resolve_device
+from ..errors import ModelFileError, OptionError
 from ..io.atomic import atomic_write_text
-from ..model.files import ModelFileError
+from ..io.checksums import file_sha256
+from ..kinds import get_kind
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -29,28 +33,24 @@ PRETRAINED_DIR = Path(__file__).resolve().parent
 REGISTRY_FILE = PRETRAINED_DIR / "registry.json"
 #: Name loaded when none is given.
 DEFAULT_MODEL = "phonon"
+#: Former names of registered models: still accepted by :func:`model_path` and :func:`load_model`.
+MODEL_ALIASES = {"edos": "electron"}
+#: The models shipped with the package.
+SHIPPED_MODELS = ("phonon", "electron")
 
 __all__ = [
     "DEFAULT_MODEL",
+    "MODEL_ALIASES",
     "PRETRAINED_DIR",
     "REGISTRY_FILE",
+    "SHIPPED_MODELS",
     "ModelFileError",
     "list_models",
     "load_model",
     "model_path",
     "read_registry",
     "register_model",
-    "sha256_file",
 ]
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_registry(registry: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
@@ -74,13 +74,21 @@ def list_models(registry: str | os.PathLike | None = None) -> dict[str, dict[str
     return {name: e for name, e in entries.items() if (path.parent / e.get("file", "")).is_file()}
 
 
+def _registered_name(name: str, entries: dict[str, Any]) -> str:
+    """``name``, or the registered name it is a former name of (:data:`MODEL_ALIASES`)."""
+    if name not in entries and MODEL_ALIASES.get(name) in entries:
+        return MODEL_ALIASES[name]
+    return name
+
+
 def model_path(name: str, registry: str | os.PathLike | None = None, verify: bool = True) -> Path:
-    """Path of a registered model's file, its sha256 checked when ``verify``.
+    """Path of a registered model's file (a former name such as ``"edos"`` too), its sha256 checked when ``verify``.
 
     Raises :class:`ModelFileError` for an unknown name, a missing file or a checksum mismatch.
     """
     reg_path = Path(registry) if registry is not None else REGISTRY_FILE
     entries = read_registry(reg_path)
+    name = _registered_name(name, entries)
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none"
         raise ModelFileError(f"no model named {name!r} is registered (registered: {known})")
@@ -92,7 +100,7 @@ def model_path(name: str, registry: str | os.PathLike | None = None, verify: boo
         )
     if verify:
         expected = str(entry.get("sha256", "")).lower()
-        actual = sha256_file(path)
+        actual = file_sha256(path)
         if actual != expected:
             raise ModelFileError(
                 f"model file {path} is damaged: sha256 {actual} does not match the registered "
@@ -102,15 +110,17 @@ def model_path(name: str, registry: str | os.PathLike | None = None, verify: boo
 
 
 def _resolve(name_or_path: str | os.PathLike, registry: str | os.PathLike | None) -> Path:
-    if isinstance(name_or_path, str) and name_or_path in read_registry(registry):
-        return model_path(name_or_path, registry)
+    if isinstance(name_or_path, str):
+        entries = read_registry(registry)
+        if _registered_name(name_or_path, entries) in entries:
+            return model_path(name_or_path, registry)
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
     if isinstance(name_or_path, str) and os.sep not in name_or_path and not path.suffix:
         known = ", ".join(sorted(read_registry(registry))) or "none"
         hint = ""
-        if name_or_path in (DEFAULT_MODEL, "edos"):
+        if name_or_path in SHIPPED_MODELS or name_or_path in MODEL_ALIASES:
             hint = f" (the shipped {name_or_path!r} model is not in this installation)"
         raise ModelFileError(
             f"{name_or_path!r} is neither a registered model{hint} nor an existing file (registered: {known})"
@@ -124,18 +134,16 @@ def load_model(
     *,
     registry: str | os.PathLike | None = None,
 ) -> DOSTransformer:
-    """A ``DOSTransformer`` in eval mode on ``device`` (see :func:`~ase_dostransformer.inference.resolve_device`).
+    """A ``DOSTransformer`` (or ensemble) in eval mode on ``device`` (see :func:`..device.resolve_device`).
 
     A registered name loads the shipped file after checking its sha256; any other string or path
     is read as a model file written by ``save_model_file``. Problems raise :class:`ModelFileError`.
+    The model knows its ``kind``, ``graph_recipe``, ``training_domain`` and ``source`` (the file).
     """
-    from ..inference import resolve_device
     from ..model.files import load_model_file
 
     path = _resolve(name_or_path, registry)
-    model, meta = load_model_file(path)
-    model.source = str(path)  # type: ignore[attr-defined]  # where it came from, for reports
-    model.meta = meta  # type: ignore[attr-defined]
+    model, _ = load_model_file(path)
     return model.to(resolve_device(device)).eval()
 
 
@@ -144,19 +152,6 @@ def _test_metrics(meta: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(metrics, dict) and isinstance(metrics.get("test"), dict):
         return metrics["test"].get("model", metrics["test"])
     return None
-
-
-def _units(task: str, grid: dict[str, Any]) -> dict[str, str]:
-    """What the axes of a registered model's output mean."""
-    if task == "edos":
-        return {
-            "energy": f"{grid.get('unit', 'eV')} relative to the Fermi level (an insulator's valence-band maximum)",
-            "dos": "max-normalised (divided by its maximum); the model predicts the shape, not states/eV",
-        }
-    return {
-        "frequency": grid.get("unit", "cm^-1"),
-        "dos": "max-normalised (divided by its maximum); exports rescale to states/THz/cell, integral 3N",
-    }
 
 
 def register_model(
@@ -186,17 +181,21 @@ def register_model(
     cfg, meta = blob["config"], blob.get("meta", {}) or {}
     if src.resolve().parent != folder.resolve():
         if not copy:
-            raise ValueError(f"{src} is not in the registry folder {folder}; pass copy=True")
+            raise OptionError(f"{src} is not in the registry folder {folder}; pass copy=True")
         dest = folder / f"{name}.pt"
         shutil.copyfile(src, dest)
         src = dest
     grid = cfg.get("grid", {})
+    try:
+        kind = get_kind(cfg.get("task", "phonon"))
+    except OptionError as exc:
+        raise ModelFileError(f"{src}: {exc}") from None
     entry: dict[str, Any] = {
         "file": src.name,
-        "sha256": sha256_file(src),
-        "task": cfg.get("task", "phonon"),
+        "sha256": file_sha256(src),
+        "task": kind.name,
         "grid": grid,
-        "units": _units(cfg.get("task", "phonon"), grid),
+        "units": kind.units(grid),
         "training_data_sha256": training_data_sha256 or meta.get("data_sha256"),
         "test_metrics": test_metrics if test_metrics is not None else _test_metrics(meta),
         "description": description,

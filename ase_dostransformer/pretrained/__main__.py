@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from . import REGISTRY_FILE, list_models, read_registry, register_model
+from . import REGISTRY_FILE, register_model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,11 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(json.dumps({args.name: entry}, indent=2))
         return 0
-    present = list_models()
-    for name, entry in read_registry().items():
-        state = "present" if name in present else "MISSING FILE"
-        print(f"{name:<12} {entry.get('file', '?'):<16} {state:<12} {entry.get('description', '')}")
-    return 0
+    from ..cli.models import print_models
+
+    return print_models()
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import DOSTransformerError
+from ..errors import OptionError, TeacherComputationError, TeacherInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
@@ -47,34 +47,24 @@ DOS_QUANTUM = 1e-4
 RECORD_VERSION = 1
 
 
-class TeacherInputError(DOSTransformerError, ValueError):
-    """A structure the teacher cannot label (non-periodic, overlapping atoms, unknown element...)."""
-
-
-class TeacherComputationError(DOSTransformerError, RuntimeError):
-    """The labelling of a valid structure failed (non-finite forces, phonopy error...)."""
-
-
 @dataclass(frozen=True)
 class PhononSettings:
     """Settings of one labelling; stored in every record.
 
     Defaults, with their reasons:
 
-    * ``relax_cell=False``: the DFT dataset's cells are DFT-relaxed, and the teacher expands them
-      (median +4.7% volume on 30 test crystals), which softens every mode. Measured on the same 24
-      test crystals against their DFT DOS: positions only, R^2 0.542 (median 0.720) and mean
-      frequency ratio 0.909; cell relaxed too, R^2 0.413 (median 0.477) and 0.859
-      (train/teacher/README.md). Generated crystals (prototypes with guessed lattices) need
-      ``relax_cell=True``: per run, or per crystal with ``atoms.info["relax_cell"] = True``.
+    * ``relax_cell=False``: the DFT dataset's cells are DFT-relaxed, and relaxing them with the
+      teacher expands them, which softens every mode; against the DFT DOS of test crystals, positions
+      only agrees better than relaxing the cell too (the comparison is in train/teacher/README.md).
+      Generated crystals (prototypes with guessed lattices) need ``relax_cell=True``: per run, or per
+      crystal with ``atoms.info["relax_cell"] = True``.
     * ``fmax=0.005`` eV/A: at 0.05, residual forces are as large as a 0.01 A displacement's response
       and left spurious imaginary modes on test crystals (benchmarks/compare_uip.py).
     * ``supercell_length=10`` A, ``max_supercell_atoms=256``: force constants of TensorNet's 5 A
       cutoff (x2 message-passing blocks) are captured; the cap bounds the cost of 16-40-atom cells.
     * ``displacement=0.01`` A: phonopy's default, in the harmonic regime.
-    * ``mesh_length=40`` A: on three test crystals the dataset-grid DOS moved by at most 0.018 (of
-      the maximum) and Cv(100 K) by 0.05% against 60 A, at a third of the DOS cost (60 A is itself
-      within 0.005 of 100 A, benchmarks/compare_uip.py).
+    * ``mesh_length=40`` A: converged for the dataset's 20 cm^-1 grid at a fraction of the cost of
+      denser meshes (the convergence check is in benchmarks/compare_uip.py).
     * ``dos_step_cm1=2``: the issue's resolution; 10x finer than the dataset's 20 cm^-1 bins.
     * ``imag_tol_cm1=3``, ``max_imaginary_fraction=0.01``: numerical noise near Gamma is a few
       cm^-1; more than 1% of modes clearly imaginary means a dynamically unstable crystal.
@@ -99,12 +89,12 @@ class PhononSettings:
 
     def __post_init__(self) -> None:
         if not 0 < self.dos_step_cm1 <= 2.0:
-            raise ValueError(f"dos_step_cm1 must be in (0, 2], got {self.dos_step_cm1}")
+            raise OptionError(f"dos_step_cm1 must be in (0, 2], got {self.dos_step_cm1}")
         for name in ("fmax", "supercell_length", "displacement", "mesh_length"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise OptionError(f"{name} must be positive, got {getattr(self, name)}")
         if any(t <= 0 for t in self.temperatures):
-            raise ValueError("temperatures must be positive (the zero-point energy is stored separately)")
+            raise OptionError("temperatures must be positive (the zero-point energy is stored separately)")
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly settings."""

@@ -19,6 +19,12 @@ the crystals in flight. Shards: input ``k`` belongs to shard ``k % n``, so ``--s
 
 Dynamically unstable crystals (imaginary fraction above the threshold) are recorded with status
 ``unstable``: kept in the records and the manifest, never used as training labels.
+
+Errors (all from :mod:`ase_dostransformer.errors`): :class:`~ase_dostransformer.errors.OptionError`
+for a bad argument or a folder written with other settings or shard,
+:class:`~ase_dostransformer.errors.TeacherInputError` for inputs without a unique id or that changed
+since the folder was written, :class:`~ase_dostransformer.errors.DatasetError` for a damaged
+manifest, :class:`~ase_dostransformer.errors.FolderInUseError` when another run holds the folder.
 """
 
 from __future__ import annotations
@@ -39,18 +45,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DOSTransformerError
+from ..errors import DatasetError, FolderInUseError, OptionError, TeacherInputError
 from ..io.atomic import atomic_write, atomic_write_text
-from .phonons import PhononSettings, TeacherInputError
+from .phonons import PhononSettings
 
 #: Version of the manifest layout.
 MANIFEST_VERSION = 1
 #: Statuses that count as finished (``failed`` is retried only on request).
 DONE = ("ok", "unstable")
-
-
-class PipelineError(DOSTransformerError, ValueError):
-    """Bad pipeline input or a folder that cannot be resumed with these inputs or settings."""
 
 
 @dataclass
@@ -94,7 +96,7 @@ def inputs_from_atoms(atoms_list: Iterable[Any], source: str = "atoms") -> list[
     for k, atoms in enumerate(atoms_list):
         ident = atoms.info.get("id") if hasattr(atoms, "info") else None
         if not ident:
-            raise PipelineError(f"structure {k} ({getattr(atoms, 'symbols', '?')}) has no info['id']")
+            raise TeacherInputError(f"structure {k} ({getattr(atoms, 'symbols', '?')}) has no info['id']")
         tags = {str(key): _json_safe(v) for key, v in atoms.info.items() if key != "id"}
         out.append(TeacherInput(id=str(ident), atoms=atoms, source=source, tags=tags))
     return out
@@ -118,7 +120,7 @@ def inputs_from_files(paths: Sequence[str | os.PathLike]) -> list[TeacherInput]:
             if not isinstance(frames, list):
                 frames = [frames]
             if not frames:
-                raise ValueError("no structure in file")
+                raise TeacherInputError("no structure in file")
         except Exception as exc:  # noqa: BLE001 - recorded as a failure with its reason
             out.append(TeacherInput(id=str(path.name), atoms=None, source=str(path), error=f"read: {exc}"))
             continue
@@ -135,7 +137,7 @@ def inputs_from_phdos(parts: Sequence[str], data: str | os.PathLike | None = Non
 
     bad = [p for p in parts if p not in ("train", "valid", "test")]
     if bad:
-        raise PipelineError(f"unknown split part(s) {bad}: use train, valid, test")
+        raise OptionError(f"unknown split part(s) {bad}: use train, valid, test")
     ds = load_phonon_dataset(data)
     out = []
     for part in parts:
@@ -148,14 +150,14 @@ def inputs_from_phdos(parts: Sequence[str], data: str | os.PathLike | None = Non
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``; :class:`PipelineError` otherwise."""
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``; :class:`~ase_dostransformer.errors.OptionError` otherwise."""
     try:
         i_s, n_s = text.split("/")
         i, n = int(i_s), int(n_s)
     except ValueError as exc:
-        raise PipelineError(f"--shard must be i/n (e.g. 0/4), got {text!r}") from exc
+        raise OptionError(f"--shard must be i/n (e.g. 0/4), got {text!r}") from exc
     if n < 1 or not 0 <= i < n:
-        raise PipelineError(f"--shard {text}: need 0 <= i < n")
+        raise OptionError(f"--shard {text}: need 0 <= i < n")
     return i, n
 
 
@@ -181,7 +183,7 @@ def lock_path(out: str | os.PathLike, shard: tuple[int, int] = (0, 1)) -> Path:
 
 @contextlib.contextmanager
 def _exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``path`` (POSIX; a no-op elsewhere), or raise PipelineError."""
+    """Hold an exclusive advisory lock on ``path`` (POSIX; a no-op elsewhere), or raise FolderInUseError."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
@@ -191,7 +193,7 @@ def _exclusive(path: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise PipelineError(
+            raise FolderInUseError(
                 f"another run is labelling this folder and shard ({path} is locked); wait for it or stop it"
             ) from exc
         try:
@@ -311,14 +313,14 @@ def run_pipeline(
     """
     settings = settings or PhononSettings()
     if workers < 1:
-        raise PipelineError(f"workers must be >= 1, got {workers}")
+        raise OptionError(f"workers must be >= 1, got {workers}")
     if chunk_size < 1:
-        raise PipelineError(f"chunk_size must be >= 1, got {chunk_size}")
+        raise OptionError(f"chunk_size must be >= 1, got {chunk_size}")
     ids = [inp.id for inp in inputs]
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-        raise PipelineError(f"input id {dup!r} appears more than once: ids must be unique")
+        raise TeacherInputError(f"input id {dup!r} appears more than once: ids must be unique")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with _exclusive(lock_path(out, shard)):
@@ -351,13 +353,13 @@ def _run_locked(
         try:
             old = json.loads(mpath.read_text())
         except json.JSONDecodeError as exc:
-            raise PipelineError(f"{mpath} is not valid JSON ({exc}); move it away to start afresh") from exc
+            raise DatasetError(f"{mpath} is not valid JSON ({exc}); move it away to start afresh") from exc
         if old.get("settings") != settings.as_dict():
-            raise PipelineError(
+            raise OptionError(
                 f"{mpath} was written with other settings; resume with the same settings or use another --out"
             )
         if old.get("shard") != list(shard):
-            raise PipelineError(f"{mpath} belongs to shard {old.get('shard')}, not {list(shard)}")
+            raise OptionError(f"{mpath} belongs to shard {old.get('shard')}, not {list(shard)}")
         entries = {e["id"]: e for e in old.get("inputs", [])}
     manifest_inputs = []
     for k in mine:
@@ -366,7 +368,7 @@ def _run_locked(
         e = entries.get(inp.id)
         if e is not None and (e.get("fingerprint") != fp or e.get("index") != k):
             if e.get("status") in DONE or e.get("status") == "failed":
-                raise PipelineError(
+                raise TeacherInputError(
                     f"input {inp.id!r} (index {k}) differs from the one in {mpath} (index {e.get('index')}): "
                     "the inputs changed; append new inputs at the end or use another --out"
                 )

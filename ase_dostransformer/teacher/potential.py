@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DOSTransformerError
-from ..io.phdos import file_sha256
+from ..errors import PotentialError
+from ..io.checksums import file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -42,10 +42,6 @@ SHA256 = {
 }
 #: Environment variable naming the device (``cpu``, ``cuda``, ``cuda:1``, ...).
 DEVICE_ENV = "DOSTRANSFORMER_DEVICE"
-
-
-class PotentialError(DOSTransformerError):
-    """The shipped potential is missing, altered, or cannot be loaded."""
 
 
 @dataclass

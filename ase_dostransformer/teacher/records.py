@@ -3,7 +3,9 @@
 A labelling folder holds ``manifest*.json`` (every input with its status) and
 ``records-NNNNN*.jsonl.gz`` (one JSON object per line, one line per labelled crystal, stable or
 unstable; failures are in the manifest only). Spectra are stored as integers in units of
-``dos.scale * dos.quantum`` (states per cm^-1 per input cell) on ``start_cm1 + step_cm1 * k``.
+``dos.scale * dos.quantum`` (states per cm^-1 per input cell) on ``start_cm1 + step_cm1 * k``; the
+relaxed crystal as ``structure`` {numbers, cell, scaled_positions} (:func:`record_atoms` reads it).
+A file or record that cannot be read is a :class:`~ase_dostransformer.errors.DatasetError`.
 """
 
 from __future__ import annotations
@@ -17,21 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DOSTransformerError
+from ..errors import DatasetError
+from ..io.atoms_json import atoms_from_dict
 
 #: The phonon dataset's grid: 0..1000 cm^-1 in 20 cm^-1 steps.
 DATASET_GRID_CM1 = np.linspace(0.0, 1000.0, 51)
-
-
-class RecordError(DOSTransformerError, ValueError):
-    """A record file or record that cannot be read."""
 
 
 def record_files(folder: str | os.PathLike) -> list[Path]:
     """The record chunk files under ``folder`` (searched recursively), sorted by name."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise RecordError(f"not a folder: {folder}")
+        raise DatasetError(f"not a folder: {folder}")
     return sorted(folder.rglob("records-*.jsonl.gz"))
 
 
@@ -46,7 +45,7 @@ def read_chunk(path: str | os.PathLike) -> list[dict[str, Any]]:
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise RecordError(f"{path}, line {n}: not JSON ({exc})") from exc
+                raise DatasetError(f"{path}, line {n}: not JSON ({exc})") from exc
     return out
 
 
@@ -56,6 +55,11 @@ def iter_records(folder: str | os.PathLike, status: str | None = "ok") -> Iterat
         for rec in read_chunk(path):
             if status is None or rec.get("status") == status:
                 yield rec
+
+
+def record_atoms(record: dict[str, Any]) -> Any:
+    """The relaxed crystal of a record as ``ase.Atoms`` (periodic); a DatasetError names the record and field."""
+    return atoms_from_dict(record.get("structure"), f"record {record.get('id', '?')}")
 
 
 def decode_dos(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:

@@ -29,7 +29,6 @@ The held-out chemistry split (:func:`write_held_out_split`, :func:`held_out_ids`
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import json
 import random
@@ -45,6 +44,9 @@ from ase import Atoms
 from ase.build import bulk
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii, reference_states
 from ase.spacegroup import crystal
+
+from ..errors import DatasetError, OptionError
+from ..io.checksums import bytes_sha256
 
 __all__ = [
     "ALLOWED_ELEMENTS",
@@ -893,7 +895,7 @@ def prototype_crystals(
     names = list(PROTOTYPES) if prototypes is None else list(prototypes)
     unknown = [n for n in names if n not in PROTOTYPES]
     if unknown:
-        raise ValueError(f"unknown prototype(s) {unknown}; known: {sorted(PROTOTYPES)}")
+        raise OptionError(f"unknown prototype(s) {unknown}; known: {sorted(PROTOTYPES)}")
     groups = [[a.copy() for a in _prototype_cached(n, max_per_prototype or PROTOTYPES[n].cap, seed)] for n in names]
     if max_count is None:
         return [a for g in groups for a in g]
@@ -932,7 +934,7 @@ def strained_copies(atoms_list: Iterable[Atoms], strains: Sequence[float] = DEFA
         pid = parent.info["id"]
         for s in strains:
             if s <= -1:
-                raise ValueError(f"volume strain {s} of {pid} would give a non-positive volume")
+                raise OptionError(f"volume strain {s} of {pid} would give a non-positive volume")
             a = parent.copy()
             a.set_cell(parent.cell[:] * (1.0 + s) ** (1.0 / 3.0), scale_atoms=True)
             info = {k: v for k, v in parent.info.items() if k not in ("id", "source", "relax_cell")}
@@ -967,7 +969,7 @@ def dft_crystals(part: str = "train", data: str | Path | None = None) -> list[At
     :mod:`ase_dostransformer.io.phdos`).
     """
     if part not in _PARTS:
-        raise ValueError(f"part must be one of {sorted(_PARTS)}, got {part!r}")
+        raise OptionError(f"part must be one of {sorted(_PARTS)}, got {part!r}")
     ds = _dataset(None if data is None else str(data))
     out = []
     for name in _PARTS[part]:
@@ -1039,7 +1041,7 @@ def _is_held_out(atoms: Atoms, elements: set[str]) -> bool:
 
 
 def _ids_sha256(ids: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
+    return bytes_sha256("\n".join(ids).encode())
 
 
 def _prototype_matches(dft: list[Atoms]) -> dict[str, list[str]]:
@@ -1104,7 +1106,7 @@ def write_held_out_split(path: str | Path = SPLIT_PATH, data: str | Path | None 
     matches = _prototype_matches(dft_seen)
     for name in HELD_OUT_PROTOTYPES:
         if matches[name]:
-            raise RuntimeError(f"held-out prototype {name} matches DFT training crystals {matches[name][:5]}")
+            raise DatasetError(f"held-out prototype {name} matches DFT training crystals {matches[name][:5]}")
     generated = _generated(seed, exclude=set())
     base = [a for a in generated if a.info["source"] != "strained"]
     test_dups = _dft_test_duplicates(base, dft_crystals("test", data))
@@ -1140,7 +1142,7 @@ def read_held_out_split(path: str | Path = SPLIT_PATH) -> dict:
     record = json.loads(Path(path).read_text())
     ids = record["ids"]
     if len(ids) != record["count"] or _ids_sha256(ids) != record["sha256"]:
-        raise ValueError(f"{path}: id list does not match its count / sha256 (edited by hand?)")
+        raise DatasetError(f"{path}: id list does not match its count / sha256 (edited by hand?)")
     return record
 
 
@@ -1193,7 +1195,7 @@ def queue(
     as recorded in the split file. Held-out crystals are queued: they are labelled, never trained on.
     """
     if kind not in QUEUE_KINDS:
-        raise ValueError(f"kind must be one of {QUEUE_KINDS}, got {kind!r}")
+        raise OptionError(f"kind must be one of {QUEUE_KINDS}, got {kind!r}")
     skip = _default_exclude() if exclude is None else set(exclude)
     out: list[Atoms] = []
     if kind == "dft":

@@ -11,6 +11,8 @@ from torch.utils.data import RandomSampler
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
+from ..errors import DatasetError
+
 
 class EpochSeededSampler(RandomSampler):
     """A random order that depends only on ``(seed, epoch)``, not on the global RNG's history.
@@ -51,7 +53,7 @@ class GraphDataModule(L.LightningDataModule):
         super().__init__()
         for name in ("train", "valid"):
             if len(split.get(name, ())) == 0:
-                raise ValueError(f"split has no {name} materials")
+                raise DatasetError(f"split has no {name} materials")
         self.graphs = graphs
         self.split = split
         self.batch_size = batch_size

@@ -8,13 +8,9 @@ import lightning as L
 import numpy as np
 import torch
 
-from ..errors import DOSTransformerError
+from ..errors import NonFiniteLossError
 from ..model import DOSTransformer, ModelConfig
 from .metrics import dostransformer_loss, spectrum_metrics
-
-
-class NonFiniteLossError(DOSTransformerError, ValueError):
-    """The training loss became NaN or infinite (diverging learning rate, bad targets): training stops at once."""
 
 
 class DOSTransformerModule(L.LightningModule):

@@ -1,9 +1,11 @@
-"""Per-spectrum metrics averaged over materials, exactly as SPEC.md defines them."""
+"""Per-spectrum metrics (MSE, MAE, R^2) computed for each material, then averaged over materials."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from ..errors import OptionError
 
 
 def r2_per_spectrum(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -25,7 +27,7 @@ def spectrum_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     pred = np.asarray(pred, dtype=np.float64)
     true = np.asarray(true, dtype=np.float64)
     if pred.shape != true.shape or pred.ndim != 2:
-        raise ValueError(f"pred and true must be equal (n, bins) arrays, got {pred.shape} and {true.shape}")
+        raise OptionError(f"pred and true must be equal (n, bins) arrays, got {pred.shape} and {true.shape}")
     mse = ((pred - true) ** 2).mean(axis=1)
     return {
         "mse": float(mse.mean()),
@@ -42,7 +44,7 @@ def per_material_rmse(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
 
 
 def dostransformer_loss(out: dict[str, torch.Tensor], y: torch.Tensor, beta: float) -> torch.Tensor:
-    """``RMSE_global + beta * RMSE_system`` (SPEC.md, data flow 7)."""
+    """``RMSE_global + beta * RMSE_system`` (the training loss of both branches)."""
     return per_material_rmse(out["global"], y) + beta * per_material_rmse(out["system"], y)
 
 

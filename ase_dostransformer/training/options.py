@@ -6,16 +6,17 @@ import math
 import numbers
 from dataclasses import dataclass, fields
 
-from ..errors import DOSTransformerError
+from ..errors import TrainOptionsError, UnknownKindError
+from ..kinds import ALIASES, KINDS, get_kind
+
+__all__ = ["SCHEDULERS", "TASKS", "TASK_ALIASES", "TrainOptions", "TrainOptionsError"]
 
 #: Learning-rate schedules :class:`~.lightning_module.DOSTransformerModule` knows.
 SCHEDULERS = ("cosine", "none")
-#: What ``--task`` may be.
-TASKS = ("phonon", "edos")
-
-
-class TrainOptionsError(DOSTransformerError, ValueError):
-    """A training option out of its range; the message names the option (as its command-line flag)."""
+#: What ``--task`` may be: the registered DOS kinds (:mod:`ase_dostransformer.kinds`).
+TASKS = tuple(KINDS)
+#: Former task names still accepted, and the kind each means (``"edos"`` -> ``"electron"``).
+TASK_ALIASES = ALIASES
 
 
 @dataclass
@@ -53,7 +54,8 @@ class TrainOptions:
     threads: int | None = None
     resume: bool = False
     limit: int | None = None  # use only the first N materials of each part (tests, smoke runs)
-    task: str = "phonon"  # phonon | edos (electron DOS from a dataset built by `dostransformer dataset build`)
+    # a DOS kind: phonon | electron (from a dataset built by `dostransformer dataset build`; "edos" is accepted)
+    task: str = "phonon"
     init_from: str | None = None  # start from this model file's weights and architecture (fine-tuning)
     prompt_only: bool = False  # train only the crystal-system prompts and the output head
 
@@ -90,8 +92,10 @@ class TrainOptions:
                 raise TrainOptionsError(f"--{name} must be in [0, 1), got {value}")
         if self.scheduler not in SCHEDULERS:
             raise TrainOptionsError(f"--scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
-        if self.task not in TASKS:
-            raise TrainOptionsError(f"--task must be one of {TASKS}, got {self.task!r}")
+        try:
+            self.task = get_kind(self.task).name  # a former name ("edos") becomes its kind's name
+        except UnknownKindError:
+            raise TrainOptionsError(f"--task must be one of {tuple(KINDS)}, got {self.task!r}") from None
         if isinstance(self.devices, str) and self.devices.strip().isdigit():
             self.devices = int(self.devices)
         if isinstance(self.devices, int):

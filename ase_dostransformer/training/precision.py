@@ -9,6 +9,8 @@ accuracy comparison is in ``benchmarks/RESULTS.md``.
 
 from __future__ import annotations
 
+from ..errors import OptionError
+
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "64-true", "bf16-true")
 
 
@@ -34,7 +36,7 @@ def uses_cuda(accelerator: str) -> bool:
 def resolve_precision(precision: str, accelerator: str) -> str:
     """``precision`` unless it is ``auto``: then ``bf16-mixed`` on bf16-capable hardware, else ``32-true``."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise OptionError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
     import torch

@@ -22,17 +22,13 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from ..errors import FileIntegrityError, UnsafeFileError
+from ..errors import CheckpointError, FileIntegrityError, UnsafeFileError
 from ..io.atomic import atomic_torch_save
 from ..io.torch_files import safe_torch_load
 from ..model import ModelConfig
 
 #: Pattern of the temporary files :class:`AtomicCheckpointIO` writes beside a checkpoint.
 TEMPORARY_GLOB = ".*.ckpt.*.tmp"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be resumed from (damaged, truncated, or of another model)."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -171,7 +167,7 @@ def run_identity(opts: Any, data_sha256: str, split: dict[str, np.ndarray]) -> d
     ``opts`` is a :class:`~.options.TrainOptions`. A split file is identified by its content, not its path;
     ``split_sha256`` also catches a split that a seed or ``--limit`` changed.
     """
-    from ..io.phdos import file_sha256
+    from ..io.checksums import file_sha256
 
     identity: dict[str, Any] = {name: getattr(opts, name) for name in RESUME_OPTIONS}
     if str(opts.dataset).endswith(".json"):

@@ -14,14 +14,12 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from ..graphs import PhononGraphRecipe
-from ..graphs.cache import cached_graphs
-from ..graphs.validation import dataset_geometry
+from ..graphs.validation import graphs_shortest_bond, training_geometry
 from ..io.atomic import atomic_write_text
 from ..io.locks import lock_run_folder
-from ..io.phdos import load_phonon_dataset
 from ..io.torch_files import safe_torch_load
-from ..model import ModelConfig, save_model_file
+from ..kinds import get_kind
+from ..model import save_model_file
 from .data_module import GraphDataModule
 from .evaluate import evaluate_split, format_report
 from .lightning_module import DOSTransformerModule
@@ -37,7 +35,6 @@ from .resume import (
     remove_stale_temporaries,
     run_identity,
 )
-from .splits import make_split
 from .tasks import describe_init, prepare_module, task_data
 
 
@@ -59,49 +56,21 @@ class EpochLog(Callback):
         )
 
 
-def model_config(opts: TrainOptions, recipe: PhononGraphRecipe) -> ModelConfig:
-    """The model's config from the training options."""
-    return ModelConfig(
-        hidden=opts.hidden,
-        layers=opts.layers,
-        transformer=opts.transformer,
-        heads=opts.heads,
-        ff_mult=opts.ff_mult,
-        attn_drop=opts.attn_drop,
-        dropout=opts.dropout,
-        embedder=opts.embedder,
-        energy_encoding=opts.energy_encoding,
-        node_dim=recipe.node_dim,
-        edge_dim=recipe.edge_dim,
-        recipe=recipe.to_dict(),
-    )
+def dataset_geometry(opts: TrainOptions, rows: Any, graphs: list) -> dict[str, list[float]]:
+    """Shortest-bond and volume-per-atom ranges of the training crystals (rows ``rows`` of ``opts.data``).
 
-
-def load_phonon_graphs(data: str | None, recipe: PhononGraphRecipe | None = None) -> tuple[Any, list]:
-    """The phonon dataset and its (cached) graphs made with ``recipe`` (default: the seed's)."""
-    ds = load_phonon_dataset(data)
-    recipe = recipe or PhononGraphRecipe()
-    return ds, cached_graphs(recipe, ds.atoms, ds.dos, ds.sha256)
-
-
-def phonon_split(ds: Any, graphs: list, name: str, seed: int, limit: int | None = None) -> dict[str, np.ndarray]:
-    """A split of the phonon dataset by name, optionally cut to ``limit`` materials a part."""
-    split = make_split(
-        name,
-        len(ds),
-        seed,
-        official=ds.split,
-        systems=np.array([int(g.system) for g in graphs]),
-        num_species=np.array([len(set(a.numbers.tolist())) for a in ds.atoms]),
-        ids=ds.ids,
-    )
-    if limit:
-        split = {k: v[:limit] for k, v in split.items()}
-    return split
+    The run keeps graphs, not cells: the kind reads the structures again. When they cannot be read,
+    the bond range comes from ``graphs`` alone.
+    """
+    try:
+        structures = get_kind(opts.task).dataset_structures(opts.data)
+        return training_geometry([structures[int(i)] for i in rows])
+    except Exception:  # the run's graphs were made from it; a dataset moved away since still has them
+        return graphs_shortest_bond(graphs)
 
 
 def train(opts: TrainOptions) -> dict[str, Any]:
-    """Train a phonon DOSTransformer; returns the report written to ``out/metrics.json``."""
+    """Train a DOSTransformer of ``opts.task``; returns the report written to ``out/metrics.json``."""
     opts.validate()  # again: the options may have been changed since they were made
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -221,7 +190,7 @@ def export_run(
         "train_elements": sorted({int(z) for g in train_graphs for z in g.z.tolist()}),
         "train_max_atoms": max(int(g.num_nodes) for g in train_graphs),
         # shortest bond and volume per atom: outside their training range a structure is flagged
-        **dataset_geometry(opts.task, opts.data, split["train"], train_graphs),
+        **dataset_geometry(opts, split["train"], train_graphs),
     }
     save_model_file(model, out / "model.pt", meta={k: summary[k] for k in meta_keys} | domain)
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2))

@@ -1,4 +1,9 @@
-"""What ``dostransformer train`` trains on, per task (phonon or electron DOS), and fine-tuning from a model file."""
+"""What ``dostransformer train`` trains on, for any DOS kind, and fine-tuning from a model file.
+
+The kind (:mod:`ase_dostransformer.kinds`, from ``--task``) loads its dataset as graphs and sets its
+model-config defaults; this module adds the split, the architecture from the options and the
+starting weights of a fine-tuning run. Only :mod:`.run` imports it.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import TrainOptionsError
+from ..kinds import DOSKind, TrainingSet, get_kind
 from ..model import ModelConfig
-from ..spectra import ELECTRON_GRID
-from .options import TASKS, TrainOptions
+from .options import TrainOptions
 from .splits import make_split
+
+__all__ = [
+    "TaskData",
+    "describe_init",
+    "edos_model_config",
+    "evaluation_data",
+    "init_config",
+    "model_config",
+    "prepare_module",
+    "task_data",
+    "training_split",
+]
 
 
 @dataclasses.dataclass
@@ -25,59 +43,64 @@ class TaskData:
     cfg: ModelConfig
 
 
+def model_config(opts: TrainOptions, recipe: Any, kind: str | DOSKind | None = None) -> ModelConfig:
+    """The model's config from the training options, for graphs of ``recipe``, of ``kind`` (default ``opts.task``)."""
+    base = ModelConfig(
+        hidden=opts.hidden,
+        layers=opts.layers,
+        transformer=opts.transformer,
+        heads=opts.heads,
+        ff_mult=opts.ff_mult,
+        attn_drop=opts.attn_drop,
+        dropout=opts.dropout,
+        embedder=opts.embedder,
+        energy_encoding=opts.energy_encoding,
+        node_dim=recipe.node_dim,
+        edge_dim=recipe.edge_dim,
+        recipe=recipe.to_dict(),
+    )
+    return get_kind(kind if kind is not None else opts.task).model_config(base, recipe)
+
+
 def edos_model_config(opts: TrainOptions, recipe: Any) -> ModelConfig:
-    """The eDOS model's config: 201 energy tokens (-5..5 eV), 200-d element nodes, 41-d edges, sum aggregation."""
-    from .run import model_config
-
-    return dataclasses.replace(
-        model_config(opts, recipe),
-        task="edos",
-        grid=ELECTRON_GRID,
-        aggregation="sum",
-        node_scale=1.0,  # MatScholar vectors have unit length: no rescaling (the phonon nodes carry masses)
-        global_dim=recipe.global_dim,
-    )
+    """The electron-DOS model's config (the electron kind's defaults: -5..5 eV grid, sum aggregation, ...)."""
+    return model_config(opts, recipe, "electron")
 
 
-def edos_task_data(opts: TrainOptions) -> TaskData:
-    """A built eDOS dataset (``opts.data``), its graphs and the split named by ``opts.dataset``."""
-    from ..io.electron_dataset import edos_graphs, load_edos_dataset
-
-    if not opts.data:
-        raise ValueError("--task edos needs --data DIR, a dataset folder made by 'dostransformer dataset build'")
-    ds = load_edos_dataset(opts.data)
-    graphs = edos_graphs(ds)
-    if opts.dataset == "official":
-        raise ValueError(
-            "electron-DOS datasets have no official split; "
-            "use --dataset random, crystal_ood, element_ood or a split file"
+def training_split(ts: TrainingSet, kind: DOSKind, name: str, seed: int, limit: int | None = None) -> dict:
+    """The split called ``name`` (or the split file ``name``) of a training set, cut to ``limit`` a part."""
+    if name == "official" and ts.official is None:
+        raise TrainOptionsError(
+            f"{kind.adjective} datasets have no official split; use --dataset random, crystal_ood, element_ood "
+            "or a split file"
         )
-    split = make_split(opts.dataset, len(ds), opts.seed, systems=ds.systems, num_species=ds.num_species, ids=ds.ids)
-    if opts.limit:
-        split = {k: v[: opts.limit] for k, v in split.items()}
-    return TaskData(ds.sha256, graphs, split, edos_model_config(opts, ds.recipe))
-
-
-def phonon_task_data(opts: TrainOptions, recipe_dict: dict | None = None) -> TaskData:
-    """The phonon dataset, its graphs and split (the original behaviour of ``train``)."""
-    from ..graphs import PhononGraphRecipe
-    from .run import load_phonon_graphs, model_config, phonon_split
-
-    recipe = (
-        PhononGraphRecipe(**recipe_dict) if recipe_dict else PhononGraphRecipe(element_features=opts.element_features)
+    split = make_split(
+        name,
+        len(ts.graphs),
+        seed,
+        official=ts.official,
+        systems=ts.systems,
+        num_species=ts.num_species,
+        ids=ts.ids,
     )
-    ds, graphs = load_phonon_graphs(opts.data, recipe)
-    split = phonon_split(ds, graphs, opts.dataset, opts.seed, opts.limit)
-    return TaskData(ds.sha256, graphs, split, model_config(opts, recipe))
+    if limit:
+        split = {k: v[:limit] for k, v in split.items()}
+    return split
+
+
+def _kind_data(opts: TrainOptions, recipe: dict | None = None) -> TaskData:
+    kind = get_kind(opts.task)
+    ts = kind.training_set(opts.data, opts, recipe)
+    split = training_split(ts, kind, opts.dataset, opts.seed, opts.limit)
+    return TaskData(ts.sha256, ts.graphs, split, model_config(opts, ts.recipe, kind))
 
 
 def task_data(opts: TrainOptions) -> TaskData:
     """Data and model config for ``opts.task``; with ``opts.init_from`` the config is the model file's."""
-    if opts.task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {opts.task!r}")
+    opts.validate()  # the task may have been changed since the options were made
     if opts.prompt_only and not opts.init_from:
-        raise ValueError("--prompt_only fine-tunes a trained model: give it with --init_from MODEL_FILE")
-    data = edos_task_data(opts) if opts.task == "edos" else phonon_task_data(opts)
+        raise TrainOptionsError("--prompt_only fine-tunes a trained model: give it with --init_from MODEL_FILE")
+    data = _kind_data(opts)
     if opts.init_from:
         data.cfg = init_config(opts.init_from, data.cfg)
     return data
@@ -91,7 +114,7 @@ def init_config(path: str, data_cfg: ModelConfig) -> ModelConfig:
     for name in ("task", "node_dim", "edge_dim", "global_dim", "recipe", "grid"):
         have, want = getattr(cfg, name), getattr(data_cfg, name)
         if have != want:
-            raise ValueError(f"--init_from {path}: the model's {name} is {have!r} but the data gives {want!r}")
+            raise TrainOptionsError(f"--init_from {path}: the model's {name} is {have!r} but the data gives {want!r}")
     return cfg
 
 
@@ -115,7 +138,7 @@ def describe_init(opts: TrainOptions) -> dict[str, Any]:
     """What a fine-tuning run started from (for metrics.json)."""
     if not opts.init_from:
         return {}
-    from ..io.phdos import file_sha256
+    from ..io.checksums import file_sha256
 
     return {"init_from": str(opts.init_from), "init_sha256": file_sha256(Path(opts.init_from))}
 
@@ -125,5 +148,5 @@ def evaluation_data(
 ) -> tuple[str, list, dict[str, np.ndarray]]:
     """``(data sha256, graphs, split)`` to evaluate a model of ``task`` (made with ``recipe``) on."""
     opts = TrainOptions(task=task, data=data, dataset=dataset, seed=seed)
-    d = edos_task_data(opts) if task == "edos" else phonon_task_data(opts, recipe)
+    d = _kind_data(opts, recipe)
     return d.sha256, d.graphs, d.split

@@ -1,7 +1,7 @@
 """The electron-DOS report: metrics per split against the mean baseline, and quantities read off the DOS.
 
 For each trained run (one per split) this evaluates the run's ``model.pt`` on its own split of the
-built dataset (per-spectrum MSE x10 / MAE / R^2 as SPEC.md defines them, and the mean training DOS as
+built dataset (per-spectrum MSE x10 / MAE / R^2 averaged over materials, and the mean training DOS as
 the trivial baseline), then compares what a user reads off the predicted DOS with the DFT values:
 
 - the band-gap estimate of :func:`ase_dostransformer.electronic.band_gap_estimate` on the prediction,
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ase_dostransformer.io.electron_dataset import load_edos_dataset
 from ase_dostransformer.electronic import band_gap_estimate, dos_at_fermi_level
 from ase_dostransformer.inference import predict_graphs
+from ase_dostransformer.io.electron_dataset import load_edos_dataset
 from ase_dostransformer.model.files import load_model_file
 from ase_dostransformer.training.evaluate import evaluate_split
 from ase_dostransformer.training.tasks import evaluation_data
@@ -70,7 +70,7 @@ def report_run(data: str, run: Path) -> dict:
     summary = json.loads((run / "metrics.json").read_text())
     seed = int(summary.get("options", {}).get("seed", 0))
     split_name = summary["options"]["dataset"]  # random, crystal_ood, element_ood or a split file
-    _, graphs, split = evaluation_data("edos", data, split_name, seed)
+    _, graphs, split = evaluation_data("electron", data, split_name, seed)
     ds = load_edos_dataset(data)
     metrics = evaluate_split(model, graphs, split, parts=("valid", "test"))
     test = split["test"]

@@ -1,0 +1,191 @@
+"""Building blocks of prediction: a model's kind, recipe and domain, featurising, padded batches.
+
+:mod:`ase_dostransformer.pipeline` runs them for every caller; :mod:`ase_dostransformer.inference`
+re-exports them with the batch API. Importing this module needs only NumPy (torch loads on use).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .device import resolve_device
+from .errors import InvalidStructureError, OptionError, PredictionError
+from .kinds import DOSKind, get_kind
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch_geometric.data import Data
+
+    from .graphs import DomainCheck
+    from .model import DOSTransformer
+
+__all__ = [
+    "MAX_PADDED_ATOMS",
+    "as_structure_list",
+    "check_graph_domain",
+    "domain_check",
+    "featurise_structures",
+    "graph_recipe",
+    "load_task_model",
+    "model_kind",
+    "model_meta",
+    "padded_batches",
+    "predict_graphs",
+    "require_task",
+]
+
+#: A batch is padded to its largest cell (dense atom tensors, attention keys): :func:`predict_graphs`
+#: closes a batch before ``structures x largest cell`` would pass this many atom slots, so one huge
+#: cell among many small ones does not inflate the memory of the whole batch.
+MAX_PADDED_ATOMS = 16384
+
+
+def model_kind(model: Any) -> DOSKind:
+    """The kind of DOS a model predicts (its ``kind``; from ``cfg.task`` for a model without one)."""
+    kind = getattr(model, "kind", None)
+    return kind if isinstance(kind, DOSKind) else get_kind(model.cfg.task)
+
+
+def graph_recipe(model: DOSTransformer) -> Any:
+    """The graph recipe a model was trained with (``model.graph_recipe``: its ``config.recipe``, else the default)."""
+    recipe = getattr(model, "graph_recipe", None)
+    return recipe if recipe is not None else model_kind(model).recipe(model.cfg)
+
+
+def require_task(model: DOSTransformer, task: str | DOSKind) -> None:
+    """Raise :class:`OptionError` when ``model`` predicts another kind of DOS than ``task`` (a kind or its name)."""
+    want, have = get_kind(task), model_kind(model)
+    if have is not want:
+        raise OptionError(f"this model predicts {have.name!r}, not {want.description}")
+
+
+def load_task_model(model: Any, task: str | DOSKind, device: str | torch.device | None = None) -> DOSTransformer:
+    """A model of ``task`` in eval mode on ``device``: a loaded module as given, or a registered name / file path."""
+    import torch
+
+    dev = resolve_device(device)
+    if isinstance(model, torch.nn.Module):  # a DOSTransformer or a DOSEnsemble
+        loaded = model.to(dev).eval()
+    else:
+        from .pretrained import load_model
+
+        loaded = load_model(model, dev)
+    require_task(loaded, task)
+    return loaded
+
+
+def as_structure_list(structures: Any) -> list[Any]:
+    """A list of structures from one structure or an iterable of them."""
+    if _is_structure(structures):
+        return [structures]
+    if isinstance(structures, (str, bytes, os.PathLike)):
+        raise TypeError("expected ase.Atoms / pymatgen Structure objects, got a path; read the file first")
+    if not isinstance(structures, Iterable):
+        raise TypeError(f"expected a structure or a sequence of structures, got {type(structures).__name__}")
+    return list(structures)
+
+
+def _is_structure(obj: Any) -> bool:
+    return (hasattr(obj, "get_positions") and hasattr(obj, "get_cell")) or (
+        hasattr(obj, "lattice") and hasattr(obj, "cart_coords")
+    )
+
+
+def model_meta(model: Any) -> dict[str, Any]:
+    """The metadata of a model with its training domain in meta form (empty for a model without either).
+
+    The domain comes from ``model.training_domain``, which the model-file loader builds from the file's
+    meta (a file written before the training geometry was recorded gets it from ``pretrained/training_domain.json``).
+    """
+    meta = getattr(model, "meta", None)
+    meta = dict(meta) if isinstance(meta, Mapping) else {}
+    domain = getattr(model, "training_domain", None)
+    return {**meta, **domain.to_meta()} if domain is not None else meta
+
+
+def check_graph_domain(graph: Data, meta: Mapping[str, Any], recipe: Any, structure: Any = None) -> DomainCheck:
+    """:func:`~ase_dostransformer.graphs.check_domain` of a featurised structure against a domain in meta form."""
+    from .graphs import check_domain
+
+    return check_domain(graph, dict(meta), cutoff=recipe.cutoff, structure=structure)
+
+
+def domain_check(model: DOSTransformer, graph: Data, structure: Any = None) -> DomainCheck:
+    """How a featurised structure relates to the model's training data (``model.training_domain``).
+
+    Unseen elements, size, vacuum, isolated atoms, and the shortest bond and (with ``structure``, the
+    ``Atoms`` / ``Structure`` the graph was made from) the volume per atom against the training range.
+    """
+    return check_graph_domain(graph, model_meta(model), graph_recipe(model), structure)
+
+
+def featurise_structures(recipe: Any, structures: Sequence[Any]) -> list[Data]:
+    """Graphs of the structures, in order; an invalid one raises naming its position in the list."""
+    graphs = []
+    for i, structure in enumerate(structures):
+        try:
+            graphs.append(recipe.featurise(structure))
+        except InvalidStructureError as exc:
+            raise InvalidStructureError(f"structure {i}: {exc}") from exc
+    return graphs
+
+
+def predict_graphs(
+    model: DOSTransformer,
+    graphs: Sequence[Data],
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    normalise: bool = False,
+) -> np.ndarray:
+    """Spectra ``(n, npoints)`` of featurised graphs from the model's system (prompt) branch.
+
+    The model's output is its estimate of the max-normalised DOS (peaks near 1) and is returned
+    clamped but not rescaled: dividing each prediction by its own maximum makes it worse (see
+    ``benchmarks/RESULTS.md``). ``normalise=True`` rescales to a peak of exactly 1 anyway. Batches
+    hold at most ``batch_size`` structures and at most :data:`MAX_PADDED_ATOMS` padded atom slots.
+    Non-finite output raises :class:`~ase_dostransformer.errors.PredictionError` (its ``structure``
+    attribute is the position of the first bad graph).
+    """
+    import torch
+    from torch_geometric.data import Batch
+
+    from .spectra import max_normalise
+
+    if batch_size < 1:
+        raise OptionError(f"batch_size must be >= 1, got {batch_size}")
+    npoints = model.cfg.grid.npoints
+    if len(graphs) == 0:
+        return np.zeros((0, npoints))
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    chunks = []
+    with torch.no_grad():
+        for group in padded_batches([int(g.num_nodes) for g in graphs], batch_size):
+            batch = Batch.from_data_list([graphs[i] for i in group]).to(dev)
+            chunks.append(model(batch, branches=("system",))["system"].float().cpu())
+    out = torch.cat(chunks).numpy().astype(np.float64)
+    if not np.isfinite(out).all():
+        bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
+        error = PredictionError(f"model produced non-finite values for structure {bad}")
+        error.structure = bad  # type: ignore[attr-defined]
+        raise error
+    return max_normalise(out) if normalise else np.clip(out, 0.0, None)
+
+
+def padded_batches(natoms: Sequence[int], batch_size: int, max_padded: int = MAX_PADDED_ATOMS) -> list[range]:
+    """Consecutive index ranges: at most ``batch_size`` structures, ``len x largest`` within ``max_padded``."""
+    groups: list[range] = []
+    start, largest = 0, 0
+    for i, n in enumerate(natoms):
+        size = i - start
+        if size and (size >= batch_size or (size + 1) * max(largest, n) > max_padded):
+            groups.append(range(start, i))
+            start, largest = i, 0
+        largest = max(largest, n)
+    if start < len(natoms):
+        groups.append(range(start, len(natoms)))
+    return groups

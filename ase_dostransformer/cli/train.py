@@ -1,0 +1,113 @@
+"""``dostransformer train``: train a phonon or electron DOSTransformer on Lightning.
+
+Every field of :class:`~ase_dostransformer.training.options.TrainOptions` is an option of the same
+name (``--batch_size``, ...); :class:`TrainOptions` checks them all before any data is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+__all__ = ["DATASET_HELP", "DATA_HELP", "TRAIN_HELP", "add_parser", "main", "task_choices", "task_help"]
+
+#: Help of ``--data`` (train, evaluate, ensemble).
+DATA_HELP = "folder with data.csv (or .gz) and idx_*.txt (default: $DOSTRANSFORMER_PHDOS, else the shipped dataset)"
+#: Help of ``--dataset`` (train, evaluate, ensemble).
+DATASET_HELP = "official | random | crystal_ood | element_ood | FILE.json (lists of material ids: train, valid, test)"
+
+#: Help of the options that need one, by ``TrainOptions`` field.
+TRAIN_HELP = {
+    "beta": "weight of the system-branch RMSE in the loss",
+    "layers": "graph-network processor blocks",
+    "attn_drop": "dropout on attention weights",
+    "transformer": "layers per attention stack",
+    "embedder": "crystal encoder (one of the registered embedders)",
+    "energy_encoding": "table (per-bin, the seed's) | value (from the energy, any grid)",
+    "element_features": "phonon nodes also carry 7 continuous element descriptors (graphs/elements.py)",
+    "hidden": "width of every hidden layer",
+    "epochs": "maximum epochs",
+    "dataset": DATASET_HELP,
+    "es": "early-stopping patience in epochs (0: off)",
+    "eval": "validate every N epochs",
+    "data": DATA_HELP,
+    "devices": "number of devices (or 'auto')",
+    "strategy": "Lightning strategy: auto | ddp | ddp_spawn | ...",
+    "precision": "auto (bf16-mixed on hardware with native bf16, else 32-true) | 32-true | bf16-mixed | 16-mixed",
+    "resume": "continue from OUT/checkpoints/last.ckpt if present (written every epoch); refused if the data, "
+    "split, seed or optimiser options differ (only --epochs and hardware options may change)",
+    "threads": "torch intra-op threads",
+    "limit": "use only the first N materials of each part of the split",
+    "init_from": "start from this model file (its architecture and weights): fine-tuning",
+    "prompt_only": "with --init_from: train only the crystal-system prompts and the output head",
+}
+
+
+def task_help() -> str:
+    """Help of ``--task``, from the registered DOS kinds (:data:`ase_dostransformer.kinds.KINDS`) and their aliases."""
+    from ..kinds import KINDS
+
+    kinds = []
+    for name, kind in KINDS.items():
+        aliases = "".join(f"; also {alias!r}" for alias in kind.aliases)
+        kinds.append(f"{name} ({kind.description}{aliases})")
+    return (
+        "the kind of DOS: " + " | ".join(kinds) + ". A kind without a shipped dataset needs --data "
+        "(electron: a folder made by 'dostransformer dataset build')"
+    )
+
+
+def task_choices() -> tuple[str, ...]:
+    """What ``--task`` accepts: the registered kinds, then their aliases."""
+    from ..kinds import ALIASES, KINDS
+
+    return (*KINDS, *ALIASES)
+
+
+class _TrainHelpFormatter(argparse.HelpFormatter):
+    """Help formatter of ``train`` filling in ``--embedder``'s choices only when help is shown.
+
+    The embedder registry (:data:`ase_dostransformer.model.embedders.EMBEDDERS`) imports torch; the
+    parser of every command is built on each start, so it is read only when ``--help`` asks for it.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.dest == "embedder":
+            from ..model.embedders import EMBEDDERS
+
+            return f"crystal encoder: {' | '.join(EMBEDDERS)}"
+        return super()._get_help_string(action)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``train`` to the ``dostransformer`` sub-commands: one option per ``TrainOptions`` field."""
+    from ..training.options import TrainOptions
+
+    p = subparsers.add_parser(
+        "train", help="train a phonon or electron DOSTransformer on Lightning", formatter_class=_TrainHelpFormatter
+    )
+    for f in fields(TrainOptions):
+        default = f.default
+        flag = "--" + f.name
+        help_text = TRAIN_HELP.get(f.name)
+        if isinstance(default, bool):
+            p.add_argument(flag, action="store_true", help=help_text)
+        elif f.name == "devices":
+            p.add_argument(flag, default=default, help=help_text)
+        elif f.name == "task":
+            p.add_argument(flag, default=default, choices=task_choices(), help=task_help())
+        else:
+            typ = int if f.name in ("threads", "limit") else {int: int, float: float}.get(type(default), str)
+            p.add_argument(flag, type=typ, default=default, help=help_text)
+    p.set_defaults(run=main, command_name="train")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    """Train with the options in ``args`` (checked by ``TrainOptions``); exit status 0."""
+    from ..training.options import TrainOptions
+    from ..training.run import train
+
+    opts = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions)})  # validates every option
+    train(opts)
+    return 0
