@@ -1257,3 +1257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def strained_queue() -> list[Atoms]:
+    """The strained copies alone (``queue("strained")``): the generator of ``train/teacher/strained/``."""
+    return queue("strained")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DatasetError
 from ..graphs.crystal_system import CRYSTAL_SYSTEMS
 
 SPLITS = ("official", "random", "crystal_ood", "element_ood")
@@ -64,43 +65,43 @@ def split_from_file(path: str | Path, ids: Sequence[str]) -> dict[str, np.ndarra
     try:
         spec = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"split file {path}: cannot read it as JSON ({exc})") from exc
+        raise DatasetError(f"split file {path}: cannot read it as JSON ({exc})") from exc
     if not isinstance(spec, dict) or not set(spec) <= {"train", "valid", "test"}:
-        raise ValueError(f"split file {path}: expected an object with keys train, valid, test")
+        raise DatasetError(f"split file {path}: expected an object with keys train, valid, test")
     index = {mid: i for i, mid in enumerate(ids)}
     shared_ids = {mid for mid, c in Counter(ids).items() if c > 1}  # an id naming two rows names neither
     split, owner = {}, {}
     for part in ("train", "valid", "test"):
         members = spec.get(part, [])
         if not isinstance(members, list):
-            raise ValueError(f"split file {path}: {part!r} must be a list of material ids")
+            raise DatasetError(f"split file {path}: {part!r} must be a list of material ids")
         not_ids = [m for m in members if not isinstance(m, str)]
         if not_ids:
-            raise ValueError(
+            raise DatasetError(
                 f"split file {path}: {part} holds {_shown(not_ids)}, which are not material ids "
                 "(strings such as 'mp-149'; row indices are not accepted)"
             )
         unknown = [m for m in members if m not in index]
         if unknown:
-            raise ValueError(f"split file {path}: {part} has {len(unknown)} ids not in the dataset: {_shown(unknown)}")
+            raise DatasetError(f"split file {path}: {part} has {len(unknown)} ids not in the dataset: {_shown(unknown)}")
         ambiguous = [m for m in members if m in shared_ids]
         if ambiguous:
-            raise ValueError(
+            raise DatasetError(
                 f"split file {path}: {part} has ids that several rows of the dataset carry: {_shown(ambiguous)}"
             )
         twice = [m for m, c in Counter(members).items() if c > 1]
         if twice:
-            raise ValueError(f"split file {path}: {part} lists {len(twice)} ids more than once: {_shown(twice)}")
+            raise DatasetError(f"split file {path}: {part} lists {len(twice)} ids more than once: {_shown(twice)}")
         shared = [m for m in members if m in owner]
         if shared:
             parts = sorted({owner[m] for m in shared})
-            raise ValueError(
+            raise DatasetError(
                 f"split file {path}: {len(shared)} ids are in both {' / '.join(parts)} and {part}: {_shown(shared)}"
             )
         owner.update(dict.fromkeys(members, part))
         split[part] = np.sort(np.array([index[m] for m in members], dtype=np.int64))
     if not len(split["train"]):
-        raise ValueError(f"split file {path}: the train part is empty")
+        raise DatasetError(f"split file {path}: the train part is empty")
     return split
 
 
@@ -116,11 +117,11 @@ def make_split(
     """The split called ``name`` (one of :data:`SPLITS`), or the split file ``name`` (``*.json``)."""
     if name.endswith(".json"):
         if ids is None:
-            raise ValueError("a split file needs the dataset's material ids")
+            raise DatasetError("a split file needs the dataset's material ids")
         return split_from_file(name, ids)
     if name == "official":
         if official is None:
-            raise ValueError("this dataset has no official split; use --dataset random")
+            raise DatasetError("this dataset has no official split; use --dataset random")
         return official
     if name == "random":
         return random_split(n, seed)
@@ -128,4 +129,4 @@ def make_split(
         return crystal_ood_split(systems, seed)
     if name == "element_ood":
         return element_ood_split(num_species, seed)
-    raise ValueError(f"unknown split {name!r}; choose from {SPLITS} or give a split file (*.json)")
+    raise DatasetError(f"unknown split {name!r}; choose from {SPLITS} or give a split file (*.json)")
