@@ -83,7 +83,9 @@ def split_from_file(path: str | Path, ids: Sequence[str]) -> dict[str, np.ndarra
             )
         unknown = [m for m in members if m not in index]
         if unknown:
-            raise DatasetError(f"split file {path}: {part} has {len(unknown)} ids not in the dataset: {_shown(unknown)}")
+            raise DatasetError(
+                f"split file {path}: {part} has {len(unknown)} ids not in the dataset: {_shown(unknown)}"
+            )
         ambiguous = [m for m in members if m in shared_ids]
         if ambiguous:
             raise DatasetError(
