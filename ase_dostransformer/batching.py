@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,10 +22,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch_geometric.data import Data
 
     from .graphs import DomainCheck
-    from .model import DOSTransformer
+    from .model import DOSEnsemble, DOSTransformer
 
 __all__ = [
     "MAX_PADDED_ATOMS",
+    "GraphOutputs",
     "as_structure_list",
     "check_graph_domain",
     "domain_check",
@@ -35,6 +37,7 @@ __all__ = [
     "model_meta",
     "padded_batches",
     "predict_graphs",
+    "predict_graphs_members",
     "require_task",
 ]
 
@@ -174,6 +177,65 @@ def predict_graphs(
         error.structure = bad  # type: ignore[attr-defined]
         raise error
     return max_normalise(out) if normalise else np.clip(out, 0.0, None)
+
+
+@dataclass(frozen=True)
+class GraphOutputs:
+    """:func:`predict_graphs_members`: the prediction with what each member of the model computed.
+
+    ``dos``: ``(n, L)``, the model's prediction exactly as :func:`predict_graphs` returns it (the members'
+    mean, clamped at 0). ``members``: ``(n_members, n, L)``, each member's spectrum, unclamped (one
+    member for a single model). ``representation``: ``(n, n_members * hidden)``, the members' mean-pooled
+    atom embeddings, concatenated.
+    """
+
+    dos: np.ndarray
+    members: np.ndarray
+    representation: np.ndarray
+
+
+def predict_graphs_members(
+    model: DOSTransformer | DOSEnsemble,
+    graphs: Sequence[Data],
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+) -> GraphOutputs:
+    """:func:`predict_graphs` (not rescaled) plus the member spectra and representations, in the same pass.
+
+    Same batches and the same errors as :func:`predict_graphs`: non-finite output raises
+    :class:`~ase_dostransformer.errors.PredictionError` whose ``structure`` is the first bad graph.
+    """
+    import torch
+    from torch_geometric.data import Batch
+
+    from .model.ensemble import member_outputs
+
+    if batch_size < 1:
+        raise OptionError(f"batch_size must be >= 1, got {batch_size}")
+    n_members = len(getattr(model, "members", ())) or 1
+    if len(graphs) == 0:
+        npoints = model.cfg.grid.npoints
+        width = n_members * model.cfg.hidden
+        return GraphOutputs(np.zeros((0, npoints)), np.zeros((n_members, 0, npoints)), np.zeros((0, width)))
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    means, spectra, reps = [], [], []
+    with torch.no_grad():
+        for group in padded_batches([int(g.num_nodes) for g in graphs], batch_size):
+            batch = Batch.from_data_list([graphs[i] for i in group]).to(dev)
+            out = member_outputs(model, batch)
+            means.append(out.mean.float().cpu())  # the same operations as the model's forward
+            spectra.append(out.spectra.float().cpu())
+            reps.append(out.representation.float().cpu())
+    members = torch.cat(spectra, dim=1).numpy().astype(np.float64)
+    representation = torch.cat(reps).numpy()
+    finite = np.isfinite(members).all(axis=(0, 2)) & np.isfinite(representation).all(axis=1)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        error = PredictionError(f"model produced non-finite values for structure {bad}")
+        error.structure = bad  # type: ignore[attr-defined]
+        raise error
+    return GraphOutputs(torch.cat(means).numpy().astype(np.float64), members, representation)
 
 
 def padded_batches(natoms: Sequence[int], batch_size: int, max_padded: int = MAX_PADDED_ATOMS) -> list[range]:

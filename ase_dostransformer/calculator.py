@@ -10,6 +10,7 @@ Usage::
     y = atoms.calc.get_property("phonon_dos", atoms)       # (51,) on 0..1000 cm^-1, peak ~1 (max-normalised scale)
     dos = atoms.calc.get_phonon_dos()                      # ase GridDOSData: THz, states/THz/cell, 3N
     edos = atoms.calc.get_electron_dos()                   # ase GridDOSData: eV relative to E_F, max-normalised
+    ref = atoms.calc.refine()                              # the teacher's DOS (universal potential + phonopy)
 
 ``phonon_dos`` and ``electron_dos`` are cached until the atoms change (positions, cell, numbers, pbc) or a parameter is
 set. ASE's generic property machinery knows only its own names: ``atoms.get_properties`` and the
@@ -49,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pymatgen.phonon.dos import PhononDos
 
     from .electronic import GapEstimate
+    from .escalation import Refinement
     from .model import DOSTransformer
     from .thermo import ThermalProperties
 
@@ -73,7 +75,8 @@ class DOSCalculator(Calculator):
     electron-DOS-only calculator. ``electron_model``: the same for the electron DOS (default
     ``"electron"``, the shipped model; loaded when ``electron_dos`` is first asked for). ``device``: as
     :func:`~ase_dostransformer.device.resolve_device` (argument, ``$DOSTRANSFORMER_DEVICE``,
-    cuda, cpu). ``batch_size``: structures per forward pass in :meth:`predict_many`.
+    cuda, cpu). ``batch_size``: structures per forward pass in :meth:`predict_many`. ``symprec``: the
+    symmetry tolerance (A) of the crystal-system detection (None: the model's recipe's, 0.1 A by default).
 
     Results after a calculation: ``results["phonon_dos"]`` (the property, a ``(51,)`` array,
     max-normalised, on :attr:`frequencies_cm1`), plus ``results["phonon_dos_cut_off"]`` (bool),
@@ -81,12 +84,22 @@ class DOSCalculator(Calculator):
     than any training cell, a slab / molecule in a vacuum box, or a shortest bond or volume per atom
     outside the training range) and ``results["phonon_dos_warnings"]``
     (list of str, each also issued as a Python warning of its class, see :mod:`ase_dostransformer.pipeline`).
-    ``results["electron_dos"]`` is the ``(201,)`` max-normalised electron DOS on :attr:`energies_ev`
+    When the model gives them: ``results["phonon_dos_std"]`` (per-bin uncertainty, same scale as the
+    DOS), ``results["phonon_dos_uncertainty"]`` (one number per crystal, relative to the peak) and
+    ``results["phonon_dos_domain_score"]`` (distance to the training crystals); and
+    ``results["space_group"]`` (the detected international number). ``results["electron_dos"]`` is
+    the ``(201,)`` max-normalised electron DOS on :attr:`energies_ev`
     (-5..5 eV around the Fermi level, or the valence-band top of an insulator), with the matching
     ``electron_dos_*`` flags.
 
     Invalid atoms (see :mod:`ase_dostransformer.graphs.validation`) raise
     :class:`~ase_dostransformer.errors.InvalidStructureError`, a ``ValueError`` naming the fault.
+    :meth:`todict` names the models (name or file, sha256, package version), as ASE records a
+    calculator's parameters in databases and trajectories.
+
+    :meth:`refine` recomputes the DOS of the current atoms with the teacher (the shipped universal
+    potential driving phonopy; not DFT) and adds ``results["teacher_phonon_dos"]`` (on
+    :attr:`frequencies_cm1`, max-normalised like ``phonon_dos``) and ``results["teacher_phonon_dos_status"]``.
     """
 
     implemented_properties = ["phonon_dos", "electron_dos"]
@@ -100,9 +113,12 @@ class DOSCalculator(Calculator):
         electron_model: str | os.PathLike | DOSTransformer | None = "electron",
         device: Any = None,
         batch_size: int = 64,
+        symprec: float | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        from .graphs.crystal_system import check_symprec
+
+        super().__init__(symprec=None if symprec is None else check_symprec(symprec), **kwargs)
         import torch
 
         from .device import resolve_device
@@ -188,7 +204,13 @@ class DOSCalculator(Calculator):
         model = self._model_of(kind)
         threshold = self.parameters.get("cut_off_threshold", 0.05)
         (p,) = predict_structures(
-            model, [self.atoms], batch_size=1, device=self.device, cut_off_threshold=threshold, on_invalid="keep"
+            model,
+            [self.atoms],
+            batch_size=1,
+            device=self.device,
+            cut_off_threshold=threshold,
+            on_invalid="keep",
+            symprec=self.parameters.get("symprec"),
         )
         if p.error is not None:
             raise p.error
@@ -198,7 +220,48 @@ class DOSCalculator(Calculator):
             self.results[f"{name}_cut_off"] = p.cut_off
         self.results[f"{name}_out_of_domain"] = p.out_of_domain
         self.results[f"{name}_warnings"] = p.messages
+        for suffix, value in (("std", p.dos_std), ("uncertainty", p.uncertainty), ("domain_score", p.domain_score)):
+            if value is not None:
+                self.results[f"{name}_{suffix}"] = value
+        if p.space_group is not None:
+            self.results["space_group"] = p.space_group
         p.warn(stacklevel=4)
+
+    def _identity(self, kind: str) -> dict[str, Any]:
+        """``{"": name, "_sha256": ..., "_version": ...}`` of a kind's model, without loading it; empty without one."""
+        from .io.writeback import model_identity
+
+        source = self._sources.get(kind)
+        if source is None:
+            return {}
+        model = self._models.get(kind)
+        if model is None:  # not loaded yet: its file, found as load_model would
+            from types import SimpleNamespace
+
+            path = Path(source)
+            if not path.is_file():
+                from .pretrained import model_path
+
+                path = model_path(str(source), verify=False)
+            model = SimpleNamespace(source=str(path))
+        identity = model_identity(model, None if hasattr(source, "state_dict") else source)
+        return {k.removeprefix("model"): v for k, v in identity.to_dict().items()}
+
+    def todict(self, skip_default: bool = True) -> dict[str, Any]:
+        """The calculator's parameters as ASE records them: which models, where, and the settings.
+
+        ``model`` / ``electron_model``: the registered name or file (a model made in memory:
+        ``"<Class> in memory"``), ``model_sha256`` / ``electron_model_sha256`` (of the file),
+        ``model_version`` (this package's version); ``device``, ``batch_size``, ``cut_off_threshold`` and
+        ``symprec`` when set. Every value is a string or a number (JSON-ready).
+        """
+        out: dict[str, Any] = {}
+        for kind, key in (("phonon", "model"), ("electron", "electron_model")):
+            out.update({key + suffix: value for suffix, value in self._identity(kind).items()})
+        out["device"] = str(self.device)
+        out["batch_size"] = self.batch_size
+        out.update({k: v for k, v in self.parameters.items() if v is not None})
+        return out
 
     def set_atoms(self, atoms: Atoms) -> None:
         """Remember the ``Atoms`` this calculator is attached to (ASE calls this on ``atoms.calc = calc``)."""
@@ -288,6 +351,48 @@ class DOSCalculator(Calculator):
 
         return band_gap_estimate(self.get_electron_dos_normalised(atoms), self.electron_model.cfg.grid)
 
+    def refine(self, atoms: Atoms | None = None, relax_cell: bool = False) -> Refinement:
+        """The teacher's phonon DOS of ``atoms`` (default: the attached atoms): escalation of a doubtful prediction.
+
+        The teacher is the shipped universal potential (TensorNet-MatPES-PBE) relaxing the atoms and
+        driving phonopy finite displacements (:mod:`ase_dostransformer.escalation`), seconds to minutes
+        on a CPU; it is not DFT (its accuracy against DFT, and against the model, is in
+        ``benchmarks/RESULTS.md``). ``relax_cell``: relax the cell too (for unrelaxed or generated
+        crystals; default positions only, for DFT-relaxed cells). The potential loads on the first call.
+
+        Returns the :class:`~ase_dostransformer.escalation.Refinement` (fine-grid DOS in cm^-1 and THz,
+        thermodynamics, ``status`` ``"ok"``, ``"unstable"`` or ``"failed"`` with its ``error``: a
+        crystal the teacher fails on is returned, not raised; a potential that cannot load raises)
+        and stores ``results["teacher_phonon_dos"]`` (the teacher's DOS on :attr:`frequencies_cm1`,
+        smoothed and max-normalised as the training data; absent when it failed) and
+        ``results["teacher_phonon_dos_status"]``, kept until the atoms change.
+        """
+        from .escalation import refine_structures
+        from .teacher.phonons import PhononSettings
+
+        atoms = self._atoms(atoms)
+        if self.atoms is None or self.check_state(atoms):
+            self.reset()
+            self.atoms = atoms.copy()
+        grid = self._model_of("phonon").cfg.grid if self.model is not None else get_kind("phonon").grid
+        (ref,) = refine_structures(
+            [atoms], grid=grid, settings=PhononSettings(relax_cell=bool(relax_cell)), potential=self._teacher()
+        )
+        self.results.pop("teacher_phonon_dos", None)
+        if ref.dos_on_grid is not None:
+            self.results["teacher_phonon_dos"] = ref.dos_on_grid
+        self.results["teacher_phonon_dos_status"] = ref.status
+        return ref
+
+    def _teacher(self) -> Any:
+        """The teacher potential, loaded on first use on this calculator's device."""
+        teacher = getattr(self, "_teacher_potential", None)
+        if teacher is None:
+            from .teacher.potential import load_teacher
+
+            teacher = self._teacher_potential = load_teacher(str(self.device))
+        return teacher
+
     def predict_many(self, structures: Sequence[Any], property: str = "phonon_dos") -> np.ndarray:
         """Spectra ``(n, npoints)`` of many structures in batches; same numbers as one by one.
 
@@ -300,7 +405,9 @@ class DOSCalculator(Calculator):
         kind = _kind_of_property(property)
         if kind is None:
             raise OptionError(f"property must be one of {self.implemented_properties}, got {property!r}")
-        return predict_dos(self._model_of(kind), structures, batch_size=self.batch_size, device=self.device)
+        model = self._model_of(kind)
+        symprec = self.parameters.get("symprec")
+        return predict_dos(model, structures, batch_size=self.batch_size, device=self.device, symprec=symprec)
 
 
 def _kind_of_property(name: str) -> DOSKind | None:

@@ -29,6 +29,7 @@ from .batching import (
     require_task,
 )
 from .device import DEVICE_ENV, resolve_device
+from .errors import PredictionError
 from .pipeline import predict_structures
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,6 +64,7 @@ def predict_dos(
     task: str | None = None,
     batch_size: int = 64,
     device: str | torch.device | None = None,
+    symprec: float | None = None,
 ) -> np.ndarray:
     """Spectra ``(n, npoints)`` on the model's grid for each structure (the model's output, clamped at 0).
 
@@ -71,16 +73,21 @@ def predict_dos(
     structure raises :class:`~ase_dostransformer.errors.InvalidStructureError` (a ``ValueError``)
     naming its position in the list. Every finding of :func:`~ase_dostransformer.pipeline.predict_structures`
     (out of domain, unseen crystal system, all-zero spectrum, cut-off) is issued as a warning of its
-    class, with ``"structure i: "`` in front.
+    class, with ``"structure i: "`` in front. ``symprec``: the symmetry tolerance (A) of the crystal-system
+    detection (None: the recipe's).
     """
     if task is not None:
         require_task(model, task)
-    predictions = predict_structures(model, structures, batch_size=batch_size, device=device)
+    predictions = predict_structures(model, structures, batch_size=batch_size, device=device, symprec=symprec)
+    spectra: list[np.ndarray] = []
     for p in predictions:
         p.warn(stacklevel=3, prefix=f"structure {p.index}: ")
-    if not predictions:
+        if p.dos is None:  # on_invalid="raise" has raised already for a structure without a spectrum
+            raise PredictionError(f"structure {p.index}: no spectrum was predicted ({p.error})")
+        spectra.append(p.dos)
+    if not spectra:
         return np.zeros((0, model.cfg.grid.npoints))
-    return np.stack([p.dos for p in predictions]).astype(np.float64)
+    return np.stack(spectra).astype(np.float64)
 
 
 def predict_phonon_dos(

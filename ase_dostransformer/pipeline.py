@@ -12,6 +12,12 @@ all report the same findings in the same words:
 - :class:`~ase_dostransformer.errors.EmptySpectrumWarning`: an all-zero spectrum;
 - the kind's own checks (the phonon DOS: :class:`~ase_dostransformer.errors.SpectrumCutOffWarning`).
 
+A model with an uncertainty calibration (:mod:`ase_dostransformer.model.uncertainty`, written by
+``dostransformer calibrate``) also gives each prediction its member spectra, per-bin ``dos_std``,
+scalar ``uncertainty`` and ``domain_score``, from the same forward pass; a domain score above the
+calibrated threshold, or a crystal none of whose bonded element pairs was bonded in training, is one
+more :class:`~ase_dostransformer.errors.OutOfDomainWarning` (and ``out_of_domain``).
+
 Each structure gets a :class:`Prediction`; with ``on_invalid="keep"`` a structure that cannot be
 featurised or predicted carries its error and the others go on.
 """
@@ -40,11 +46,17 @@ from .kinds import DOSKind, Finding
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from .model.uncertainty import UncertaintyCalibration
     from .spectra import EnergyGrid
 
+#: What the model computed for one structure: its spectrum, the member spectra (unclamped), its representation.
+_Output = tuple[np.ndarray, np.ndarray, np.ndarray]
+
 __all__ = [
+    "DOMAIN_SCORE_MESSAGE",
     "EMPTY_SPECTRUM_MESSAGE",
     "ON_INVALID",
+    "UNSEEN_PAIRS_MESSAGE",
     "UNSEEN_SYSTEM_MESSAGE",
     "Finding",
     "Prediction",
@@ -55,6 +67,11 @@ __all__ = [
 UNSEEN_SYSTEM_MESSAGE = "crystal system {system!r} was absent from the training data: the model used its mean prompt"
 EMPTY_SPECTRUM_MESSAGE = "the model predicted an all-zero spectrum; {consequence}"
 NON_FINITE = "the model produced non-finite values"
+DOMAIN_SCORE_MESSAGE = (
+    "out of domain: its learned representation is far from every training crystal (domain score {score:.2f}; "
+    "99% of the validation crystals score below {threshold:.2f})"
+)
+UNSEEN_PAIRS_MESSAGE = "out of domain: none of its bonded element pairs ({pairs}) is bonded in any training crystal"
 #: What ``on_invalid`` may be: raise at the first structure that fails, or keep its error and go on.
 ON_INVALID = ("raise", "keep")
 
@@ -77,6 +94,11 @@ class Prediction:
     cut_off: bool = False  # always False for kinds without the cut-off check
     findings: tuple[Finding, ...] = ()
     error: BaseException | None = None
+    space_group: int | None = None  # international number, detected with the run's ``symprec``
+    members: np.ndarray | None = None  # (n_members, len(grid)): member spectra, clamped at 0; None for one model
+    dos_std: np.ndarray | None = None  # calibrated per-bin standard uncertainty of ``dos`` (same units)
+    uncertainty: float | None = None  # calibrated scalar uncertainty of the whole spectrum (see model/uncertainty.py)
+    domain_score: float | None = None  # representation distance to the training set (1 = typical training crystal)
 
     @property
     def ok(self) -> bool:
@@ -113,6 +135,7 @@ def predict_structures(
     device: str | torch.device | None = None,
     cut_off_threshold: float = 0.05,
     on_invalid: str = "raise",
+    symprec: float | None = None,
 ) -> list[Prediction]:
     """A :class:`Prediction` for each structure (one ASE ``Atoms`` / pymatgen ``Structure`` or a sequence).
 
@@ -122,7 +145,13 @@ def predict_structures(
     :class:`~ase_dostransformer.errors.InvalidStructureError` naming its position, and a non-finite model
     output :class:`~ase_dostransformer.errors.PredictionError`. ``"keep"``: such a structure gets its
     ``error`` (and no ``dos``) and the others go on; a batch that fails is retried one structure at a time.
+    ``symprec``: the symmetry tolerance (A) that finds each crystal's space group (``space_group``) and
+    crystal system (the model's prompt); None: the recipe's, 0.1 A by default. A value that is not a
+    positive finite number raises :class:`~ase_dostransformer.errors.OptionError`.
     """
+    from .graphs.crystal_system import check_symprec
+
+    tolerance = None if symprec is None else check_symprec(symprec)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise OptionError(f"batch_size must be >= 1, got {batch_size}")
     if on_invalid not in ON_INVALID:
@@ -146,7 +175,7 @@ def predict_structures(
     errors: dict[int, BaseException] = {}
     for i, structure in enumerate(items):
         try:
-            graph = recipe.featurise(structure)
+            graph = recipe.featurise(structure, symprec=tolerance)
             domain = batching.check_graph_domain(graph, meta, recipe, structure)
         except InvalidStructureError as exc:
             if not keep:
@@ -163,11 +192,13 @@ def predict_structures(
             "natoms": int(graph.num_nodes),
             "crystal_system": CRYSTAL_SYSTEMS[int(graph.system.reshape(-1)[0])],
             "system": int(graph.system.reshape(-1)[0]),
+            "space_group": _space_group(graph),
             "out_of_domain": bool(domain.out_of_domain),
             "findings": [Finding(OutOfDomainWarning, m) for m in domain.messages()],
         }
 
-    spectra = _predict(model, graphs, batch_size, dev, keep, errors)
+    outputs = _predict(model, graphs, batch_size, dev, keep, errors)
+    extras = _uncertainties(getattr(model, "calibration", None), outputs, graphs)
     seen = model.seen_systems.detach().cpu().numpy().astype(bool)
     out: list[Prediction] = []
     for i, structure in enumerate(items):
@@ -176,11 +207,13 @@ def predict_structures(
             out.append(Prediction(i, kind, None, grid, natoms=_natoms(structure), error=errors[i]))
             continue
         if i in errors:  # featurised and checked, but the model failed on it
-            kept = {k: info[k] for k in ("natoms", "crystal_system", "out_of_domain")}
+            kept = {k: info[k] for k in ("natoms", "crystal_system", "space_group", "out_of_domain")}
             out.append(Prediction(i, kind, None, grid, **kept, findings=tuple(info["findings"]), error=errors[i]))
             continue
-        dos = spectra[i]
-        findings = list(info["findings"])
+        dos = outputs[i][0]
+        extra = dict(extras.get(i, {}))
+        findings = list(info["findings"]) + extra.pop("findings", [])
+        flagged = bool(extra.pop("out_of_domain", False))
         if not bool(seen[info["system"]]):
             message = UNSEEN_SYSTEM_MESSAGE.format(system=info["crystal_system"])
             findings.append(Finding(UnseenCrystalSystemWarning, message))
@@ -197,30 +230,79 @@ def predict_structures(
                 grid,
                 natoms=info["natoms"],
                 crystal_system=info["crystal_system"],
-                out_of_domain=info["out_of_domain"],
+                space_group=info["space_group"],
+                out_of_domain=info["out_of_domain"] or flagged,
                 cut_off=any(issubclass(f.category, SpectrumCutOffWarning) for f in findings),
                 findings=tuple(findings),
+                **extra,
             )
         )
     return out
 
 
+def _uncertainties(
+    calibration: UncertaintyCalibration | None, outputs: dict[int, _Output], graphs: dict[int, Any]
+) -> dict[int, dict[str, Any]]:
+    """Per predicted structure: the :class:`Prediction` fields of the members and the calibration.
+
+    ``members`` for an ensemble (clamped at 0), and with a calibration ``dos_std``, ``uncertainty``,
+    ``domain_score``, and ``out_of_domain`` with the domain findings when the score passes the threshold
+    or none of the crystal's bonded element pairs was bonded in training. Nothing for a single model
+    without a calibration.
+    """
+    from .model.uncertainty import pair_label
+
+    order = sorted(outputs)
+    if not order:
+        return {}
+    members = np.stack([outputs[i][1] for i in order], axis=1)  # (n_members, n, L)
+    ensemble = members.shape[0] > 1
+    out: dict[int, dict[str, Any]] = {i: {} for i in order}
+    if ensemble:
+        for k, i in enumerate(order):
+            out[i]["members"] = np.clip(members[:, k], 0.0, None)
+    if calibration is None:
+        return out
+    score = calibration.domain_score(np.stack([outputs[i][2] for i in order]))
+    flagged = calibration.out_of_domain(score)
+    if ensemble:
+        dos_std = calibration.dos_std(members)
+        uncertainty = calibration.uncertainty(np.stack([outputs[i][0] for i in order]), dos_std, score)
+    for k, i in enumerate(order):
+        findings: list[Finding] = []
+        if flagged[k]:
+            message = DOMAIN_SCORE_MESSAGE.format(score=score[k], threshold=calibration.score_threshold)
+            findings.append(Finding(OutOfDomainWarning, message))
+        unseen = calibration.all_pairs_unseen(graphs[i])
+        if unseen:
+            pairs = ", ".join(pair_label(p) for p in unseen)
+            findings.append(Finding(OutOfDomainWarning, UNSEEN_PAIRS_MESSAGE.format(pairs=pairs)))
+        out[i] |= {"domain_score": float(score[k]), "out_of_domain": bool(findings), "findings": findings}
+        if ensemble:
+            out[i] |= {"dos_std": dos_std[k], "uncertainty": float(uncertainty[k])}
+    return out
+
+
+def _block(model: Any, graphs: list[Any], dev: Any) -> list[_Output]:
+    """``(dos, member spectra, representation)`` of each graph, in one padded batch."""
+    out = batching.predict_graphs_members(model, graphs, batch_size=len(graphs), device=dev)
+    return [(out.dos[k], out.members[:, k], out.representation[k]) for k in range(len(graphs))]
+
+
 def _predict(
     model: Any, graphs: dict[int, Any], batch_size: int, dev: Any, keep: bool, errors: dict[int, BaseException]
-) -> dict[int, np.ndarray]:
-    """Spectra of the featurised structures by position, a padded batch at a time.
+) -> dict[int, _Output]:
+    """``(dos, member spectra, representation)`` of the featurised structures by position, a padded batch at a time.
 
     With ``keep``, a batch that fails is retried one by one and only the structures that still fail
     go to ``errors``; otherwise a failure raises (a :class:`PredictionError` names the structure's position).
     """
     order = sorted(graphs)
-    spectra: dict[int, np.ndarray] = {}
+    spectra: dict[int, _Output] = {}
     for group in batching.padded_batches([int(graphs[i].num_nodes) for i in order], batch_size):
         positions = [order[k] for k in group]
         try:
-            block = batching.predict_graphs(
-                model, [graphs[i] for i in positions], batch_size=len(positions), device=dev
-            )
+            block = _block(model, [graphs[i] for i in positions], dev)
         except PredictionError as exc:
             if not keep:
                 bad = getattr(exc, "structure", None)
@@ -237,7 +319,7 @@ def _predict(
             continue
         for i in positions:  # one bad structure must not sink its batch
             try:
-                spectra[i] = batching.predict_graphs(model, [graphs[i]], batch_size=1, device=dev)[0]
+                spectra[i] = _block(model, [graphs[i]], dev)[0]
             except PredictionError as exc:
                 error = PredictionError(NON_FINITE)
                 error.__cause__ = exc
@@ -245,6 +327,12 @@ def _predict(
             except Exception as exc:
                 errors[i] = exc
     return spectra
+
+
+def _space_group(graph: Any) -> int | None:
+    """The international space-group number a recipe stored on ``graph`` (None for a recipe that stores none)."""
+    number = getattr(graph, "space_group", None)
+    return None if number is None else int(number.reshape(-1)[0])
 
 
 def _natoms(structure: Any) -> int | None:

@@ -87,10 +87,11 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(int(args.one[0]), args.one[1], args.one[2] == "1")))
         return
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-        platform.processor() or "unknown CPU",
-    )
+    with open("/proc/cpuinfo") as info:
+        cpu = next(
+            (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
+            platform.processor() or "unknown CPU",
+        )
     print(f"# {cpu}; one thread; Python {platform.python_version()}")
     print(f"{'atoms':>7} {'case':>10} {'method':>26} {'seconds':>8} {'peak MB':>8} {'prim.':>6}  crystal system")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", RAYON_NUM_THREADS="1")

@@ -1,54 +1,75 @@
-"""Throughput of ``dostransformer predict`` (``run_predict``) with and without PNG plots.
+"""Throughput of ``dostransformer predict`` (``run_predict``) end to end, with and without PNG plots.
 
-Takes the first N crystals of the shipped phonon dataset, writes them to one temporary extxyz file
-and runs :func:`ase_dostransformer.cli.predict.run_predict` on it twice (plots, then ``plots=False``)
-with the model loaded once, after a short warm-up run. Prints structures per second for each and
-the CPU model. The figures depend on the machine and on what else runs on it: record them in
-``benchmarks/RESULTS.md`` with that context.
+Writes the first N crystals of the shipped phonon dataset (all 1,521 by default) to one extxyz file,
+each with its ``material_id`` in ``info`` (so the run names folders by it, as a user's file would),
+and runs :func:`ase_dostransformer.cli.predict.run_predict` on it, the model loaded once, after a
+short warm-up run: with ``--no-plots``, with the default plots (the 100 most doubtful crystals)
+and with a plot for every crystal (``--all-plots``; slow). Prints crystals per second (wall clock)
+and per CPU-second of this process, the CPU model and the load average before and after each run:
+the figures depend on the machine and on what else runs on it; record them in
+``benchmarks/RESULTS.md`` with that context. ``--profile`` prints where the no-plots run spends
+its time (cProfile, cumulative).
 
-    python benchmarks/bench_predict.py --n 150
+    python benchmarks/bench_predict.py --threads 2
+    python benchmarks/bench_predict.py --n 300 --profile
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
-import platform
+import pstats
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+from _machine import cpu_model  # noqa: E402
 
 
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (the platform's processor string where there is none)."""
+def load() -> str:
+    """The 1-minute load average (``?`` where the platform has none)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        return f"{os.getloadavg()[0]:.2f}"
     except OSError:
-        pass
-    return platform.processor() or "unknown"
+        return "?"
 
 
-def timed_run(inputs: Path, net: object, out: Path, plots: bool, batch_size: int) -> tuple[float, int]:
-    """Seconds of one ``run_predict`` and the number of structures it predicted."""
+def timed_run(inputs: Path, net: Any, out: Path, plots: bool | int, batch_size: int, profile: bool = False) -> str:
+    """One ``run_predict``: a line with crystals/s (wall and CPU) and the load before and after."""
     from ase_dostransformer.cli.predict import run_predict
 
-    t0 = time.perf_counter()
+    before = load()
+    profiler = cProfile.Profile() if profile else None
+    t0, c0 = time.perf_counter(), time.process_time()
+    if profiler is not None:
+        profiler.enable()
     records = run_predict(
         [inputs], model=net, out=out, device="cpu", batch_size=batch_size, progress=False, plots=plots
     )
-    seconds = time.perf_counter() - t0
-    return seconds, sum(r.status == "ok" for r in records)
+    if profiler is not None:
+        profiler.disable()
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    ok = sum(r.status == "ok" for r in records)
+    line = (
+        f"{ok} crystals in {seconds:.2f} s = {ok / seconds:.1f} crystals/s "
+        f"({ok / cpu:.1f} per CPU-second of this process); load average {before} -> {load()}"
+    )
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+    return line
 
 
 def main() -> None:
     """Run the benchmark and print one line per setting."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=150, help="structures (the first N of the shipped dataset)")
+    parser.add_argument("--n", type=int, default=None, help="crystals: the first N of the shipped dataset (all)")
     parser.add_argument("--model", default="phonon", help="registered model name or model file")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--all-plots", action="store_true", help="also run with a plot for every crystal")
+    parser.add_argument("--profile", action="store_true", help="cProfile the no-plots run")
     args = parser.parse_args()
 
     import torch
@@ -59,21 +80,27 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    structures = load_phonon_dataset().atoms[: args.n]
+    dataset = load_phonon_dataset()
+    structures = [a.copy() for a in dataset.atoms[: args.n]]
+    for atoms, material in zip(structures, dataset.ids, strict=False):
+        atoms.info["material_id"] = str(material)
     net = load_model(args.model, device="cpu")
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs; torch threads {torch.get_num_threads()})")
-    print(f"model {args.model}, {len(structures)} structures, batch size {args.batch_size}")
+    print(f"model {args.model}, {len(structures)} crystals, batch size {args.batch_size}")
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
         folder = Path(tmp)
         inputs = folder / "structures.extxyz"
         write(inputs, structures, format="extxyz")
         warm = folder / "warm.extxyz"
-        write(warm, structures[:4], format="extxyz")
+        write(warm, structures[:8], format="extxyz")
         timed_run(warm, net, folder / "warm", plots=True, batch_size=args.batch_size)  # imports, fonts, caches
-        for plots in (True, False):
-            seconds, ok = timed_run(inputs, net, folder / f"out-{plots}", plots, args.batch_size)
-            label = "with plots   " if plots else "without plots"
-            print(f"{label}: {ok} structures in {seconds:.2f} s = {ok / seconds:.1f} structures/s")
+        settings: list[tuple[str, bool | int]] = [("no plots", False), ("default plots (100)", 100)]
+        if args.all_plots:
+            settings.append(("every crystal plotted", True))
+        for label, plots in settings:
+            profile = args.profile and plots is False
+            line = timed_run(inputs, net, folder / f"out-{plots}", plots, args.batch_size, profile)
+            print(f"{label:>22}: {line}")
 
 
 if __name__ == "__main__":

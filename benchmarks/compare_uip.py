@@ -97,8 +97,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def supercell_diagonal(lengths: Any, natoms: int, min_length: float, max_atoms: int) -> list[int]:
-    """n_i = ceil(min_length / |a_i|); while the supercell holds more than ``max_atoms`` atoms, the
-    multiplier whose supercell vector is longest (among those > 1) is lowered by one."""
+    """Supercell multipliers ``n_i = ceil(min_length / |a_i|)``, lowered to keep at most ``max_atoms`` atoms.
+
+    While the supercell holds more than ``max_atoms`` atoms, the multiplier whose supercell vector is
+    longest (among those > 1) is lowered by one.
+    """
     n = [max(1, math.ceil(min_length / float(length) - 1e-9)) for length in lengths]
     while natoms * math.prod(n) > max_atoms and max(n) > 1:
         i = max((j for j in range(3) if n[j] > 1), key=lambda j: n[j] * float(lengths[j]))
@@ -234,8 +237,10 @@ def chgnet_material(atoms: Any, chgnet: Any, calc: Any, args: argparse.Namespace
 
 
 def smooth_to_grid(rec: dict[str, Any], grid_cm1: Any, sigma_cm1: float) -> Any:
-    """The fine phonopy DOS with negative frequencies dropped, Gaussian-smoothed (std ``sigma_cm1``),
-    sampled on ``grid_cm1`` and max-normalised."""
+    """The fine phonopy DOS sampled on ``grid_cm1``, max-normalised.
+
+    Negative frequencies are dropped and the DOS Gaussian-smoothed (std ``sigma_cm1``) before sampling.
+    """
     import numpy as np
 
     from ase_dostransformer.spectra import THZ_TO_CM1, max_normalise

@@ -85,7 +85,7 @@ def write_tiny_dataset(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture()
+@pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     """Folder of a tiny dataset in the phdos format."""
     return write_tiny_dataset(tmp_path / "tiny")

@@ -1,5 +1,7 @@
-"""Small electron-DOS source files in the real formats (MP-style JSON, pymatgen Dos JSON, vasprun.xml,
-DFT result JSON), with smooth Gaussian-peak spectra, for the eDOS tests."""
+"""Small electron-DOS source files in the real formats, with smooth Gaussian-peak spectra, for the eDOS tests.
+
+The formats: MP-style JSON, pymatgen Dos JSON, vasprun.xml and DFT result JSON.
+"""
 
 from __future__ import annotations
 

@@ -68,8 +68,10 @@ def test_get_property_matches_batch_api(calc, model):
     atoms = bulk("NaCl", "rocksalt", a=5.64)
     atoms.calc = calc
     y = atoms.calc.get_property("phonon_dos", atoms)
-    assert isinstance(y, np.ndarray) and y.shape == (51,)
-    assert y.max() > 0 and (y >= 0).all()
+    assert isinstance(y, np.ndarray)
+    assert y.shape == (51,)
+    assert y.max() > 0
+    assert (y >= 0).all()
     np.testing.assert_allclose(y, predict_phonon_dos(model, [atoms], device="cpu")[0], atol=1e-6)
     np.testing.assert_allclose(calc.frequencies_cm1, np.linspace(0, 1000, 51))
 
@@ -109,10 +111,12 @@ def test_grid_dos_data_in_phonopy_convention(calc):
     atoms.calc = calc
     dos = calc.get_phonon_dos()  # attached atoms are used when none are passed
     assert isinstance(dos, GridDOSData)
-    assert dos.info["unit"] == "THz" and dos.info["dos_unit"] == "states/THz/cell"
+    assert dos.info["unit"] == "THz"
+    assert dos.info["dos_unit"] == "states/THz/cell"
     assert "THz" in dos.info["units"]
     e, w = dos.get_energies(), dos.get_weights()
-    assert e[0] == 0.0 and e[-1] == pytest.approx(1000.0 * CM1_TO_THZ)
+    assert e[0] == 0.0
+    assert e[-1] == pytest.approx(1000.0 * CM1_TO_THZ)
     assert np.trapezoid(w, e) == pytest.approx(3 * len(atoms), abs=1e-6)
     y = calc.get_property("phonon_dos", atoms)
     np.testing.assert_allclose(w / w.max(), y / y.max(), atol=1e-12)  # same shape, rescaled
@@ -135,7 +139,8 @@ def test_heat_capacity_is_physical(calc):
     assert 0 < cv < 3 * len(atoms) * GAS_CONSTANT  # below the Dulong-Petit limit
     assert calc.get_heat_capacity(atoms, 300.0, per_atom=True) == pytest.approx(cv / len(atoms))
     tp = calc.get_thermal_properties(atoms, [0.0, 300.0])
-    assert tp.cv[0] == 0.0 and tp.zpe > 0
+    assert tp.cv[0] == 0.0
+    assert tp.zpe > 0
 
 
 def test_predict_many_equals_one_at_a_time(calc):

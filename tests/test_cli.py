@@ -58,7 +58,8 @@ def test_a_package_error_is_exit_2_with_one_line(monkeypatch, capsys):
     assert main(["models"]) == 2
     captured = capsys.readouterr()
     assert captured.err == "dostransformer models: error: model registry damaged: not valid JSON\n"
-    assert "Traceback" not in captured.err and captured.out == ""
+    assert "Traceback" not in captured.err
+    assert captured.out == ""
 
 
 @pytest.mark.parametrize(
@@ -74,7 +75,8 @@ def test_bad_options_are_option_errors_exit_2(argv, expected, tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith(expected) and err.count("\n") == 1
+    assert err.startswith(expected)
+    assert err.count("\n") == 1
 
 
 def test_a_dataset_build_without_usable_rows_is_a_package_error(monkeypatch, capsys):
@@ -96,7 +98,9 @@ def test_an_os_error_is_exit_2_with_one_line(exc, monkeypatch, capsys):
     monkeypatch.setattr(models_command, "print_models", fails)
     assert main(["models"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("dostransformer models: error: ") and err.count("\n") == 1 and str(exc) in err
+    assert err.startswith("dostransformer models: error: ")
+    assert err.count("\n") == 1
+    assert str(exc) in err
 
 
 @pytest.mark.parametrize("exc", [ZeroDivisionError("division by zero"), ValueError("a bug's ValueError")])
@@ -117,11 +121,14 @@ def test_models_lists_the_shipped_models_as_python_dash_m_pretrained_does(capsys
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.splitlines()
     registry = read_registry()
-    assert "phonon" in registry and len(registry) >= 2 and len(lines) == len(registry)
+    assert "phonon" in registry
+    assert len(registry) >= 2
+    assert len(lines) == len(registry)
     present = list_models()
     for line in lines:
         name, file, state = line.split()[:3]
-        assert registry[name]["file"] == file and state == ("present" if name in present else "MISSING")
+        assert registry[name]["file"] == file
+        assert state == ("present" if name in present else "MISSING")
         assert registry[name]["description"] in line
     assert {line.split()[0] for line in lines} == set(registry)
     assert pretrained_main([]) == 0
@@ -130,7 +137,7 @@ def test_models_lists_the_shipped_models_as_python_dash_m_pretrained_does(capsys
 
 def test_every_command_has_its_module_and_help():
     sub = build_parser()._subparsers._group_actions[0].choices
-    assert set(sub) == {"train", "evaluate", "ensemble", "dataset", "predict", "models"}
+    assert set(sub) == {"train", "evaluate", "ensemble", "calibrate", "dataset", "predict", "models"}
     assert "--no-plots" in sub["predict"].format_help()
     for name, parser in sub.items():
         assert parser.get_default("run").__module__ == f"ase_dostransformer.cli.{name}"
@@ -154,10 +161,13 @@ def test_one_figure_reused_draws_each_spectrum_as_a_fresh_one(tmp_path):
     assert first[:8] == b"\x89PNG\r\n\x1a\n"
     assert first == again == fresh  # nothing of B (lines, note, second axis) left over
     assert first != other
-    assert len(fig.axes) == 1 and len(fig.axes[0].child_axes) == 1  # the plot and its cm^-1 axis, no more
+    assert len(fig.axes) == 1
+    assert len(fig.axes[0].child_axes) == 1
     e = np.linspace(-5, 5, 201), np.exp(-(np.linspace(-5, 5, 201) ** 2))
     electron = plot_dos(tmp_path / "e.png", *e, ELECTRON_AXES, "A", figure=fig).read_bytes()
-    assert electron != first and len(fig.axes) == 1 and fig.axes[0].child_axes == []
+    assert electron != first
+    assert len(fig.axes) == 1
+    assert fig.axes[0].child_axes == []
     assert plot_dos(tmp_path / "a4.png", *a, PHONON_AXES, "A", figure=fig).read_bytes() == first
 
 

@@ -56,14 +56,16 @@ def test_processing_follows_the_spec_step_by_step() -> None:
     by_hand = savgol_filter(np.interp(GRID + ef, e, d), 17, 1)
     by_hand = np.clip(by_hand / by_hand.max(), 0, None)
     np.testing.assert_allclose(got, by_hand, rtol=1e-12, atol=1e-12)
-    assert got.shape == (201,) and got.max() == pytest.approx(1.0)
+    assert got.shape == (201,)
+    assert got.max() == pytest.approx(1.0)
 
 
 def test_smoothing_negatives_are_clamped() -> None:
     e = np.linspace(-8, 8, 321)
     d = np.where(e > -4.6, 0.0, 50.0) + np.exp(-((e - 1) ** 2))  # a cliff near the window edge
     y = process_edos(e, d, 0.0)
-    assert (y >= 0).all() and y.max() == 1.0
+    assert (y >= 0).all()
+    assert y.max() == 1.0
 
 
 @settings(max_examples=25, deadline=None)
@@ -95,7 +97,8 @@ def test_processing_refuses_bad_spectra(energies, densities, efermi, match) -> N
 
 
 def _only_record(items: list) -> EDOSRecord:
-    assert len(items) == 1 and isinstance(items[0], EDOSRecord), items
+    assert len(items) == 1, items
+    assert isinstance(items[0], EDOSRecord), items
     return items[0]
 
 
@@ -115,9 +118,12 @@ def test_gaussian_broadening_matches_ase_dos() -> None:
     ours = gaussian_dos(eps[None], w, ase_dos.get_energies() + 0.7, width=0.1)
     np.testing.assert_allclose(ours, ase_dos.get_dos(), rtol=1e-10)
     rec = record_from_calculator(atoms, rid="si")
-    assert rec.format == "ase" and rec.efermi == 0.7 and rec.properties["energy_per_atom"] == pytest.approx(-5.4)
+    assert rec.format == "ase"
+    assert rec.efermi == 0.7
+    assert rec.properties["energy_per_atom"] == pytest.approx(-5.4)
     y = process_edos(rec.energies, rec.densities, rec.efermi)
-    assert y.shape == (201,) and y.max() == 1.0
+    assert y.shape == (201,)
+    assert y.max() == 1.0
 
 
 @pytest.mark.parametrize("efermi", [-0.05, 0.3, 1.2])
@@ -143,7 +149,8 @@ def test_insulator_targets_are_referenced_to_the_valence_band_top(efermi: float)
     eps[0, 4] = efermi - 0.05
     calc.kpts = [SinglePointKPoint(w[k], 0, k, eps[k], np.zeros(10)) for k in range(4)]
     metal = record_from_calculator(atoms, rid="metal")
-    assert metal.efermi == efermi and metal.properties["band_gap"] == 0.0
+    assert metal.efermi == efermi
+    assert metal.properties["band_gap"] == 0.0
 
 
 def test_each_format_is_read_and_detected(tmp_path: Path) -> None:
@@ -156,17 +163,20 @@ def test_each_format_is_read_and_detected(tmp_path: Path) -> None:
     targets = []
     for path, fmt in ((mp, "mp-json"), (pmg, "pymatgen-dos"), (vr, "vasprun")):
         rec = _only_record(list(read_edos_source(path, "auto")))
-        assert rec.format == fmt and rec.efermi == pytest.approx(ef)
+        assert rec.format == fmt
+        assert rec.efermi == pytest.approx(ef)
         assert sorted(crystal_arrays(rec.structure).numbers.tolist()) == [11, 17]
         targets.append(process_edos(rec.energies, rec.densities, rec.efermi))
     # the same spectrum through three formats gives the same target (vasprun rounds to 4 decimals)
     np.testing.assert_allclose(targets[0], targets[1], atol=1e-12)
     np.testing.assert_allclose(targets[0], targets[2], atol=1e-4)
     rec = _only_record(list(read_edos_source(dft, "ase")))
-    assert rec.id == "nacl_gpaw" and rec.properties["energy_per_atom"] == -3.0
+    assert rec.id == "nacl_gpaw"
+    assert rec.properties["energy_per_atom"] == -3.0
     # forcing a wrong format is reported, not raised
     wrong = list(read_edos_source(mp, "pymatgen-dos"))
-    assert isinstance(wrong[0], SkippedRow) and "not a pymatgen Dos" in wrong[0].reason
+    assert isinstance(wrong[0], SkippedRow)
+    assert "not a pymatgen Dos" in wrong[0].reason
 
 
 def test_gpw_without_gpaw_is_skipped_with_a_reason(tmp_path: Path) -> None:
@@ -179,7 +189,8 @@ def test_gpw_without_gpaw_is_skipped_with_a_reason(tmp_path: Path) -> None:
     f = tmp_path / "si.gpw"
     f.write_bytes(b"not really")
     (item,) = read_edos_source(f)
-    assert isinstance(item, SkippedRow) and "GPAW is not importable" in item.reason
+    assert isinstance(item, SkippedRow)
+    assert "GPAW is not importable" in item.reason
 
 
 # ------------------------------------------------------------------------------ building
@@ -197,7 +208,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
 def test_build_keeps_good_rows_and_reports_bad_ones(built) -> None:
     src, out, info = built
     m = json.loads((out / "manifest.json").read_text())
-    assert m["counts"]["kept"] == 12 and m["counts"]["skipped"] == 8 and m["counts"]["inputs"] == 13
+    assert m["counts"]["kept"] == 12
+    assert m["counts"]["skipped"] == 8
+    assert m["counts"]["inputs"] == 13
     rows = json.loads((out / "materials.json").read_text())
     assert sorted(r["id"] for r in rows) == sorted(info["expected"]["good"])
     reasons = {s["id"]: s["reason"] for s in m["skipped"]}
@@ -219,18 +232,23 @@ def test_build_keeps_good_rows_and_reports_bad_ones(built) -> None:
     assert m["grid"] == {"start": -5.0, "stop": 5.0, "npoints": 201, "unit": "eV"}
     assert m["processing"]["savgol"] == {"window": 17, "order": 1, "function": "scipy.signal.savgol_filter"}
     assert sum(m["counts"]["by_crystal_system"].values()) == 12
-    assert m["counts"]["by_crystal_system"]["monoclinic"] == 1 and m["counts"]["by_crystal_system"]["triclinic"] == 1
+    assert m["counts"]["by_crystal_system"]["monoclinic"] == 1
+    assert m["counts"]["by_crystal_system"]["triclinic"] == 1
 
 
 def test_built_dataset_loads_with_its_graphs(built) -> None:
     _, out, _ = built
     ds = load_edos_dataset(out)
-    assert len(ds) == 12 and ds.dos.shape == (12, 201) and ds.dos.dtype == np.float32
-    assert np.allclose(ds.dos.max(axis=1), 1.0) and (ds.dos >= 0).all()
+    assert len(ds) == 12
+    assert ds.dos.shape == (12, 201)
+    assert ds.dos.dtype == np.float32
+    assert np.allclose(ds.dos.max(axis=1), 1.0)
+    assert (ds.dos >= 0).all()
     graphs = edos_graphs(ds)
     assert len(graphs) == 12
     for g, row in zip(graphs, ds.rows, strict=True):
-        assert g.x.shape == (row["natoms"], 200) and g.y.shape == (1, 201)
+        assert g.x.shape == (row["natoms"], 200)
+        assert g.y.shape == (1, 201)
         assert torch_equal_counts(g.edge_index[1], row["natoms"])
     assert set(ds.num_species.tolist()) == {1, 2, 3}
 
@@ -278,7 +296,8 @@ def test_cli_dataset_build(tmp_path: Path, capsys) -> None:
         == 0
     )
     printed = capsys.readouterr().out
-    assert "5 materials written" in printed and "skipped broken: unreadable JSON" in printed
+    assert "5 materials written" in printed
+    assert "skipped broken: unreadable JSON" in printed
     assert (tmp_path / "d" / "graphs.pt").is_file()
     assert main(["dataset", "build", str(src / "broken.json"), "--out", str(tmp_path / "e")]) == 2
     assert "no usable rows" in capsys.readouterr().err
@@ -295,7 +314,8 @@ def test_stored_graphs_expand_to_exactly_the_featurised_ones(built) -> None:
     _, out, _ = built
     ds = load_edos_dataset(out)
     _, stored = load_graph_file(out / "graphs.pt")
-    assert "x" not in stored[0] and "edge_attr" not in stored[0]  # compact on disk
+    assert "x" not in stored[0]
+    assert "edge_attr" not in stored[0]
     recipe = ElectronGraphRecipe()
     for g, atoms, y in zip(edos_graphs(ds), ds.atoms, ds.dos, strict=True):
         fresh = recipe.featurise(atoms, y)
@@ -314,8 +334,10 @@ def test_json_lines_are_streamed_row_by_row(tmp_path: Path) -> None:
     items = list(read_edos_source(tmp_path / "mp.jsonl"))
     assert [i.id for i in items if isinstance(i, EDOSRecord)] == ["mp-0", "mp-1", "mp-2"]
     skipped = [i for i in items if isinstance(i, SkippedRow)]
-    assert skipped[0].reason.startswith("line 2 is not JSON") and skipped[0].id == "mp#2"
-    assert skipped[1].id == "x" and "no 'structure'" in skipped[1].reason
+    assert skipped[0].reason.startswith("line 2 is not JSON")
+    assert skipped[0].id == "mp#2"
+    assert skipped[1].id == "x"
+    assert "no 'structure'" in skipped[1].reason
 
 
 def test_checksum_does_not_depend_on_how_inputs_are_named(tmp_path: Path, monkeypatch) -> None:
@@ -342,7 +364,8 @@ def test_structure_dicts_round_trip_exactly_and_name_the_bad_field() -> None:
     d = json.loads(json.dumps(atoms_to_dict(atoms)))
     assert d["pbc"] == [True, True, True]
     back = atoms_from_dict(d)
-    assert back.numbers.tolist() == atoms.numbers.tolist() and back.pbc.all()
+    assert back.numbers.tolist() == atoms.numbers.tolist()
+    assert back.pbc.all()
     np.testing.assert_array_equal(back.positions, atoms.positions)  # bit for bit through JSON
     np.testing.assert_array_equal(back.cell[:], atoms.cell[:])
     scaled = {

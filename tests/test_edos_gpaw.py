@@ -48,18 +48,23 @@ def test_gpaw_si_runner_is_resumable_and_builds_a_row(tmp_path: Path) -> None:
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert first.returncode == 1, first.stderr[-2000:]  # one material failed, and says so
     result = json.loads(gzip.decompress((out / "Si.json.gz").read_bytes()))
-    assert result["format"] == "ase-dostransformer-dft-result" and result["settings"]["xc"] == "PBE"
+    assert result["format"] == "ase-dostransformer-dft-result"
+    assert result["settings"]["xc"] == "PBE"
     assert result["nbands"] == result["compact"]["nbands_computed"] == 26  # every dzp orbital of two Si atoms
     assert 0.4 < result["band_gap"]["gap"] < 1.0  # PBE Si: about 0.6 eV (coarse mesh here)
     failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
-    assert failures[0]["id"] == "Xx_nosuchlattice" and failures[0]["reason"]
+    assert failures[0]["id"] == "Xx_nosuchlattice"
+    assert failures[0]["reason"]
     # resumable: finished materials are skipped, known failures too with --skip-failed
     again = subprocess.run([*cmd, "--skip-failed"], capture_output=True, text=True, timeout=120, env=env)
-    assert again.returncode == 0 and again.stdout.count("skipped") == 2
+    assert again.returncode == 0
+    assert again.stdout.count("skipped") == 2
     report = build_edos_dataset([out], tmp_path / "ds")
-    assert report.kept == 1 and report.manifest["inputs"][0]["format"] == "ase"
+    assert report.kept == 1
+    assert report.manifest["inputs"][0]["format"] == "ase"
     ds = load_edos_dataset(tmp_path / "ds")
-    assert ds.rows[0]["formula"] == "Si" and ds.rows[0]["system"] == "cubic"
+    assert ds.rows[0]["formula"] == "Si"
+    assert ds.rows[0]["system"] == "cubic"
     assert ds.rows[0]["properties"]["band_gap"] == pytest.approx(result["band_gap"]["gap"], abs=2e-4)  # rounded
     y, grid = ds.dos[0], np.linspace(-5, 5, 201)
     assert y.max() == pytest.approx(1.0)
@@ -91,7 +96,8 @@ def test_compact_results_keep_the_dos(tmp_path: Path) -> None:
     full.write_text(json.dumps(obj))
     small = runner.compact_result(obj)
     kept = np.asarray(small["eigenvalues"])
-    assert kept.shape[-1] < eps.shape[-1] and small["compact"]["nbands_computed"] == eps.shape[-1]
+    assert kept.shape[-1] < eps.shape[-1]
+    assert small["compact"]["nbands_computed"] == eps.shape[-1]
     assert np.all(np.abs(kept * 1e4 - np.round(kept * 1e4)) < 1e-6)
     runner.write_json_atomic(small, tmp_path / "si_small.json.gz")
     a, b = next(read_dft_result(full)), next(read_dft_result(tmp_path / "si_small.json.gz"))

@@ -39,7 +39,8 @@ def test_twelve_neighbours_per_atom_and_no_dummy_node() -> None:
     atoms = bulk("GaAs", "zincblende", a=5.65)
     g = ElectronGraphRecipe().featurise(atoms)
     assert g.x.shape == (2, 200)  # one row per atom: no extra all-zero node
-    assert g.edge_index.shape == (2, 24) and g.edge_attr.shape == (24, 41)
+    assert g.edge_index.shape == (2, 24)
+    assert g.edge_attr.shape == (24, 41)
     assert torch.bincount(g.edge_index[1], minlength=2).tolist() == [12, 12]
     r = g.edge_vec.norm(dim=1)
     # zincblende: 4 neighbours at a*sqrt(3)/4, then 12 at a/sqrt(2), of which the 8 first are kept
@@ -54,7 +55,8 @@ def test_cutoff_limits_the_neighbour_count() -> None:
     assert g.edge_index.shape[1] == 6
     lonely = Atoms("Si", cell=[9.0, 9.0, 9.0], pbc=True)  # nothing within 8 A: a graph without edges
     g = ElectronGraphRecipe().featurise(lonely)
-    assert g.edge_index.shape == (2, 0) and g.x.shape == (1, 200)
+    assert g.edge_index.shape == (2, 0)
+    assert g.x.shape == (1, 200)
 
 
 def test_gaussian_expansion_by_hand() -> None:
@@ -62,10 +64,12 @@ def test_gaussian_expansion_by_hand() -> None:
     assert rows.shape == (2, 41)
     # centres 0, 0.2, ..., 8.0: r = 1.0 sits on centre 5
     assert rows[0, 5] == pytest.approx(1.0)
-    assert rows[0, 4] == pytest.approx(np.exp(-1.0)) and rows[0, 6] == pytest.approx(np.exp(-1.0))
+    assert rows[0, 4] == pytest.approx(np.exp(-1.0))
+    assert rows[0, 6] == pytest.approx(np.exp(-1.0))
     assert rows[0, 0] == pytest.approx(np.exp(-25.0))
     # r = 2.1 lies half way between centres 10 (2.0) and 11 (2.2)
-    assert rows[1, 10] == pytest.approx(np.exp(-0.25)) and rows[1, 11] == pytest.approx(np.exp(-0.25))
+    assert rows[1, 10] == pytest.approx(np.exp(-0.25))
+    assert rows[1, 11] == pytest.approx(np.exp(-0.25))
     g = ElectronGraphRecipe().featurise(bulk("Cu", "fcc", a=3.61))
     d = 3.61 / 2**0.5
     expected = np.exp(-(((d - np.linspace(0, 8, 41)) / 0.2) ** 2))
@@ -74,8 +78,11 @@ def test_gaussian_expansion_by_hand() -> None:
 
 def test_matscholar_table_shape_and_known_values() -> None:
     table = matscholar_table()
-    assert table.shape == (119, 200) and table.dtype == np.float32
-    assert np.isfinite(table[1:104]).all() and np.isnan(table[0]).all() and np.isnan(table[104:]).all()
+    assert table.shape == (119, 200)
+    assert table.dtype == np.float32
+    assert np.isfinite(table[1:104]).all()
+    assert np.isnan(table[0]).all()
+    assert np.isnan(table[104:]).all()
     si = element_embeddings(np.array([14]))[0]
     # matminer 0.10.1, matscholar_els.json, "Si": first three and last value
     np.testing.assert_array_equal(
@@ -129,8 +136,10 @@ def test_model_takes_201_energy_tokens_and_global_features() -> None:
         for i, a in enumerate([bulk("Si"), bulk("NaCl", "rocksalt", a=5.6), Atoms("Si", cell=[9, 9, 9], pbc=True)])
     ]
     out = model(Batch.from_data_list(graphs))
-    assert out["system"].shape == (3, 201) and out["global"].shape == (3, 201)
-    assert torch.isfinite(out["system"]).all() and (out["system"] >= 0).all()
+    assert out["system"].shape == (3, 201)
+    assert out["global"].shape == (3, 201)
+    assert torch.isfinite(out["system"]).all()
+    assert (out["system"] >= 0).all()
     assert ModelConfig.from_dict(cfg.to_dict()).global_dim == 1
     # without the global features the model refuses instead of guessing
     bare = [ElectronGraphRecipe().featurise(bulk("Si"))]

@@ -43,15 +43,18 @@ def test_edos_training_writes_an_edos_model(trained, edos_data: Path) -> None:
     assert summary["data_sha256"] == load_edos_dataset(edos_data).sha256
     model, meta = load_model_file(out / "model.pt")
     cfg = model.cfg
-    assert cfg.task == "electron" and model.kind.name == "electron"
+    assert cfg.task == "electron"
+    assert model.kind.name == "electron"
     assert (cfg.grid.npoints, cfg.grid.start, cfg.grid.stop, cfg.grid.unit) == (201, -5.0, 5.0, "eV")
     assert (cfg.node_dim, cfg.edge_dim, cfg.aggregation, cfg.node_scale, cfg.global_dim) == (200, 41, "sum", 1.0, 0)
-    assert cfg.recipe["name"] == "edos-v1" and cfg.recipe["neighbours"] == 12
+    assert cfg.recipe["name"] == "edos-v1"
+    assert cfg.recipe["neighbours"] == 12
     assert model.energy.table.shape == (201, 32)  # one token per 50 meV bin
     assert meta["options"]["task"] == "electron"
     for part in ("valid", "test"):
         m = summary["metrics"][part]["model"]
-        assert m["n"] == 1 and np.isfinite([m["mse"], m["mae"], m["r2"]]).all()
+        assert m["n"] == 1
+        assert np.isfinite([m["mse"], m["mae"], m["r2"]]).all()
 
 
 def test_edos_splits(edos_data: Path) -> None:
@@ -92,7 +95,8 @@ def test_prompt_only_fine_tuning_changes_only_prompts_and_head(trained, edos_dat
     }
     assert changed == {"prompts", "head.weight", "head.bias"}
     summary = json.loads((out / "metrics.json").read_text())
-    assert summary["init_from"] == str(start / "model.pt") and len(summary["init_sha256"]) == 64
+    assert summary["init_from"] == str(start / "model.pt")
+    assert len(summary["init_sha256"]) == 64
     assert meta["options"]["prompt_only"] is True
     # the systems the starting model had seen stay seen
     assert bool((after.seen_systems | ~before.seen_systems).all())

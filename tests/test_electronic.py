@@ -47,7 +47,7 @@ def calc(model, edos_model) -> DOSCalculator:
 
 def step_dos(lo: float, hi: float) -> np.ndarray:
     """States everywhere except (lo, hi) eV."""
-    return np.where((E > lo) & (E < hi), 0.0, 1.0)
+    return np.where((lo < E) & (hi > E), 0.0, 1.0)
 
 
 @pytest.mark.parametrize(("lo", "hi"), [(-1.0, 1.0), (-0.3, 2.7), (-4.0, 0.5)])
@@ -101,7 +101,8 @@ def test_gap_estimate_on_gpaw_labels_tracks_the_eigenvalue_gap() -> None:
 def test_pymatgen_dos_and_text_export(tmp_path: Path) -> None:
     y = step_dos(-1.0, 1.0)
     dos = to_pymatgen_dos(y, efermi=3.0)
-    assert isinstance(dos, Dos) and dos.efermi == 3.0
+    assert isinstance(dos, Dos)
+    assert dos.efermi == 3.0
     np.testing.assert_allclose(dos.energies, E + 3.0)
     np.testing.assert_allclose(dos.densities[Spin.up], y)
     assert dos.get_gap(tol=0.05) == pytest.approx(2.0, abs=0.11)  # pymatgen's own gap finder agrees
@@ -115,13 +116,15 @@ def test_calculator_electron_dos(calc) -> None:
     atoms = bulk("Si", "diamond", a=5.43)
     atoms.calc = calc
     y = calc.get_property("electron_dos", atoms)
-    assert y.shape == (201,) and (y >= 0).all()
+    assert y.shape == (201,)
+    assert (y >= 0).all()
     np.testing.assert_allclose(calc.energies_ev, E)
     grid = calc.get_electron_dos()
     assert isinstance(grid, GridDOSData)
     np.testing.assert_allclose(grid.get_energies(), E)
     np.testing.assert_allclose(grid.get_weights(), y)
-    assert grid.info["unit"] == "eV" and "max-normalised" in grid.info["dos_unit"]
+    assert grid.info["unit"] == "eV"
+    assert "max-normalised" in grid.info["dos_unit"]
     shifted = calc.get_electron_dos(efermi=5.0)
     np.testing.assert_allclose(shifted.get_energies(), E + 5.0)
     pmg = calc.get_pymatgen_electron_dos(efermi=5.0)
@@ -220,7 +223,8 @@ def test_predict_command_writes_electron_dos(model, edos_model, tmp_path: Path) 
         assert (out / name / "total_dos.dat").is_file()
     summary = json.loads((out / "summary.json").read_text())
     rows = {r["name"]: r for r in summary["structures"]}
-    assert rows["Si"]["electron_dos_at_fermi"] is not None and rows["Si"]["band_gap_estimate_eV"] is not None
+    assert rows["Si"]["electron_dos_at_fermi"] is not None
+    assert rows["Si"]["band_gap_estimate_eV"] is not None
     assert summary["electron_model"]
     header = (out / "summary.csv").read_text().splitlines()[0]
     assert "band_gap_estimate_eV" in header

@@ -23,7 +23,8 @@ def test_every_listed_class_exists_and_has_a_common_base() -> None:
         cls = getattr(errors, name)
         assert isinstance(cls, type), name
         assert issubclass(cls, (errors.DOSTransformerError, errors.DOSTransformerWarning)), name
-        assert cls.__doc__ and cls.__doc__.strip(), f"{name} has no docstring"
+        assert cls.__doc__, f"{name} has no docstring"
+        assert cls.__doc__.strip(), f"{name} has no docstring"
 
 
 def test_errors_module_lists_every_class_it_defines() -> None:
@@ -49,7 +50,8 @@ def test_errors_module_lists_every_class_it_defines() -> None:
 )
 def test_errors_about_a_value_are_value_errors(name: str) -> None:
     cls = getattr(errors, name)
-    assert issubclass(cls, ValueError) and issubclass(cls, errors.DOSTransformerError)
+    assert issubclass(cls, ValueError)
+    assert issubclass(cls, errors.DOSTransformerError)
     with pytest.raises(ValueError, match="bad value"):  # what plain-Python callers catch
         raise cls("bad value")
 

@@ -43,7 +43,8 @@ def test_shape_and_normalisation(model):
     y = predict_phonon_dos(model, structures(), device="cpu")
     assert y.shape == (6, 51)
     assert y.dtype == np.float64
-    assert np.isfinite(y).all() and (y >= 0).all()
+    assert np.isfinite(y).all()
+    assert (y >= 0).all()
     graphs = featurise_structures(graph_recipe(model), structures())
     np.testing.assert_allclose(predict_graphs(model, graphs), y, atol=0)  # not rescaled by default
     rescaled = predict_graphs(model, graphs, normalise=True)
@@ -109,7 +110,8 @@ def test_recipe_comes_from_the_model_config():
         recipe={"cutoff": 3.0, "cutoff_onset": 1.5, "self_loops": True, "name": "phonon-v1"},
     )
     recipe = graph_recipe(DOSTransformer(cfg))
-    assert recipe.cutoff == 3.0 and recipe.cutoff_onset == 1.5
+    assert recipe.cutoff == 3.0
+    assert recipe.cutoff_onset == 1.5
     with pytest.raises(ValueError, match="not a phonon DOS"):
         predict_phonon_dos(DOSTransformer(ModelConfig(hidden=32, layers=1, transformer=1, heads=4, task="edos")), [])
 

@@ -19,17 +19,21 @@ from ase_dostransformer.training.options import TrainOptions
 
 def test_the_shipped_kinds_and_the_former_name():
     assert set(KINDS) == {"phonon", "electron"}
-    assert isinstance(get_kind("phonon"), PhononKind) and isinstance(get_kind("electron"), ElectronKind)
-    assert get_kind("edos") is get_kind("electron") and kind_name("edos") == "electron"
+    assert isinstance(get_kind("phonon"), PhononKind)
+    assert isinstance(get_kind("electron"), ElectronKind)
+    assert get_kind("edos") is get_kind("electron")
+    assert kind_name("edos") == "electron"
     assert get_kind(get_kind("phonon")) is get_kind("phonon")  # a kind passes through
     assert (get_kind("phonon").property, get_kind("electron").property) == ("phonon_dos", "electron_dos")
-    assert get_kind("phonon").grid == PHONON_GRID and get_kind("electron").grid == ELECTRON_GRID
+    assert get_kind("phonon").grid == PHONON_GRID
+    assert get_kind("electron").grid == ELECTRON_GRID
 
 
 def test_unknown_kind_names_the_registered_ones():
     with pytest.raises(UnknownKindError, match="unknown DOS kind 'magnon'") as info:
         get_kind("magnon")
-    assert "electron, phonon" in str(info.value) and "'edos'" in str(info.value)
+    assert "electron, phonon" in str(info.value)
+    assert "'edos'" in str(info.value)
     assert isinstance(info.value, ValueError)  # an OptionError
 
 
@@ -61,10 +65,12 @@ def test_registering_a_kind_makes_it_usable_everywhere(magnon):
     from ase_dostransformer.inference import predict_dos
     from ase_dostransformer.model import DOSTransformer, ModelConfig
 
-    assert get_kind("magnon") is magnon and get_kind("mdos") is magnon
+    assert get_kind("magnon") is magnon
+    assert get_kind("mdos") is magnon
     assert TrainOptions(task="mdos").task == "magnon"
     net = DOSTransformer(ModelConfig(hidden=32, layers=1, transformer=1, heads=4, task="magnon", grid=magnon.grid))
-    assert net.kind is magnon and net.graph_recipe.cutoff == 4.0
+    assert net.kind is magnon
+    assert net.graph_recipe.cutoff == 4.0
     y = predict_dos(net.eval(), [bulk("Si", "diamond", a=5.43)], task="magnon", device="cpu")
     assert y.shape == (1, 21)
     with pytest.raises(UnknownKindError, match="already registered"):
@@ -101,21 +107,26 @@ def test_electron_kind_sets_its_model_config_defaults():
 def test_only_the_phonon_kind_checks_the_cut_off():
     flat = np.ones(51)
     (finding,) = get_kind("phonon").check(flat, PHONON_GRID, 0.05)
-    assert finding.category is SpectrumCutOffWarning and "1000 cm^-1 window" in finding.message
+    assert finding.category is SpectrumCutOffWarning
+    assert "1000 cm^-1 window" in finding.message
     falling = np.linspace(1.0, 0.0, 51)
     assert get_kind("phonon").check(falling, PHONON_GRID, 0.05) == []
     assert get_kind("electron").check(np.ones(201), ELECTRON_GRID, 0.05) == []
-    assert get_kind("phonon").checks_cut_off and not get_kind("electron").checks_cut_off
+    assert get_kind("phonon").checks_cut_off
+    assert not get_kind("electron").checks_cut_off
 
 
 def test_exporters_follow_each_kinds_convention():
     phonon = get_kind("phonon")
     y = np.exp(-(((PHONON_GRID.values - 300.0) / 80.0) ** 2))
     ase_dos = phonon.to_ase(y, PHONON_GRID, natoms=2, label="NaCl")
-    assert isinstance(ase_dos, GridDOSData) and ase_dos.info["unit"] == "THz" and ase_dos.info["label"] == "NaCl"
+    assert isinstance(ase_dos, GridDOSData)
+    assert ase_dos.info["unit"] == "THz"
+    assert ase_dos.info["label"] == "NaCl"
     assert np.trapezoid(ase_dos.get_weights(), ase_dos.get_energies()) == pytest.approx(6.0)  # 3N
     pmg = phonon.to_pymatgen(y, PHONON_GRID, natoms=2)
-    assert isinstance(pmg, PhononDos) and np.trapezoid(pmg.densities, pmg.frequencies) == pytest.approx(6.0)
+    assert isinstance(pmg, PhononDos)
+    assert np.trapezoid(pmg.densities, pmg.frequencies) == pytest.approx(6.0)
     with pytest.raises(ValueError, match="natoms"):
         phonon.to_ase(y, PHONON_GRID)
     electron = get_kind("electron")
@@ -123,8 +134,10 @@ def test_exporters_follow_each_kinds_convention():
     grid = electron.to_ase(e, ELECTRON_GRID, efermi=1.0, label="Si")
     np.testing.assert_allclose(grid.get_energies(), ELECTRON_GRID.values + 1.0)
     np.testing.assert_allclose(grid.get_weights(), e)
-    assert grid.info["label"] == "Si" and grid.info["property"] == "electron_dos"
+    assert grid.info["label"] == "Si"
+    assert grid.info["property"] == "electron_dos"
     dos = electron.to_pymatgen(e, ELECTRON_GRID, efermi=1.0)
-    assert isinstance(dos, Dos) and dos.efermi == 1.0
+    assert isinstance(dos, Dos)
+    assert dos.efermi == 1.0
     assert phonon.units(PHONON_GRID)["frequency"] == "cm^-1"
     assert "Fermi level" in electron.units({"unit": "eV"})["energy"]

@@ -187,7 +187,9 @@ def test_ensemble_is_the_mean_of_its_members_and_round_trips(tmp_path, graphs) -
     ]
     path = combine_model_files(paths, tmp_path / "ens.pt")
     ens, meta = load_model_file(path)
-    assert isinstance(ens, DOSEnsemble) and len(meta["members"]) == 2 and meta["train_elements"] == [11, 17]
+    assert isinstance(ens, DOSEnsemble)
+    assert len(meta["members"]) == 2
+    assert meta["train_elements"] == [11, 17]
     batch = Batch.from_data_list(graphs)
     with torch.no_grad():
         raw = [m(batch, raw=True)["system"] for m in members]
@@ -208,7 +210,8 @@ def test_ensemble_mixes_seed_and_element_feature_recipes(tmp_path) -> None:
         small_config(recipe=rich.to_dict(), node_dim=rich.node_dim, energy_encoding="value")
     ).eval()
     ens = DOSEnsemble([plain_model, rich_model])
-    assert ens.cfg.node_dim == 125 and ens.cfg.recipe["element_features"]
+    assert ens.cfg.node_dim == 125
+    assert ens.cfg.recipe["element_features"]
     atoms = bulk("ZnO", "wurtzite", a=3.25, c=5.21)
     with torch.no_grad():
         a = plain_model(Batch.from_data_list([RECIPE.featurise(atoms)]), raw=True)["system"]
@@ -247,8 +250,11 @@ def test_edge_update_equals_the_concatenated_mlp(graphs) -> None:
 
 
 def test_cpu_bf16_autocast_runs_attention_in_fp32_and_stays_close(monkeypatch) -> None:
-    """Under CPU bf16 autocast the projections run in bf16 and attention in fp32 (the CPU bf16 attention
-    kernel is slow); the shipped model's spectra stay within 0.03 of its fp32 spectra (peaks near 1)."""
+    """Under CPU bf16 autocast the projections run in bf16 and attention in fp32, and spectra stay close.
+
+    Attention stays in fp32 because the CPU bf16 attention kernel is slow; the shipped model's spectra
+    stay within 0.03 of its fp32 spectra (peaks near 1).
+    """
     from ase_dostransformer.inference import graph_recipe, load_task_model
     from ase_dostransformer.model import attention as attention_module
 
@@ -276,7 +282,8 @@ def test_cpu_bf16_autocast_runs_attention_in_fp32_and_stays_close(monkeypatch) -
             low = model(batch, branches=("system",))["system"].float()
             projected = model.members[0].cross1.blocks[0].attn.q(torch.randn(1, 2, model.cfg.hidden))
     assert projected.dtype == torch.bfloat16  # autocast really was on for the projections
-    assert seen and set(seen) == {torch.float32}
+    assert seen
+    assert set(seen) == {torch.float32}
     assert float(ref.max()) > 0.5
     assert float((low - ref).abs().max()) < 0.03
 
@@ -289,7 +296,7 @@ def test_embedders_are_a_registry_and_matgl_loads_only_for_tensornet() -> None:
     from ase_dostransformer.model import EMBEDDERS
     from ase_dostransformer.model.embedders import build_embedder
 
-    assert tuple(EMBEDDERS) == ("graph_network", "mlp", "tensornet")
+    assert tuple(EMBEDDERS) == ("graph_network", "mlp", "tensornet", "foundation", "foundation_gn")
     assert type(build_embedder(small_config(embedder="mlp"))) is EMBEDDERS["mlp"]
     with pytest.raises(ValueError, match="graph_network.*mlp.*tensornet"):
         ModelConfig(embedder="dgl")

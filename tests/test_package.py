@@ -59,7 +59,8 @@ def test_the_dataset_ships_in_the_package_with_licence_citation_and_sums() -> No
 def test_the_shipped_dataset_is_the_default_and_keeps_its_sha256(shipped, monkeypatch) -> None:
     monkeypatch.delenv(DATA_ENV, raising=False)
     assert default_data_dir() == PACKAGED_DATA_DIR == resolve_data_dir(None)
-    assert len(shipped) == 1521 and {k: len(v) for k, v in shipped.split.items()} == {
+    assert len(shipped) == 1521
+    assert {k: len(v) for k, v in shipped.split.items()} == {
         "train": 1191,
         "valid": 141,
         "test": 189,
@@ -80,7 +81,8 @@ def test_plain_csv_folder_reads_the_same_as_the_shipped_one(shipped, tmp_path, m
     monkeypatch.setenv(DATA_ENV, str(folder))  # the environment overrides the shipped data
     assert default_data_dir() == folder
     plain = load_phonon_dataset()
-    assert plain.sha256 == shipped.sha256 and plain.ids == shipped.ids
+    assert plain.sha256 == shipped.sha256
+    assert plain.ids == shipped.ids
     np.testing.assert_array_equal(plain.dos, shipped.dos)
     for a, b in zip(plain.atoms, shipped.atoms, strict=True):
         np.testing.assert_array_equal(a.positions, b.positions)
@@ -128,14 +130,20 @@ def test_one_version_source() -> None:
 def test_typed_licensed_citable() -> None:
     assert (ROOT / "ase_dostransformer" / "py.typed").is_file()
     licence = (ROOT / "LICENSE").read_text()
-    assert licence.startswith("MIT License") and "ase-dostransformer developers" in licence
-    assert "CC BY 4.0" in licence and "data/phdos" in licence
+    assert licence.startswith("MIT License")
+    assert "ase-dostransformer developers" in licence
+    assert "CC BY 4.0" in licence
+    assert "data/phdos" in licence
     cff = (ROOT / "CITATION.cff").read_text()
-    assert "cff-version: 1.2.0" in cff and "2311.12856" in cff
+    assert "cff-version: 1.2.0" in cff
+    assert "2311.12856" in cff
     readme = (ROOT / "README.md").read_text()
-    assert "@inproceedings{" in readme and "@software{" in readme and "2311.12856" in readme
+    assert "@inproceedings{" in readme
+    assert "@software{" in readme
+    assert "2311.12856" in readme
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert '"py.typed"' in pyproject and '"data/phdos/*"' in pyproject
+    assert '"py.typed"' in pyproject
+    assert '"data/phdos/*"' in pyproject
     assert (ROOT / "CHANGELOG.md").read_text().startswith("# Changelog")
 
 

@@ -34,7 +34,7 @@ def model_like_dos():
 
 @pytest.fixture(scope="module")
 def nacl_phonopy_dos(tmp_path_factory):
-    """phonopy's own total_dos.dat of its NaCl example (small gamma-centred mesh, sigma smearing)."""
+    """Phonopy's own total_dos.dat of its NaCl example (small gamma-centred mesh, sigma smearing)."""
     phonopy = pytest.importorskip("phonopy")
     ph = phonopy.load(
         supercell_matrix=[2, 2, 2],
@@ -57,7 +57,8 @@ def test_format_is_phonopys(model_like_dos, tmp_path):
     text = path.read_text()
     lines = text.split("\n")
     assert lines[0] == "# predicted"
-    assert lines[-1] == "" and "" not in lines[:-1]  # newline-terminated, no blank line
+    assert lines[-1] == ""
+    assert "" not in lines[:-1]
     assert len(lines) - 2 == PHONON_GRID.npoints
     assert lines[1] == f"{f[0]:20.10f}{g[0]:20.10f}"
     assert all(len(line) == 40 for line in lines[1:-1])
@@ -128,7 +129,8 @@ def test_pdosplot_reads_our_file(model_like_dos, tmp_path):
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert out.is_file() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.is_file()
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # control: the tool does reject a comment without the space after '#'
     bad = tmp_path / "bad_dos.dat"
     bad.write_text("#no space\n" + format_total_dos(f, g, comment=None))
@@ -140,7 +142,8 @@ def test_pdosplot_reads_our_file(model_like_dos, tmp_path):
         text=True,
         timeout=120,
     )
-    assert proc.returncode != 0 and "could not convert" in proc.stderr
+    assert proc.returncode != 0
+    assert "could not convert" in proc.stderr
 
 
 def test_pymatgen_and_ase_conversions(model_like_dos, tmp_path):
@@ -153,7 +156,8 @@ def test_pymatgen_and_ase_conversions(model_like_dos, tmp_path):
     np.testing.assert_array_equal(ase_dos.get_energies(), f)
     np.testing.assert_array_equal(ase_dos.get_weights(), g)
     assert ase_dos.info == {**ASE_DOS_INFO, "label": "test"}
-    assert ase_dos.info["unit"] == "THz" and ase_dos.info["dos_unit"] == "states/THz/cell"
+    assert ase_dos.info["unit"] == "THz"
+    assert ase_dos.info["dos_unit"] == "states/THz/cell"
 
     path = write_total_dos(tmp_path / "total_dos.dat", f, g)
     np.testing.assert_allclose(read_total_dos_pymatgen(path).densities, g, atol=1e-8)
@@ -167,7 +171,7 @@ def test_pymatgen_and_ase_conversions(model_like_dos, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content, match",
+    ("content", "match"),
     [
         ("# Tetrahedron method\n    0.0000000000    0.0000000000\n    0.1000000000    abc\n", r":3: not a number"),
         ("# x\n    0.0    1.0    2.0\n", r":2: expected 2 columns"),
@@ -195,7 +199,7 @@ def test_reader_skips_comments_and_blank_lines(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "freq, dos, comment, match",
+    ("freq", "dos", "comment", "match"),
     [
         ([0.0, 1.0], [0.0], "x", "equal length"),
         ([0.0, np.inf], [0.0, 1.0], "x", "frequencies contain"),

@@ -58,14 +58,17 @@ def recorded(call) -> tuple[object, list[tuple[type, str]]]:
 def test_the_three_callers_give_the_same_findings(net):
     items = crystals()
     predictions = predict_structures(net, items, device="cpu")
-    assert [p.index for p in predictions] == [0, 1, 2] and all(isinstance(p, Prediction) for p in predictions)
+    assert [p.index for p in predictions] == [0, 1, 2]
+    assert all(isinstance(p, Prediction) for p in predictions)
     assert [p.crystal_system for p in predictions] == ["cubic", "hexagonal", "cubic"]
     assert [p.out_of_domain for p in predictions] == [False, True, True]
     assert [p.natoms for p in predictions] == [2, 4, 16]
     categories = [{f.category for f in p.findings} for p in predictions]
-    assert OutOfDomainWarning not in categories[0] and UnseenCrystalSystemWarning not in categories[0]
+    assert OutOfDomainWarning not in categories[0]
+    assert UnseenCrystalSystemWarning not in categories[0]
     assert {OutOfDomainWarning, UnseenCrystalSystemWarning} <= categories[1]
-    assert OutOfDomainWarning in categories[2] and UnseenCrystalSystemWarning not in categories[2]
+    assert OutOfDomainWarning in categories[2]
+    assert UnseenCrystalSystemWarning not in categories[2]
     assert any("Zn, O" in m or "O, Zn" in m for m in predictions[1].messages)
     assert all(p.cut_off == (SpectrumCutOffWarning in c) for p, c in zip(predictions, categories, strict=True))
 
@@ -90,7 +93,8 @@ def test_an_all_zero_spectrum_is_a_finding(net):
         silent.head.weight.zero_()
         silent.head.bias.fill_(-1.0)  # clamped to zero everywhere
     (p,) = predict_structures(silent, [bulk("NaCl", "rocksalt", a=5.64)], device="cpu")
-    assert not np.any(p.dos) and not p.cut_off
+    assert not np.any(p.dos)
+    assert not p.cut_off
     (finding,) = [f for f in p.findings if f.category is EmptySpectrumWarning]
     assert finding.message == "the model predicted an all-zero spectrum; it cannot be scaled to 3N states"
     with pytest.warns(EmptySpectrumWarning, match="structure 0: the model predicted an all-zero spectrum"):
@@ -104,8 +108,11 @@ def test_keep_isolates_an_invalid_structure(net):
     mixed = predict_structures(net, [good[0], molecule, good[1]], device="cpu", on_invalid="keep")
     assert [p.ok for p in mixed] == [True, False, True]
     bad = mixed[1]
-    assert isinstance(bad.error, InvalidStructureError) and "periodic" in str(bad.error)
-    assert bad.dos is None and bad.findings == () and bad.natoms == 2
+    assert isinstance(bad.error, InvalidStructureError)
+    assert "periodic" in str(bad.error)
+    assert bad.dos is None
+    assert bad.findings == ()
+    assert bad.natoms == 2
     np.testing.assert_array_equal(mixed[0].dos, alone[0].dos)
     np.testing.assert_array_equal(mixed[2].dos, alone[1].dos)
     assert [p.messages for p in (mixed[0], mixed[2])] == [p.messages for p in alone]
@@ -114,7 +121,7 @@ def test_keep_isolates_an_invalid_structure(net):
 
 
 def test_a_non_finite_output_fails_only_its_structure(net, monkeypatch):
-    real = batching.predict_graphs
+    real = batching.predict_graphs_members
 
     def breaks_on_four_atoms(model, graphs, **kw):
         bad = [k for k, g in enumerate(graphs) if int(g.num_nodes) == 4]
@@ -124,11 +131,12 @@ def test_a_non_finite_output_fails_only_its_structure(net, monkeypatch):
             raise error
         return real(model, graphs, **kw)
 
-    monkeypatch.setattr(batching, "predict_graphs", breaks_on_four_atoms)
+    monkeypatch.setattr(batching, "predict_graphs_members", breaks_on_four_atoms)
     items = crystals()
     kept = predict_structures(net, items, device="cpu", on_invalid="keep", batch_size=8)
     assert [p.ok for p in kept] == [True, False, True]
-    assert isinstance(kept[1].error, PredictionError) and kept[1].dos is None
+    assert isinstance(kept[1].error, PredictionError)
+    assert kept[1].dos is None
     assert (kept[1].crystal_system, kept[1].natoms, kept[1].out_of_domain) == ("hexagonal", 4, True)
     with pytest.raises(PredictionError, match="structure 1: the model produced non-finite values"):
         predict_structures(net, items, device="cpu")
@@ -139,8 +147,11 @@ def test_kinds_without_the_cut_off_check_are_never_cut_off():
     opts = TrainOptions(hidden=32, layers=1, transformer=1, heads=4)
     electron = DOSTransformer(edos_model_config(opts, ElectronGraphRecipe())).eval()
     (p,) = predict_structures(electron, bulk("Si", "diamond", a=5.43), device="cpu")
-    assert p.kind.name == "electron" and p.grid.npoints == 201 and p.dos.shape == (201,)
-    assert p.cut_off is False and SpectrumCutOffWarning not in {f.category for f in p.findings}
+    assert p.kind.name == "electron"
+    assert p.grid.npoints == 201
+    assert p.dos.shape == (201,)
+    assert p.cut_off is False
+    assert SpectrumCutOffWarning not in {f.category for f in p.findings}
 
 
 def test_arguments_are_checked(net):

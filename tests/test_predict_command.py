@@ -15,8 +15,10 @@ from ase.io import write
 from ase_dostransformer.cli import build_parser, main
 from ase_dostransformer.cli.predict import parse_temperatures, run_predict
 from ase_dostransformer.io.phonopy_files import read_total_dos
-from ase_dostransformer.io.summary import SUMMARY_COLUMNS
+from ase_dostransformer.io.summary import summary_columns
+from ase_dostransformer.kinds.phonon import CUT_OFF_MESSAGE
 from ase_dostransformer.model import DOSTransformer, ModelConfig, save_model_file
+from ase_dostransformer.screening import quantity_columns
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +69,13 @@ def test_folder_with_a_garbage_file(inputs, model_file, tmp_path, capsys):
     assert code == 1  # one file failed
     rows, js = read_summary(out)
     assert set(rows) == {"NaCl", "POSCAR", "frames_0", "frames_1", "sub__garbage"}
-    assert js["n_structures"] == 5 and js["n_ok"] == 4 and js["n_failed"] == 1
+    assert js["n_structures"] == 5
+    assert js["n_ok"] == 4
+    assert js["n_failed"] == 1
     bad = rows["sub__garbage"]
-    assert bad["status"] == "failed" and "garbage.cif" in bad["error"] and bad["output_dir"] == ""
+    assert bad["status"] == "failed"
+    assert "garbage.cif" in bad["error"]
+    assert bad["output_dir"] == ""
     assert not (out / "sub__garbage").exists()
     assert "sub__garbage" in capsys.readouterr().err
 
@@ -79,15 +85,17 @@ def test_folder_with_a_garbage_file(inputs, model_file, tmp_path, capsys):
         "frames_0": ("Cu", 1, "cubic"),
         "frames_1": ("Mg2O2", 4, "cubic"),
     }
+    quantities = [c for name in quantity_columns([300.0]) for c in (name, name + "_std")]
     with open(out / "summary.csv", newline="") as fh:
-        assert tuple(csv.DictReader(fh).fieldnames) == SUMMARY_COLUMNS
+        assert csv.DictReader(fh).fieldnames == summary_columns(quantities)  # no ids in these inputs
     for name, (formula, natoms, system) in expected.items():
         row = rows[name]
         assert row["status"] == "ok", row["error"]
         assert (row["formula"], int(row["natoms"]), row["crystal_system"]) == (formula, natoms, system)
         folder = out / name
         freqs, dos = read_total_dos(folder / "total_dos.dat")
-        assert len(freqs) == 51 and freqs[-1] == pytest.approx(1000 / 33.35640951981521, rel=1e-8)
+        assert len(freqs) == 51
+        assert freqs[-1] == pytest.approx(1000 / 33.35640951981521, rel=1e-8)
         assert np.trapezoid(dos, freqs) == pytest.approx(3 * natoms, abs=1e-6)
         assert (folder / "total_dos.dat").read_text().startswith("# ")
         tp = yaml.safe_load((folder / "thermal_properties.yaml").read_text())
@@ -99,10 +107,17 @@ def test_folder_with_a_garbage_file(inputs, model_file, tmp_path, capsys):
         with open(folder / "thermal_properties.csv", newline="") as fh:
             assert len(list(csv.reader(fh))) == 7
         assert (folder / "phonon_dos.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert rows["frames_1"]["frame"] == "1" and rows["frames_1"]["source"].endswith("frames.extxyz")
-    # an untrained model's flat spectrum is flagged as cut off
-    assert rows["NaCl"]["cut_off"] == "True" and "cut off" in rows["NaCl"]["warnings"]
-    assert js["structures"][0]["warnings"] and js["device"] == "cpu"
+    assert rows["frames_1"]["frame"] == "1"
+    assert rows["frames_1"]["source"].endswith("frames.extxyz")
+    # an untrained model's flat spectrum is flagged as cut off, in the calculator's words, in the YAML too
+    assert rows["NaCl"]["cut_off"] == "True"
+    assert CUT_OFF_MESSAGE.format(threshold=0.05, top=1000) in rows["NaCl"]["warnings"].split("; ")
+    assert yaml.safe_load((out / "NaCl" / "thermal_properties.yaml").read_text())["cut_off"] is True
+    # a single model has no ensemble spread: the uncertainty columns are empty
+    assert rows["NaCl"]["entropy_300K_J_per_K_per_mol_atoms_std"] == ""
+    assert float(rows["NaCl"]["entropy_300K_J_per_K_per_mol_atoms"]) > 0
+    assert js["structures"][0]["warnings"]
+    assert js["device"] == "cpu"
 
 
 def test_all_good_exits_zero_and_missing_file_fails(inputs, model_file, tmp_path):
@@ -124,7 +139,8 @@ def test_all_good_exits_zero_and_missing_file_fails(inputs, model_file, tmp_path
     ]
     assert main(args) == 0
     rows, _ = read_summary(out)
-    assert set(rows) == {"NaCl", "POSCAR"} and all(r["status"] == "ok" for r in rows.values())
+    assert set(rows) == {"NaCl", "POSCAR"}
+    assert all(r["status"] == "ok" for r in rows.values())
     assert main([args[0], str(inputs / "missing.cif"), *args[1:], "--overwrite"]) == 1  # same --out again
     rows, _ = read_summary(out)
     assert "no such file" in rows["missing"]["error"]
@@ -143,7 +159,8 @@ def test_invalid_structure_is_recorded(model_file, tmp_path):
     )
     status = {r.name: (r.status, r.error) for r in records}
     assert status["cu"] == ("ok", "")
-    assert status["water"][0] == "failed" and "periodic" in status["water"][1]
+    assert status["water"][0] == "failed"
+    assert "periodic" in status["water"][1]
 
 
 def test_bad_model_exits_2(tmp_path, capsys):
@@ -168,7 +185,9 @@ def test_no_inputs_exit_2_with_a_working_model(model_file, tmp_path, capsys):
 
 def test_help_documents_exit_codes():
     text = build_parser()._subparsers._group_actions[0].choices["predict"].format_help()
-    assert "exit status" in text and "0 when every structure succeeded" in text and "1 when" in text
+    assert "exit status" in text
+    assert "0 when every structure succeeded" in text
+    assert "1 when" in text
     for flag in ("--model", "--device", "--batch-size", "--out", "--temperatures"):
         assert flag in text
 
@@ -178,6 +197,221 @@ def test_parse_temperatures():
     assert parse_temperatures(["0:1000:10"]).size == 101
     assert parse_temperatures(["100", "200,300"]).tolist() == [100.0, 200.0, 300.0]
     assert parse_temperatures(["0:25:10"]).tolist() == [0.0, 10.0, 20.0]
-    for bad in (["-5"], ["abc"], ["0:10"], ["10:0:1"], ["0:10:0"]):
-        with pytest.raises(ValueError):
+    for bad, message in (
+        (["-5"], "temperatures must be finite and >= 0 K"),
+        (["abc"], "not a temperature: 'abc'"),
+        (["0:10"], "temperature range must be START:STOP:STEP, got '0:10'"),
+        (["10:0:1"], "needs STEP > 0 and STOP >= START"),
+        (["0:10:0"], "needs STEP > 0 and STOP >= START"),
+    ):
+        with pytest.raises(ValueError, match=message):
             parse_temperatures(bad)
+
+
+# ------------------------------------------------------------------ screening outputs, ids, write-back
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from ase_dostransformer.pretrained import load_model
+
+    return load_model("phonon", device="cpu")
+
+
+def _json_rows(out):
+    return {r["name"]: r for r in json.loads((out / "summary.json").read_text())["structures"]}
+
+
+def test_summary_entropy_is_thermo_of_the_exported_dos(shipped, tmp_path):
+    """S(300 K) in the summary is thermo's entropy of total_dos.dat; the shipped ensemble gives error bars."""
+    from ase_dostransformer.thermo import entropy, thermal_properties
+
+    write(tmp_path / "NaCl.cif", bulk("NaCl", "rocksalt", a=5.64))
+    write(tmp_path / "Si.cif", bulk("Si", "diamond", a=5.43))
+    out = tmp_path / "o"
+    run_predict([tmp_path], model=shipped, out=out, device="cpu", temperatures=[300.0], progress=False, plots=False)
+    rows = _json_rows(out)
+    for name, natoms in (("NaCl", 2), ("Si", 2)):
+        row = rows[name]
+        freqs, dos = read_total_dos(out / name / "total_dos.dat")
+        s_cell = float(entropy(freqs, dos, 300.0, natoms=natoms)[0])
+        assert row["entropy_300K_J_per_K_per_mol_cells"] == pytest.approx(s_cell, rel=1e-7)
+        assert row["entropy_300K_J_per_K_per_mol_atoms"] == pytest.approx(s_cell / natoms, rel=1e-7)
+        tp = thermal_properties(freqs, dos, [300.0], natoms=natoms)
+        assert row["zpe_kJ_per_mol_cells"] == pytest.approx(tp.zpe, rel=1e-7)
+        assert row["free_energy_300K_kJ_per_mol_cells"] == pytest.approx(tp.free_energy[0], rel=1e-7)
+        assert row["internal_energy_300K_kJ_per_mol_cells"] == pytest.approx(tp.internal_energy[0], rel=1e-7)
+        assert 0 < row["entropy_300K_J_per_K_per_mol_cells_std"] < row["entropy_300K_J_per_K_per_mol_cells"]
+        assert 100 < row["debye_temperature_K"] < 1000
+        assert row["mean_frequency_THz"] < row["max_frequency_THz"] <= freqs[-1]
+        assert row["space_group"] in (225, 227)
+        assert row["crystal_system"] == "cubic"
+        assert row["uncertainty"] > 0
+        assert row["domain_score"] > 0
+
+
+def test_summary_and_calculator_report_the_same_findings(shipped, tmp_path):
+    """An elemental metal far from training: the summary carries the calculator's warnings, word for word."""
+    import warnings
+
+    from ase_dostransformer.calculator import DOSCalculator
+
+    atoms = bulk("Cu", a=3.6)
+    calc = DOSCalculator(model=shipped, electron_model=None, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        calc.get_property("phonon_dos", atoms)
+    write(tmp_path / "Cu.extxyz", atoms)  # the same coordinates and cell (a CIF would re-orient the cell)
+    (rec,) = run_predict([tmp_path / "Cu.extxyz"], model=shipped, out=tmp_path / "o", progress=False, plots=False)
+    assert calc.results["phonon_dos_out_of_domain"] is True
+    assert rec.out_of_domain is True
+    assert rec.warnings == calc.results["phonon_dos_warnings"]
+    assert rec.uncertainty == pytest.approx(calc.results["phonon_dos_uncertainty"], rel=1e-6)
+    assert rec.space_group == calc.results["space_group"] == 225
+
+
+def test_ids_of_extxyz_and_ase_db_inputs(model_file, tmp_path):
+    """Ids in extxyz info and ASE db key-value pairs reach the summary, and the folder names when unique and safe."""
+    import ase.db
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    frames = [bulk("Cu", a=3.615), bulk("Al", a=4.05)]
+    frames[0].info.update(material_id="mp-30", source_note="a")
+    frames[1].info.update(material_id="mp-134", source_note="b")
+    write(folder / "named.extxyz", frames)
+    clash = [bulk("Cu", a=3.615), bulk("Al", a=4.05)]
+    for atoms in clash:
+        atoms.info["material_id"] = "mp-1"  # not unique: folders fall back to <file>_<frame>
+    write(folder / "clash.extxyz", clash)
+    unsafe = [bulk("Cu", a=3.615), bulk("Al", a=4.05)]
+    unsafe[0].info["id"], unsafe[1].info["id"] = "../x", "y"  # not safe as a folder name
+    write(folder / "unsafe.extxyz", unsafe)
+    with ase.db.connect(folder / "rows.db") as db:
+        db.write(bulk("Si", "diamond", a=5.43), project="screen", energy_above_hull=0.01)
+        db.write(bulk("NaCl", "rocksalt", a=5.64), project="screen", energy_above_hull=0.0)
+    out = tmp_path / "o"
+    run_predict([folder], model=str(model_file), out=out, device="cpu", temperatures=[300.0], progress=False)
+    rows, js = read_summary(out)
+    assert {"mp-30", "mp-134", "clash_0", "clash_1", "unsafe_0", "unsafe_1", "rows_id1", "rows_id2"} == set(rows)
+    assert (out / "mp-30" / "total_dos.dat").is_file()
+    assert rows["mp-30"]["input_material_id"] == "mp-30"
+    assert rows["mp-30"]["id"] == "mp-30"
+    assert rows["mp-134"]["input_source_note"] == "b"
+    assert rows["mp-134"]["frame"] == "1"
+    assert rows["clash_1"]["input_material_id"] == "mp-1"
+    assert rows["unsafe_0"]["id"] == "../x"
+    assert rows["rows_id2"]["input_db_id"] == "2"
+    assert rows["rows_id2"]["id"] == "2"
+    assert rows["rows_id2"]["input_project"] == "screen"
+    assert float(rows["rows_id1"]["input_energy_above_hull"]) == pytest.approx(0.01)
+    assert rows["rows_id2"]["formula"] == "NaCl"
+    structures = {r["name"]: r for r in js["structures"]}
+    assert structures["rows_id1"]["input"] == {"db_id": 1, "project": "screen", "energy_above_hull": 0.01}
+    assert not (folder / "rows.db.lock").exists()  # reading wrote nothing beside the input
+
+
+def test_write_back_round_trips_through_ase_readers(model_file, shipped, tmp_path):
+    """Write-back to extxyz (tiny model) and ASE db (shipped ensemble): ASE reads both, and read_predictions."""
+    import ase.db
+    from ase.io import read
+
+    from ase_dostransformer.io.checksums import file_sha256
+    from ase_dostransformer.io.writeback import read_predictions
+
+    frames = [bulk("NaCl", "rocksalt", a=5.64), bulk("Si", "diamond", a=5.43)]
+    frames[0].info["material_id"], frames[1].info["material_id"] = "mp-22862", "mp-149"
+    write(tmp_path / "in.extxyz", frames)
+    for model, back in ((str(model_file), tmp_path / "back.extxyz"), (shipped, tmp_path / "back.db")):
+        out = tmp_path / back.suffix[1:]
+        run_predict(
+            [tmp_path / "in.extxyz"], model=model, out=out, temperatures=[300.0], progress=False, write_back=back
+        )
+        rows = _json_rows(out)
+        records = read_predictions(back)
+        assert [r.name for r in records] == ["mp-22862", "mp-149"]
+        for rec in records:
+            row = rows[rec.name]
+            freqs, dos = read_total_dos(out / rec.name / "total_dos.dat")
+            np.testing.assert_allclose(rec.frequencies_THz, freqs, atol=1e-9)
+            np.testing.assert_allclose(rec.phonon_dos, dos, atol=1e-9)
+            assert rec.ids == {"material_id": rec.name}
+            assert rec.quantities["entropy_300K_J_per_K_per_mol_atoms"] == pytest.approx(
+                row["entropy_300K_J_per_K_per_mol_atoms"], rel=1e-12
+            )
+            assert rec.crystal_system == row["crystal_system"]
+            assert rec.cut_off == row["cut_off"]
+            assert rec.out_of_domain == row["out_of_domain"]
+            assert rec.warnings == row["warnings"]
+            assert rec.model.version
+            assert len(rec.atoms) == row["natoms"]
+        if back.suffix == ".extxyz":
+            assert records[0].model.name == str(model_file)
+            assert records[0].model.sha256 == file_sha256(model_file)
+            assert records[0].phonon_dos_std is None  # one model: no per-bin uncertainty
+            assert records[0].uncertainties == {}
+            info = read(back, index=0).info  # ASE's own reader
+            assert info["material_id"] == "mp-22862"
+            assert info["dt_model_sha256"] == file_sha256(model_file)
+            assert info["dt_phonon_dos"].shape == (51,)
+        else:
+            assert records[0].model.name == "phonon"  # a loaded module: the registered name of its file
+            assert records[0].model.sha256 == file_sha256(shipped.source)
+            assert records[1].phonon_dos_std.shape == (51,)
+            assert records[1].uncertainties["entropy_300K_J_per_K_per_mol_atoms"] == pytest.approx(
+                rows["mp-149"]["entropy_300K_J_per_K_per_mol_atoms_std"], rel=1e-12
+            )
+            assert records[1].space_group == 227
+            row = next(ase.db.connect(back).select(material_id="mp-149"))  # ASE's own reader
+            assert row.dt_crystal_system == "cubic"
+            assert row.data["dt_phonon_dos"].shape == (51,)
+            assert row.dt_model_sha256 == file_sha256(shipped.source)
+
+
+def test_write_back_refuses_an_existing_file_or_an_input(model_file, tmp_path):
+    write(tmp_path / "in.extxyz", bulk("Cu", a=3.615))
+    (tmp_path / "taken.db").write_bytes(b"")
+    common = ["--model", str(model_file), "--device", "cpu", "--no-progress", "--quiet"]
+    assert main(["predict", str(tmp_path / "in.extxyz"), "--out", str(tmp_path / "a"), *common,
+                 "--write-back", str(tmp_path / "taken.db")]) == 2  # fmt: skip
+    assert main(["predict", str(tmp_path / "in.extxyz"), "--out", str(tmp_path / "b"), *common,
+                 "--write-back", str(tmp_path / "in.extxyz"), "--overwrite"]) == 2  # fmt: skip
+    assert main(["predict", str(tmp_path / "in.extxyz"), "--out", str(tmp_path / "c"), *common,
+                 "--write-back", str(tmp_path / "out.cif")]) == 2  # fmt: skip
+    assert (tmp_path / "taken.db").read_bytes() == b""
+
+
+def test_plots_only_for_the_most_doubtful(model_file, tmp_path):
+    """--plots 1: one PNG, for a flagged structure before an unflagged one; the data files for all."""
+    write(tmp_path / "a_Si.cif", bulk("Si", "diamond", a=5.43))
+    write(tmp_path / "b_NaCl.cif", bulk("NaCl", "rocksalt", a=5.64))
+    common = ["--model", str(model_file), "--device", "cpu", "--no-progress", "--quiet", "--temperatures", "300"]
+    inputs = [str(tmp_path / "a_Si.cif"), str(tmp_path / "b_NaCl.cif")]
+    assert main(["predict", *inputs, "--out", str(tmp_path / "one"), "--plots", "1", *common]) == 0
+    rows, js = read_summary(tmp_path / "one")
+    pngs = sorted(p.parent.name for p in (tmp_path / "one").rglob("*.png"))
+    flagged = sorted(n for n, r in rows.items() if r["cut_off"] == "True" or r["out_of_domain"] == "True")
+    assert len(pngs) == 1
+    assert pngs[0] in (flagged or ["a_Si"])
+    assert js["plots"] == 1
+    assert all((tmp_path / "one" / n / "total_dos.dat").is_file() for n in rows)
+    assert main(["predict", *inputs, "--out", str(tmp_path / "bad"), "--plots", "-1", *common]) == 2
+    assert main(["predict", *inputs, "--out", str(tmp_path / "bad"), "--symprec", "0", *common]) == 2
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
+
+
+def test_plotter_draws_what_plot_dos_draws(tmp_path):
+    """DOSPlotter (axes drawn once, curve updated) writes the bytes plot_dos writes, also after a shared figure."""
+    from ase_dostransformer.plotting import ELECTRON_AXES, PHONON_AXES, DOSPlotter, plot_dos
+
+    x = np.linspace(0.0, 30.0, 51)
+    plotter = DOSPlotter(PHONON_AXES)
+    for i, (centre, cut) in enumerate(((8.0, False), (20.0, True), (8.0, False))):
+        y = np.exp(-((x - centre) ** 2) / 20.0) * 3.0
+        mine = plotter.plot(tmp_path / f"p{i}.png", x, y, f"T{i}", cut_off=cut).read_bytes()
+        assert mine == plot_dos(tmp_path / f"q{i}.png", x, y, PHONON_AXES, f"T{i}", cut_off=cut).read_bytes()
+    e = np.linspace(-5.0, 5.0, 201)
+    other = DOSPlotter(ELECTRON_AXES, plotter.figure)  # clears the shared figure
+    other.plot(tmp_path / "e.png", e, np.exp(-(e**2)), "E")
+    y = np.exp(-((x - 8.0) ** 2) / 20.0) * 3.0
+    assert plotter.plot(tmp_path / "again.png", x, y, "T0").read_bytes() == (tmp_path / "p0.png").read_bytes()

@@ -88,7 +88,8 @@ def test_predict_survives_a_folder_of_hostile_inputs(model_file, tmp_path, capsy
     ok = {name for name, r in rows.items() if r["status"] == "ok"}
     assert ok == {"good_NaCl", "good_Si", "frames_0", "frames_2", "broken_0", "broken_1"}
     for name in ok:
-        assert (out / name / "total_dos.dat").is_file() and rows[name]["error"] == ""
+        assert (out / name / "total_dos.dat").is_file()
+        assert rows[name]["error"] == ""
     reasons = {
         "empty": "Empty file",
         "junk": "ASE cannot read",
@@ -106,7 +107,8 @@ def test_predict_survives_a_folder_of_hostile_inputs(model_file, tmp_path, capsy
         assert not (out / name).exists()
     assert set(rows) == ok | set(reasons)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_ok"] == len(ok) and summary["n_failed"] == len(reasons)
+    assert summary["n_ok"] == len(ok)
+    assert summary["n_failed"] == len(reasons)
     assert {f["name"] for f in summary["failures"]} == set(reasons)
     assert all(f["error"] for f in summary["failures"])
     err = capsys.readouterr().err
@@ -114,23 +116,27 @@ def test_predict_survives_a_folder_of_hostile_inputs(model_file, tmp_path, capsy
 
 
 def test_one_bad_prediction_does_not_sink_its_batch(model, tmp_path, monkeypatch) -> None:
-    """If the model fails on one structure of a batch, the batch is retried one by one."""
-    import ase_dostransformer.inference as inference
+    """If the model fails on one structure of a batch, ``predict`` (through the pipeline) retries it one by one."""
+    import ase_dostransformer.batching as batching
     from ase_dostransformer.cli.predict import run_predict
 
-    real = inference.predict_graphs
+    real, batches = batching.predict_graphs_members, []  # what pipeline.predict_structures runs the model with
 
     def flaky(net, graphs, **kw):
+        batches.append(len(graphs))
         if any(int(g.natoms) == 4 for g in graphs):  # the 4-atom cell "breaks" the model
             raise ValueError("model produced non-finite values for structure 0")
         return real(net, graphs, **kw)
 
-    monkeypatch.setattr(inference, "predict_graphs", flaky)
+    monkeypatch.setattr(batching, "predict_graphs_members", flaky)
     for name, atoms in {"a": bulk("Cu", a=3.6), "b": bulk("Cu", a=3.6, cubic=True), "c": bulk("Al", a=4.05)}.items():
         write(tmp_path / f"{name}.cif", atoms)
     records = run_predict([tmp_path], model=model, out=tmp_path / "o", temperatures=[300.0], batch_size=8)
+    assert batches == [3, 1, 1, 1]  # the batch of three failed, then each alone
     status = {r.name: r.status for r in records}
     assert status == {"a": "ok", "b": "failed", "c": "ok"}
+    error = next(r.error for r in records if r.name == "b")
+    assert error == "ValueError: model produced non-finite values for structure 0"
 
 
 # ------------------------------------------------------------------ large cells
@@ -157,7 +163,8 @@ def test_thousand_atom_supercell_predicts_like_its_cell(model) -> None:
     big = unit.repeat((5, 5, 5))
     assert len(big) == 1000
     y = predict_phonon_dos(model, [unit, big])
-    assert np.isfinite(y).all() and np.abs(y[0] - y[1]).max() < SUPERCELL_TOL
+    assert np.isfinite(y).all()
+    assert np.abs(y[0] - y[1]).max() < SUPERCELL_TOL
 
 
 def test_sum_pooling_breaks_supercell_invariance() -> None:
@@ -174,7 +181,8 @@ def test_padded_batches_bound_memory() -> None:
     sizes = [2000] + [2] * 63
     groups = padded_batches(sizes, 64)
     for g in groups:
-        assert len(g) <= 64 and len(g) * max(sizes[i] for i in g) <= MAX_PADDED_ATOMS
+        assert len(g) <= 64
+        assert len(g) * max(sizes[i] for i in g) <= MAX_PADDED_ATOMS
     assert [i for g in groups for i in g] == list(range(64))
     assert [list(g) for g in padded_batches([MAX_PADDED_ATOMS + 5, 3], 64)] == [[0], [1]]  # a huge cell alone
 
@@ -190,7 +198,8 @@ def test_thousand_atoms_memory_with_the_full_size_model() -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     row = json.loads(out.stdout.strip().splitlines()[-1])
-    assert row["atoms"] == 1000 and row["finite"]
+    assert row["atoms"] == 1000
+    assert row["finite"]
     assert row["peak_mb_above_base"] < 1000, row  # measured about 200 MB
 
 
@@ -288,7 +297,8 @@ def test_training_killed_mid_run_resumes_to_the_same_result(tiny_dataset, tmp_pa
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     epoch_at_kill = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
-    assert epoch_at_kill < epochs - 1 and not (run / "metrics.json").exists()  # really killed mid-run
+    assert epoch_at_kill < epochs - 1
+    assert not (run / "metrics.json").exists()
 
     done = subprocess.run(
         train_cmd(tiny_dataset, run, epochs, "--resume"), env=env, capture_output=True, text=True, timeout=600
@@ -296,7 +306,8 @@ def test_training_killed_mid_run_resumes_to_the_same_result(tiny_dataset, tmp_pa
     assert done.returncode == 0, done.stderr[-3000:]
     a = json.loads((ref / "metrics.json").read_text())
     b = json.loads((run / "metrics.json").read_text())
-    assert a["best_epoch"] == b["best_epoch"] and b["epochs_run"] == epochs
+    assert a["best_epoch"] == b["best_epoch"]
+    assert b["epochs_run"] == epochs
     for part in ("valid", "test"):
         for key in ("mse", "mae", "r2"):
             assert b["metrics"][part]["model"][key] == pytest.approx(a["metrics"][part]["model"][key], abs=1e-6)
@@ -310,7 +321,8 @@ def test_training_killed_mid_run_resumes_to_the_same_result(tiny_dataset, tmp_pa
     last.write_bytes(blob[: len(blob) // 2])
     assert main(train_cmd(tiny_dataset, run, epochs + 2, "--resume")[3:]) == 2
     err = capsys.readouterr().err
-    assert "cannot resume from" in err and "damaged or truncated" in err
+    assert "cannot resume from" in err
+    assert "damaged or truncated" in err
 
 
 def test_resume_refuses_damaged_or_foreign_checkpoints(tiny_dataset, tmp_path) -> None:

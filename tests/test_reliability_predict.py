@@ -1,5 +1,8 @@
-"""Issue 11, prediction side: out-of-domain geometry, atomic and locked outputs, failures that stay alone,
-thread safety, hostile arguments and inputs, large cells, names."""
+"""Issue 11, prediction side: reliability of ``predict`` and the prediction API.
+
+Out-of-domain geometry, atomic and locked outputs, failures that stay alone, thread safety, hostile
+arguments and inputs, large cells, names.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from ase_dostransformer.calculator import DOSCalculator
 from ase_dostransformer.cli import main
 from ase_dostransformer.cli import predict as predict_command
 from ase_dostransformer.cli.predict import parse_temperatures, run_predict
+from ase_dostransformer.errors import OutOfDomainWarning
 from ase_dostransformer.graphs import PhononGraphRecipe
 from ase_dostransformer.graphs.crystal_system import (
     MAX_SYMMETRY_ATOMS,
@@ -91,8 +95,10 @@ def test_dense_cell_is_out_of_domain_with_the_numbers(model):
     calc.get_property("phonon_dos", dense)
     assert calc.results["phonon_dos_out_of_domain"]
     text = " ".join(calc.results["phonon_dos_warnings"])
-    assert "shortest interatomic distance 0.846 A" in text and "0.972..3.91 A" in text
-    assert "0.605 A^3 per atom" in text and "5.63..55.7 A^3" in text
+    assert "shortest interatomic distance 0.846 A" in text
+    assert "0.972..3.91 A" in text
+    assert "0.605 A^3 per atom" in text
+    assert "5.63..55.7 A^3" in text
     calc.get_property("phonon_dos", bulk("NaCl", "rocksalt", a=5.64))
     assert not calc.results["phonon_dos_out_of_domain"]
     assert not any("out of domain" in w for w in calc.results["phonon_dos_warnings"])
@@ -104,7 +110,8 @@ def test_cell_in_bohr_is_out_of_domain(model):
     calc.get_property("phonon_dos", bulk("NaCl", "rocksalt", a=5.64 / Bohr))
     assert calc.results["phonon_dos_out_of_domain"]
     text = " ".join(calc.results["phonon_dos_warnings"])
-    assert "no two atoms within the graph cutoff" in text and "151 A^3 per atom" in text
+    assert "no two atoms within the graph cutoff" in text
+    assert "151 A^3 per atom" in text
 
 
 def test_shipped_models_get_their_training_geometry_and_training_crystals_are_inside():
@@ -124,7 +131,7 @@ def test_shipped_models_get_their_training_geometry_and_training_crystals_are_in
 
 
 def test_trained_model_file_records_its_training_geometry(tiny_dataset, tmp_path):
-    """dostransformer train stores the range of the training crystals; the flags then use it."""
+    """Dostransformer train stores the range of the training crystals; the flags then use it."""
     from ase_dostransformer.io.phdos import load_phonon_dataset
     from ase_dostransformer.pretrained import load_model
     from ase_dostransformer.training.run import train
@@ -141,11 +148,14 @@ def test_trained_model_file_records_its_training_geometry(tiny_dataset, tmp_path
 
 def test_cell_scaled_1e8_is_flagged_not_a_numpy_error(model):
     atoms = bulk("NaCl", "rocksalt", a=5.64 * 1e8)
-    with pytest.warns(Warning):
+    with pytest.warns(OutOfDomainWarning, match=r"A\^3 per atom, outside the training range"):
         y = predict_dos(model, [atoms])
-    assert y.shape == (1, 51) and np.isfinite(y).all()
+    assert y.shape == (1, 51)
+    assert np.isfinite(y).all()
     check = domain_check(model, PhononGraphRecipe().featurise(atoms), atoms)
-    assert check.out_of_domain and check.volume_outside and check.bond_outside
+    assert check.out_of_domain
+    assert check.volume_outside
+    assert check.bond_outside
 
 
 # ------------------------------------------------------------------ 8. atomic outputs, no silent overwrite
@@ -158,7 +168,8 @@ def test_out_from_another_run_is_refused_unless_overwrite(model_file, tmp_path, 
     before = (out / "summary.csv").read_bytes()
     assert predict([tmp_path / "NaCl.cif"], out, model_file) == 2
     err = capsys.readouterr().err
-    assert "holds the outputs of another run" in err and "--overwrite" in err
+    assert "holds the outputs of another run" in err
+    assert "--overwrite" in err
     assert (out / "summary.csv").read_bytes() == before
     assert predict([tmp_path / "NaCl.cif"], out, model_file, "--overwrite") == 0
 
@@ -181,7 +192,8 @@ def test_a_killed_rerun_leaves_no_summary_and_no_torn_file(model_file, tmp_path,
     monkeypatch.setattr(predict_command, "_write_outputs", dies_on_the_second)
     with pytest.raises(KeyboardInterrupt):
         run_predict([tmp_path / "in"], model=str(model_file), out=out, device="cpu", progress=False, overwrite=True)
-    assert not (out / "summary.csv").exists() and not (out / "summary.json").exists()
+    assert not (out / "summary.csv").exists()
+    assert not (out / "summary.json").exists()
     assert not list(out.rglob("*.tmp")), "temporary files left behind"
 
 
@@ -215,7 +227,8 @@ def test_a_second_predict_into_a_locked_folder_fails_at_once(model_file, tmp_pat
         assert predict([tmp_path / "NaCl.cif"], out, model_file) == 2
         assert time.perf_counter() - t0 < 30
         err = capsys.readouterr().err
-        assert "in use by another run" in err and f"pid {os.getpid()}" in err
+        assert "in use by another run" in err
+        assert f"pid {os.getpid()}" in err
     assert predict([tmp_path / "NaCl.cif"], out, model_file) == 0  # released on exit
 
 
@@ -233,7 +246,8 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
         f"lock_folder({str(folder)!r}, 'test'); os.kill(os.getpid(), 9)"
     )
     subprocess.run([sys.executable, "-c", code], check=False, timeout=120)
-    assert (folder / LOCK_FILE).exists() and "test" in (folder / LOCK_FILE).read_text()
+    assert (folder / LOCK_FILE).exists()
+    assert "test" in (folder / LOCK_FILE).read_text()
     with FolderLock(folder) as lock:
         assert lock.locked
 
@@ -250,10 +264,12 @@ def test_electron_model_fails_only_the_structure_without_an_embedding(model, edo
         [tmp_path / "in"], model=model, electron_model=edos_model, out=tmp_path / "out", device="cpu", progress=False
     )
     by_name = {r.name: r for r in records}
-    assert by_name["b_Og"].status == "failed" and "Og" in by_name["b_Og"].error
+    assert by_name["b_Og"].status == "failed"
+    assert "Og" in by_name["b_Og"].error
     assert "electron DOS" in by_name["b_Og"].error
     for name in ("a_NaCl", "c_Si"):
-        assert by_name[name].status == "ok" and by_name[name].electron_dos_at_fermi is not None
+        assert by_name[name].status == "ok"
+        assert by_name[name].electron_dos_at_fermi is not None
         assert (tmp_path / "out" / name / "electron_dos.dat").is_file()
         assert not any("Og" in w for w in by_name[name].warnings)
 
@@ -321,7 +337,8 @@ def test_stderr_still_works_after_threaded_predictions(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "still-on-stderr" in done.stderr and "a warning after the threads" in done.stderr
+    assert "still-on-stderr" in done.stderr
+    assert "a warning after the threads" in done.stderr
     assert "Omitted" not in done.stderr  # moyopy sees primitive cells: no notes to silence
 
 
@@ -360,7 +377,8 @@ def test_a_full_disk_is_a_clear_error_and_leaves_no_summary(model_file, tmp_path
     monkeypatch.setattr(summary_module, "atomic_write_text", full)
     assert predict([tmp_path / "NaCl.cif"], tmp_path / "out", model_file) == 2
     assert "cannot write the outputs" in capsys.readouterr().err
-    assert not (tmp_path / "out" / "summary.csv").exists() and not list((tmp_path / "out").rglob("*.tmp"))
+    assert not (tmp_path / "out" / "summary.csv").exists()
+    assert not list((tmp_path / "out").rglob("*.tmp"))
 
 
 def test_fifo_and_dangling_link_are_listed_as_failures(model_file, tmp_path):
@@ -379,12 +397,14 @@ def test_fifo_and_dangling_link_are_listed_as_failures(model_file, tmp_path):
     assert done.returncode == 1, done.stderr
     rows = summary(tmp_path / "out")
     assert rows["NaCl"]["status"] == "ok"
-    assert rows["pipe"]["status"] == "failed" and "FIFO" in rows["pipe"]["error"]
-    assert rows["gone"]["status"] == "failed" and "dangling symbolic link" in rows["gone"]["error"]
+    assert rows["pipe"]["status"] == "failed"
+    assert "FIFO" in rows["pipe"]["error"]
+    assert rows["gone"]["status"] == "failed"
+    assert "dangling symbolic link" in rows["gone"]["error"]
 
 
 def test_predict_ignores_a_read_only_cache_folder(model_file, tmp_path, monkeypatch):
-    """predict keeps no graph cache: a read-only (or full) $DOSTRANSFORMER_CACHE cannot break it."""
+    """Predict keeps no graph cache: a read-only (or full) $DOSTRANSFORMER_CACHE cannot break it."""
     cache = tmp_path / "cache"
     cache.mkdir()
     cache.chmod(0o500)
@@ -407,7 +427,8 @@ def test_crystal_system_of_a_22k_atom_supercell_is_fast_and_right():
     assert time.perf_counter() - t0 < 10.0
     assert index == 0  # cubic (Fd-3m)
     cell, frac, numbers = primitive_cell(atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers)
-    assert len(numbers) == 2 and abs(np.linalg.det(cell)) == pytest.approx(5.43**3 / 4)
+    assert len(numbers) == 2
+    assert abs(np.linalg.det(cell)) == pytest.approx(5.43**3 / 4)
 
 
 def test_a_huge_cell_without_translations_is_capped_with_a_warning():

@@ -1,5 +1,8 @@
-"""Reliability of training and its data (issue 11, items 4, 5, 7, 12, 14): strict resume, checked splits,
-rejected bad targets, a loss that turns NaN, last.ckpt every epoch, options refused before any work."""
+"""Reliability of training and its data (issue 11, items 4, 5, 7, 12, 14).
+
+Strict resume, checked splits, rejected bad targets, a loss that turns NaN, last.ckpt every epoch,
+options refused before any work.
+"""
 
 from __future__ import annotations
 
@@ -94,7 +97,8 @@ def test_cli_train_refuses_bad_options_before_reading_data(tmp_path: Path, capsy
     # --data names no dataset: the option error must come first, before anything is read or written
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(out), *args]) == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert message in err
+    assert "Traceback" not in err
     assert not out.exists()
 
 
@@ -145,7 +149,8 @@ def test_cli_train_reports_a_bad_row_without_traceback(tiny_dataset: Path, tmp_p
     rewrite_row(tiny_dataset, 5, phdos=dos_text([0.1] * 40))
     assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "o"), "--epochs", "1"]) == 2
     err = capsys.readouterr().err
-    assert "row 5 (mp-5): phdos has shape (40,)" in err and "Traceback" not in err
+    assert "row 5 (mp-5): phdos has shape (40,)" in err
+    assert "Traceback" not in err
 
 
 def test_bad_electron_dos_targets_are_refused_naming_the_row(tmp_path: Path) -> None:
@@ -194,7 +199,7 @@ def test_bad_electron_dos_targets_are_refused_naming_the_row(tmp_path: Path) -> 
 # ------------------------------------------------------------------ 5: split files and index files checked
 
 
-@pytest.fixture()
+@pytest.fixture
 def ids(tiny_dataset: Path) -> list[str]:
     return load_phonon_dataset(tiny_dataset).ids
 
@@ -317,7 +322,7 @@ def test_last_checkpoint_is_written_every_epoch_without_validation(
 # ------------------------------------------------------------------ 4: resume refuses a changed run
 
 
-@pytest.fixture()
+@pytest.fixture
 def trained_run(tiny_dataset: Path, tmp_path: Path) -> dict:
     """Options of a 1-epoch run already in ``out`` (with its last.ckpt)."""
     opts = dict(out=str(tmp_path / "run"), data=str(tiny_dataset), epochs=1, **TINY)
@@ -384,7 +389,8 @@ def test_resume_refuses_a_checkpoint_that_does_not_record_its_run(trained_run: d
 
 def test_resume_with_the_same_run_records_only_options_used(trained_run: dict) -> None:
     summary = train(TrainOptions(**(trained_run | {"epochs": 2, "resume": True})))
-    assert summary["epochs_run"] == 2 and summary["resumed_after_epoch"] == 0
+    assert summary["epochs_run"] == 2
+    assert summary["resumed_after_epoch"] == 0
     metrics = json.loads((Path(trained_run["out"]) / "metrics.json").read_text())
     for key in ("seed", "lr", "weight_decay", "batch_size", "dataset", "limit"):
         assert metrics["options"][key] == trained_run.get(key, getattr(TrainOptions(), key))

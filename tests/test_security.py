@@ -61,7 +61,8 @@ def test_safe_load_refuses_a_planted_pickle_without_advising_unsafe_loading(tmp_
     plant(path, marker)
     with pytest.raises(UnsafeFileError, match="tampered") as err:
         safe_torch_load(path, "model file")
-    assert "weights_only" not in str(err.value) and not marker.exists()
+    assert "weights_only" not in str(err.value)
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("wrap", [True, False])
@@ -103,7 +104,8 @@ def test_graph_cache_with_planted_code_is_rebuilt_without_running_it(tmp_path) -
     assert not marker.exists()
     assert torch.equal(graphs[0].x, RECIPE.featurise(structures[0], y[0]).x)
     header, again = load_graph_file(path)  # the rebuilt entry is a safe, checksummed file
-    assert header["data_sha256"] == sha and len(again) == 2
+    assert header["data_sha256"] == sha
+    assert len(again) == 2
 
 
 def test_poked_cache_values_are_caught_and_rebuilt(tmp_path) -> None:
@@ -172,7 +174,8 @@ def test_resume_checkpoint_with_planted_code_runs_nothing(tiny_dataset, tmp_path
     torch.save(ckpt, last)
     with pytest.raises(CheckpointError, match="refused") as err:
         train(TrainOptions(out=str(out), data=str(tiny_dataset), resume=True, **(opts | {"epochs": 2})))
-    assert not marker.exists() and "weights_only" not in str(err.value)
+    assert not marker.exists()
+    assert "weights_only" not in str(err.value)
 
 
 # ------------------------------------------------------------------------------ model files
@@ -198,7 +201,8 @@ def test_model_file_declaring_a_huge_model_is_refused_before_allocating(tmp_path
         "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert "REFUSED" in done.stdout and "wrong shapes" in done.stdout, done.stdout + done.stderr
+    assert "REFUSED" in done.stdout, done.stdout + done.stderr
+    assert "wrong shapes" in done.stdout, done.stdout + done.stderr
     maxrss_gb = int(done.stdout.split("MAXRSS_KB")[1]) / 1e6
     assert maxrss_gb < 1.5  # importing torch & co. takes ~0.5 GB; the declared model would take > 7 GB
 
@@ -208,7 +212,8 @@ def _flip_bytes_of(path: Path, tensor: torch.Tensor) -> None:
     raw = path.read_bytes()
     data = tensor.contiguous().numpy().tobytes()
     at = raw.find(data)
-    assert at > 0 and raw.find(data, at + 1) == -1
+    assert at > 0
+    assert raw.find(data, at + 1) == -1
     poked = (tensor.contiguous() + 0.2).numpy().tobytes()
     path.write_bytes(raw[:at] + poked + raw[at + len(data) :])
 
@@ -230,7 +235,8 @@ def test_model_files_round_trip_with_their_checksum(tmp_path) -> None:
     model = tiny_model()
     path = save_model_file(model, tmp_path / "model.pt", meta={"note": "x", "values": [1, 2.5]})
     blob = read_model_file(path)
-    assert blob["version"] == 2 and len(blob["sha256"]) == 64
+    assert blob["version"] == 2
+    assert len(blob["sha256"]) == 64
     loaded, meta = load_model_file(path)
     assert meta == {"note": "x", "values": [1, 2.5]}
     assert all(
@@ -265,7 +271,8 @@ def test_every_package_error_shares_one_base() -> None:
     from ase_dostransformer.training.resume import CheckpointError
 
     for cls in (ModelFileError, FileIntegrityError, UnsafeFileError):
-        assert issubclass(cls, DOSTransformerError) and issubclass(cls, ValueError)
+        assert issubclass(cls, DOSTransformerError)
+        assert issubclass(cls, ValueError)
     assert issubclass(CheckpointError, ValueError)
 
 
@@ -277,4 +284,5 @@ def test_an_unwritable_cache_folder_is_a_warning_not_a_failure(tmp_path) -> None
     y = np.ones((1, 51), dtype=np.float32)
     with pytest.warns(CacheWarning, match="not written"):
         graphs = cached_graphs(RECIPE, structures, y, "12" * 32, blocker / "cache")
-    assert len(graphs) == 1 and torch.equal(graphs[0].y, torch.ones(1, 51))
+    assert len(graphs) == 1
+    assert torch.equal(graphs[0].y, torch.ones(1, 51))

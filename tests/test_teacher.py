@@ -62,9 +62,11 @@ def _mgo_energy_pressure(calc, a: float) -> tuple[float, float]:
 def test_pair_order_fix_mgo_lattice(teacher):
     calc = teacher.calculator()
     e = {a: _mgo_energy_pressure(calc, a) for a in (4.10, 4.25, 4.40)}
-    assert e[4.25][0] < e[4.10][0] and e[4.25][0] < e[4.40][0], e  # minimum near DFT's 4.25 A
+    assert e[4.25][0] < e[4.10][0], e  # minimum near DFT's 4.25 A
+    assert e[4.25][0] < e[4.40][0], e
     assert abs(e[4.25][1]) < 2.0, e  # GPa; uncorrected weights: tens of GPa
-    assert e[4.10][1] > 5 and e[4.40][1] < -3
+    assert e[4.10][1] > 5
+    assert e[4.40][1] < -3
 
 
 def test_pair_order_fix_is_per_instance(teacher):
@@ -80,7 +82,8 @@ def test_pair_order_fix_is_per_instance(teacher):
     e_plain, _ = _mgo_energy_pressure(make_calculator(plain), 4.25)
     e_fixed, _ = _mgo_energy_pressure(teacher.calculator(), 4.25)
     assert abs(e_plain - e_fixed) > 0.05  # the swap matters for a compound
-    assert fix_pair_order(plain) == 1 and fix_pair_order(plain) == 1  # idempotent
+    assert fix_pair_order(plain) == 1
+    assert fix_pair_order(plain) == 1
     assert _mgo_energy_pressure(make_calculator(plain), 4.25)[0] == pytest.approx(e_fixed, abs=1e-5)
 
 
@@ -141,19 +144,23 @@ def test_end_to_end_physics(two_crystals):
         assert rec["status"] == "ok", rec["reason"]
         assert rec["frequencies"]["imaginary_fraction"] == 0.0
         freq, total, elements = decode_dos(rec)
-        assert freq[1] - freq[0] <= 2.0 and freq[-1] > rec["frequencies"]["max_cm1"]
+        assert freq[1] - freq[0] <= 2.0
+        assert freq[-1] > rec["frequencies"]["max_cm1"]
         integral = float(((total[1:] + total[:-1]) / 2 * np.diff(freq)).sum())
         assert integral == pytest.approx(6.0, rel=0.02), ident  # 3N, N = 2
         assert sum(elements.values()) == pytest.approx(total, abs=3e-4 * total.max())
         th = rec["thermal"]
         cv_1000 = th["cv"][th["temperatures"].index(1000.0)]
         assert 0.97 * 6 * R < cv_1000 < 6 * R, ident  # Dulong-Petit (Si: 2% quantum correction at 1000 K)
-        assert th["zpe"] > 0 and th["cv"] == sorted(th["cv"])
-        assert rec["device"] == "cpu" and rec["versions"]["matgl"] != "absent"
+        assert th["zpe"] > 0
+        assert th["cv"] == sorted(th["cv"])
+        assert rec["device"] == "cpu"
+        assert rec["versions"]["matgl"] != "absent"
         assert rec["cpu_seconds"]["total"] > 0
         assert rec["tags"]["prototype"] in ("diamond", "rocksalt")
         y = to_dataset_grid(rec)
-        assert y.shape == (51,) and y.max() == pytest.approx(1.0)
+        assert y.shape == (51,)
+        assert y.max() == pytest.approx(1.0)
     assert 440 < recs["Si-diamond"]["frequencies"]["max_cm1"] < 540  # DFT ~ 515 cm^-1 (LTO at Gamma)
 
 
@@ -161,7 +168,8 @@ def test_record_atoms_reads_the_stored_crystal_back(two_crystals):
     rec = two_crystals[1]["NaCl-rocksalt"]
     stored = rec["structure"]
     atoms = record_atoms(rec)
-    assert atoms.numbers.tolist() == stored["numbers"] and atoms.pbc.all()
+    assert atoms.numbers.tolist() == stored["numbers"]
+    assert atoms.pbc.all()
     np.testing.assert_array_equal(atoms.cell[:], np.asarray(stored["cell"]))
     np.testing.assert_allclose(atoms.get_scaled_positions(wrap=False), stored["scaled_positions"], atol=1e-12)
     assert atoms.get_chemical_formula() == rec["formula"]
@@ -178,7 +186,8 @@ def test_shipped_teacher_records_read_back():
     assert records
     for rec in records:
         atoms = record_atoms(rec)
-        assert atoms.get_chemical_formula() == rec["formula"] and len(atoms) == rec["natoms"], rec["id"]
+        assert atoms.get_chemical_formula() == rec["formula"], rec["id"]
+        assert len(atoms) == rec["natoms"], rec["id"]
         assert atoms.numbers.tolist() == rec["structure"]["numbers"]
 
 
@@ -224,7 +233,7 @@ def _fake_label(atoms, calc, settings=None, *, elements=None, device="cpu"):
     }  # fmt: skip
 
 
-@pytest.fixture()
+@pytest.fixture
 def stub(monkeypatch):
     """Replace the teacher by a stub; returns a list of the inputs labelled, in order."""
     calls: list[str] = []
@@ -265,7 +274,8 @@ def test_resume_after_interruption(tmp_path, stub, monkeypatch):
     assert len(list(iter_records(tmp_path))) == 2
     monkeypatch.setattr(phon, "label_crystal", real)
     report = pl.run_pipeline(inputs, tmp_path, progress=False)
-    assert report.labelled_now == 3 and report.counts == {"ok": 5}
+    assert report.labelled_now == 3
+    assert report.counts == {"ok": 5}
     assert len(stub) == 5  # nothing labelled twice
     assert [r["id"] for r in iter_records(tmp_path)] == [f"c{k}" for k in range(5)]
     again = pl.run_pipeline(inputs, tmp_path, progress=False)
@@ -297,7 +307,8 @@ def test_shards_partition_inputs(tmp_path, stub):
         pl.run_pipeline(inputs, tmp_path, shard=(i, 3), progress=False)
         man = json.loads(pl.manifest_path(tmp_path, (i, 3)).read_text())
         seen += [e["id"] for e in man["inputs"]]
-    assert sorted(seen) == sorted(inp.id for inp in inputs) and len(seen) == len(set(seen))
+    assert sorted(seen) == sorted(inp.id for inp in inputs)
+    assert len(seen) == len(set(seen))
     assert sorted(r["id"] for r in iter_records(tmp_path)) == sorted(seen)
     for n in (1, 2, 5):
         parts = [pl.shard_indices(11, (i, n)) for i in range(n)]

@@ -35,19 +35,22 @@ def generated_queue():
 
 def test_elemental_crystals(elements) -> None:
     symbols = [a.info["formula"] for a in elements]
-    assert len(set(symbols)) >= 60 and len(symbols) == len(set(symbols))
+    assert len(set(symbols)) >= 60
+    assert len(symbols) == len(set(symbols))
     for a in elements:
         s = a.info["formula"]
         assert set(a.get_chemical_symbols()) == {s}
         assert a.info["id"] == f"elem-{s}-{a.info['prototype']}"
-        assert a.info["source"] == "element" and a.info["relax_cell"] is True
+        assert a.info["source"] == "element"
+        assert a.info["relax_cell"] is True
         assert all(a.pbc)
     kinds = Counter(a.info["prototype"] for a in elements)
     assert {"fcc", "bcc", "hcp", "diamond"} <= set(kinds)
     metals = {"Cu", "Fe", "Al", "W", "Na", "Ti", "Au", "Pt", "Mg", "Zn"}
     assert metals <= set(symbols)
     skipped = st.skipped_elements()
-    assert {"H", "N", "O"} <= set(skipped) and not set(skipped) & set(symbols)
+    assert {"H", "N", "O"} <= set(skipped)
+    assert not set(skipped) & set(symbols)
 
 
 def test_prototypes_cover_the_issue_and_ids_are_unique(prototypes) -> None:
@@ -58,7 +61,8 @@ def test_prototypes_cover_the_issue_and_ids_are_unique(prototypes) -> None:
     assert len(ids) == len(set(ids))
     for a in prototypes:
         assert a.info["id"] == f"proto-{a.info['prototype']}-{a.info['formula']}"
-        assert a.info["source"] == "prototype" and a.info["relax_cell"] is True
+        assert a.info["source"] == "prototype"
+        assert a.info["relax_cell"] is True
     for known in ("proto-rocksalt-MgO", "proto-rocksalt-LiH", "proto-rutile-MgH2", "proto-zincblende-BN",
                   "proto-wurtzite-BN", "proto-zincblende-SiC", "proto-rocksalt-TiC", "proto-rocksalt-TiN",
                   "proto-wurtzite-AlN", "proto-perovskite-SrTiO3", "proto-heusler-Co2MnSi", "proto-spinel-MgAl2O4",
@@ -95,10 +99,14 @@ def test_charge_balance(prototypes) -> None:
 
 def test_light_elements_are_well_represented(prototypes) -> None:
     n = {x: sum(x in a.get_chemical_symbols() for a in prototypes) for x in ("H", "B", "C", "N")}
-    assert n["H"] >= 100 and n["B"] >= 50 and n["C"] >= 50 and n["N"] >= 100, n
+    assert n["H"] >= 100, n
+    assert n["B"] >= 50, n
+    assert n["C"] >= 50, n
+    assert n["N"] >= 100, n
     assert sum(st.has_light_bonds(a) for a in prototypes) >= 150
     by_id = {a.info["id"]: a for a in prototypes}
-    assert st.has_light_bonds(by_id["proto-zincblende-BN"]) and not st.has_light_bonds(by_id["proto-rocksalt-NaCl"])
+    assert st.has_light_bonds(by_id["proto-zincblende-BN"])
+    assert not st.has_light_bonds(by_id["proto-rocksalt-NaCl"])
 
 
 def test_determinism(prototypes, elements) -> None:
@@ -107,7 +115,8 @@ def test_determinism(prototypes, elements) -> None:
     again = st.prototype_crystals()
     assert [a.info["id"] for a in again] == [a.info["id"] for a in prototypes]
     for a, b in zip(again, prototypes, strict=True):
-        assert np.array_equal(a.numbers, b.numbers) and np.allclose(a.cell[:], b.cell[:])
+        assert np.array_equal(a.numbers, b.numbers)
+        assert np.allclose(a.cell[:], b.cell[:])
         assert np.allclose(a.positions, b.positions)
     assert [a.info["id"] for a in st.elemental_crystals()] == [a.info["id"] for a in elements]
     other = st.prototype_crystals(["heusler"], seed=st.SEED + 1)
@@ -124,14 +133,16 @@ def test_strained_copies(elements) -> None:
         parent = parents[k // len(st.DEFAULT_STRAINS)]
         s = st.DEFAULT_STRAINS[k % len(st.DEFAULT_STRAINS)]
         assert a.info["id"] == f"{parent.info['id']}-v{s:+.2f}"
-        assert a.info["source"] == "strained" and a.info["parent"] == parent.info["id"]
-        assert a.info["volume_strain"] == s and a.info["relax_cell"] is False
+        assert a.info["source"] == "strained"
+        assert a.info["parent"] == parent.info["id"]
+        assert a.info["volume_strain"] == s
+        assert a.info["relax_cell"] is False
         assert a.get_volume() == pytest.approx((1 + s) * parent.get_volume(), rel=1e-12)
         assert np.allclose(a.get_scaled_positions(), parent.get_scaled_positions())
         cp = a.cell.cellpar()
         assert np.allclose(cp[3:], parent.cell.cellpar()[3:])  # isotropic: angles kept
     assert "elem-Cu-fcc-v+0.02" in {a.info["id"] for a in st.strained_copies(elements)}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="volume strain -1.0 of .* would give a non-positive volume"):
         st.strained_copies(parents[:1], strains=(-1.0,))
 
 
@@ -146,7 +157,8 @@ def test_queue_order_and_contents(generated_queue) -> None:
     assert len(set(first)) >= len(st.PROTOTYPES) - 3  # round-robin (less the DFT-test duplicates left out)
     strained = [a for a in q if a.info["source"] == "strained"]
     from_dft = [a for a in strained if a.info["parent_source"] == "dft"]
-    assert len(from_dft) >= 400 and len({a.info["parent"] for a in from_dft}) >= 100
+    assert len(from_dft) >= 400
+    assert len({a.info["parent"] for a in from_dft}) >= 100
     assert all(a.info["relax_cell"] is False for a in strained)
     for i in range(0, len(strained), 4):  # the strains of one parent are adjacent
         assert len({a.info["parent"] for a in strained[i : i + 4]}) == 1
@@ -161,7 +173,7 @@ def test_dft_crystals() -> None:
     assert all(a.info["relax_cell"] is False for a in train)
     test_ids = {a.info["id"] for a in st.dft_crystals("test")}
     assert not test_ids & {a.info["id"] for a in st.queue("dft")}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="part must be one of .*, got 'everything'"):
         st.dft_crystals("everything")
 
 
@@ -179,7 +191,8 @@ def test_held_out_split(generated_queue) -> None:
     assert not held & ({a.info["id"] for a in dft} | built_from_dft)
     # the rule, checked both ways on the queue
     elements = set(record["held_out_elements"])
-    assert elements and not elements & seen
+    assert elements
+    assert not elements & seen
     assert set(record["held_out_prototypes"]) <= set(st.PROTOTYPES)
     assert all(record["prototype_matches_in_dft_train_valid"][p] == 0 for p in record["held_out_prototypes"])
     for i, a in by_id.items():
@@ -187,3 +200,36 @@ def test_held_out_split(generated_queue) -> None:
         rule = rule and a.info.get("parent_source") != "dft"
         assert rule == (i in held), i
     assert record["dft_data_sha256"] == st._dataset(None).sha256, "DFT data changed: regenerate the split"
+
+
+def test_extended_queue_adds_only_new_training_crystals(generated_queue) -> None:
+    extended = st.extended_queue()
+    ids = [a.info["id"] for a in extended]
+    assert len(ids) == len(set(ids)) >= 1000
+    assert not set(ids) & {a.info["id"] for a in generated_queue}
+    held_elements = set(json.loads(st.SPLIT_PATH.read_text())["held_out_elements"])
+    for a in extended:
+        assert a.info["source"] == "prototype"
+        assert a.info["prototype"] not in st.HELD_OUT_PROTOTYPES
+        assert not set(a.get_chemical_symbols()) & held_elements, a.info["id"]
+    # round-robin: the first crystals come from many prototypes
+    assert len({a.info["prototype"] for a in extended[:20]}) >= 8
+    # at most factor x cap per prototype, counting the ones queue() holds
+    counts = Counter(a.info["prototype"] for a in extended) + Counter(
+        a.info.get("prototype") for a in generated_queue if a.info["source"] == "prototype"
+    )
+    for name, n in counts.items():
+        assert n <= st.EXTENDED_CAP_FACTOR * st.PROTOTYPES[name].cap, name
+
+
+def test_more_strained_queue_strains_other_dft_training_crystals(generated_queue) -> None:
+    more = st.more_strained_queue()
+    first_parents = {a.info["parent"] for a in generated_queue if a.info.get("parent_source") == "dft"}
+    parents = [a.info["parent"] for a in more]
+    assert len(set(parents)) == len(more) // len(st.DEFAULT_STRAINS) >= 250
+    assert not set(parents) & first_parents
+    assert {a.info["split"] for a in more} == {"train"}
+    for i in range(0, len(more), len(st.DEFAULT_STRAINS)):  # a parent's strains adjacent, in order
+        block = more[i : i + len(st.DEFAULT_STRAINS)]
+        assert [a.info["volume_strain"] for a in block] == list(st.DEFAULT_STRAINS)
+        assert len({a.info["parent"] for a in block}) == 1

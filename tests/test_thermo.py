@@ -29,7 +29,7 @@ R = constants.R  # J/K/mol
 
 
 def load_nacl():
-    """phonopy's NaCl example as a Phonopy object with force constants and NAC."""
+    """Phonopy's NaCl example as a Phonopy object with force constants and NAC."""
     phonopy = pytest.importorskip("phonopy")
     return phonopy.load(
         supercell_matrix=[2, 2, 2],
@@ -43,7 +43,7 @@ def load_nacl():
 
 @pytest.fixture(scope="module")
 def nacl():
-    """phonopy's DOS and thermal properties of NaCl (shifted 20^3 mesh, tetrahedron DOS)."""
+    """Phonopy's DOS and thermal properties of NaCl (shifted 20^3 mesh, tetrahedron DOS)."""
     ph = load_nacl()
     assert ph.nac_params is not None
     # The default half-grid-shifted mesh; mesh symmetry is off explicitly (phonopy would turn it
@@ -110,7 +110,8 @@ def test_single_functions_agree_with_record(nacl):
     np.testing.assert_allclose(thermo.entropy(f, g, TEMPS), tp.entropy, rtol=1e-14)
     np.testing.assert_allclose(thermo.free_energy(f, g, TEMPS), tp.free_energy, rtol=1e-14)
     np.testing.assert_allclose(thermo.internal_energy(f, g, TEMPS), tp.internal_energy, rtol=1e-14)
-    assert tp.natoms == 2 and not tp.per_atom
+    assert tp.natoms == 2
+    assert not tp.per_atom
 
 
 def test_matches_pymatgen(nacl):
@@ -130,7 +131,8 @@ def test_per_atom_divides_by_natoms(nacl):
     f, g = nacl["freq"], nacl["dos"]
     cell = thermo.thermal_properties(f, g, TEMPS)
     atom = thermo.thermal_properties(f, g, TEMPS, per_atom=True)
-    assert atom.per_atom and atom.natoms == 2
+    assert atom.per_atom
+    assert atom.natoms == 2
     np.testing.assert_allclose(atom.cv, cell.cv / 2, rtol=1e-14)
     np.testing.assert_allclose(atom.entropy, cell.entropy / 2, rtol=1e-14)
     np.testing.assert_allclose(atom.free_energy, cell.free_energy / 2, rtol=1e-14)
@@ -151,12 +153,16 @@ def test_zero_temperature_exact_and_warning_free():
         tp = thermo.thermal_properties(nu, g, [0.0, 1e-300, 1e-3, 0.5, 300.0])
     for arr in (tp.cv, tp.entropy, tp.free_energy, tp.internal_energy):
         assert np.all(np.isfinite(arr))
-    assert tp.cv[0] == 0.0 and tp.entropy[0] == 0.0
-    assert tp.free_energy[0] == tp.zpe and tp.internal_energy[0] == tp.zpe
+    assert tp.cv[0] == 0.0
+    assert tp.entropy[0] == 0.0
+    assert tp.free_energy[0] == tp.zpe
+    assert tp.internal_energy[0] == tp.zpe
     # near T = 0 the values approach the T = 0 limit continuously
-    assert tp.cv[1] == 0.0 and tp.entropy[1] == 0.0
+    assert tp.cv[1] == 0.0
+    assert tp.entropy[1] == 0.0
     assert tp.free_energy[1] == pytest.approx(tp.zpe, rel=1e-12)
-    assert tp.cv[2] < 1e-6 and tp.cv[4] > 1.0
+    assert tp.cv[2] < 1e-6
+    assert tp.cv[4] > 1.0
 
 
 @pytest.mark.parametrize("temperature", [20.0, 100.0, 300.0, 1000.0])
@@ -207,7 +213,8 @@ def test_zero_frequency_density_uses_limits():
     t = 300.0
     tp = thermo.thermal_properties(nu, g, [t], natoms=1)
     assert tp.cv[0] == pytest.approx(0.5 * R, rel=1e-12)  # trapezoid: half a panel at weight 1
-    assert tp.entropy[0] == 0.0 and tp.free_energy[0] == 0.0
+    assert tp.entropy[0] == 0.0
+    assert tp.free_energy[0] == 0.0
     assert tp.internal_energy[0] == 0.0
 
 
@@ -224,7 +231,7 @@ def test_model_grid_dos_reaches_dulong_petit():
 
 
 @pytest.mark.parametrize(
-    "freq, dos, temps, match",
+    ("freq", "dos", "temps", "match"),
     [
         ([0.0, 1.0, 2.0], [0.0, 1.0], [300.0], "equal length"),
         ([0.0, 2.0, 1.0], [0.0, 1.0, 0.0], [300.0], "increasing"),
@@ -300,7 +307,8 @@ def test_csv_and_dict(nacl, tmp_path):
     path = thermo.write_thermal_properties_csv(tp, tmp_path / "tp.csv")
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
-    assert rows[0][0] == "temperature_K" and "J/K/mol-cell" in rows[0][1]
+    assert rows[0][0] == "temperature_K"
+    assert "J/K/mol-cell" in rows[0][1]
     table = np.array(rows[1:], dtype=float)
     assert table.shape == (4, 5)
     np.testing.assert_array_equal(table[:, 0], tp.temperatures)
@@ -309,14 +317,15 @@ def test_csv_and_dict(nacl, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["tp.csv"]  # no temporary file left
 
     d = json.loads(json.dumps(tp.to_dict()))
-    assert d["natoms"] == 2 and d["per_atom"] is False
+    assert d["natoms"] == 2
+    assert d["per_atom"] is False
     assert d["cv"] == pytest.approx(tp.cv.tolist(), rel=1e-15)
     assert d["units"]["free_energy"] == "kJ/mol"
 
 
 def test_constants_are_scipy_codata():
-    assert thermo.GAS_CONSTANT == pytest.approx(constants.R, rel=1e-12)
-    assert thermo.THZ_TO_KELVIN == pytest.approx(47.9924307, rel=1e-8)  # h * 1 THz / k_B in K
+    assert pytest.approx(constants.R, rel=1e-12) == thermo.GAS_CONSTANT
+    assert pytest.approx(47.9924307, rel=1e-8) == thermo.THZ_TO_KELVIN  # h * 1 THz / k_B in K
     # 1 THz per mole in kJ/mol, via phonopy's own (older CODATA) units: agree to ~1e-6
     units = pytest.importorskip("phonopy.physical_units").get_physical_units()
-    assert thermo.THZ_TO_KJ_PER_MOL == pytest.approx(units.THzToEv * units.EvTokJmol, rel=1e-5)
+    assert pytest.approx(units.THzToEv * units.EvTokJmol, rel=1e-5) == thermo.THZ_TO_KJ_PER_MOL

@@ -48,14 +48,17 @@ def test_tiny_training_learns_and_writes_model(tiny_dataset: Path, tmp_path: Pat
     assert code["package_version"] == ase_dostransformer.__version__
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     if head.returncode == 0:  # run from a git checkout (CI clones one): the commit is recorded
-        assert code["git_commit"] == head.stdout.strip() and isinstance(code["git_dirty"], bool)
+        assert code["git_commit"] == head.stdout.strip()
+        assert isinstance(code["git_dirty"], bool)
     m = summary["metrics"]
     assert summary["split_sizes"] == {"train": 12, "valid": 4, "test": 4}
     # smooth single-peak spectra: after 30 epochs the model beats predicting the mean training DOS
     assert m["valid"]["model"]["mse"] < m["valid"]["mean_baseline"]["mse"]
-    assert (out / "checkpoints" / "best.ckpt").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
+    assert (out / "checkpoints" / "best.ckpt").is_file()
+    assert (out / "checkpoints" / "last.ckpt").is_file()
     model, meta = load_model_file(out / "model.pt")
-    assert meta["seed"] == 0 and len(meta["data_sha256"]) == 64
+    assert meta["seed"] == 0
+    assert len(meta["data_sha256"]) == 64
     assert meta["code"] == summary["code"]  # the model file says which code trained it
     assert model.cfg.hidden == 32
     assert json.loads((out / "metrics.json").read_text())["best_epoch"] >= 0
@@ -78,7 +81,8 @@ def test_auto_precision_is_bf16_only_on_hardware_with_native_bf16(monkeypatch, a
 def test_auto_precision_without_probes_or_on_gpus(monkeypatch) -> None:
     """An older torch without the CPU probes gets fp32; on a GPU the GPU's native bf16 decides."""
     monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
-    assert cpu_has_native_bf16() is False and resolve_precision("auto", "cpu") == "32-true"
+    assert cpu_has_native_bf16() is False
+    assert resolve_precision("auto", "cpu") == "32-true"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n)
@@ -126,7 +130,8 @@ def test_cli_train_and_evaluate(tiny_dataset: Path, tmp_path: Path, capsys) -> N
     ]
     assert main(args) == 0
     model, meta = load_model_file(out / "model.pt")
-    assert model.cfg.energy_encoding == "value" and meta["options"]["beta"] == 0.5
+    assert model.cfg.energy_encoding == "value"
+    assert meta["options"]["beta"] == 0.5
     report = tmp_path / "eval.json"
     assert (
         main(
@@ -145,7 +150,8 @@ def test_cli_train_and_evaluate(tiny_dataset: Path, tmp_path: Path, capsys) -> N
         == 0
     )
     printed = capsys.readouterr().out
-    assert "mean_baseline" in printed and "MSE x10" in printed
+    assert "mean_baseline" in printed
+    assert "MSE x10" in printed
     metrics = json.loads(report.read_text())["metrics"]
     assert metrics["test"]["model"]["n"] == 4
     assert metrics["test"]["mean_baseline"]["mse_x10"] > 0
@@ -203,8 +209,10 @@ def test_cli_ensemble_of_two_seeds(tiny_dataset: Path, tmp_path: Path, capsys) -
     assert main(["ensemble", str(ens_path), *files, "--data", str(tiny_dataset)]) == 0
     assert "mean_baseline" in capsys.readouterr().out
     model, meta = load_model_file(ens_path)
-    assert isinstance(model, DOSEnsemble) and len(model.members) == 2
-    assert meta["metrics"]["test"]["model"]["n"] == 4 and meta["ensemble_of"] == files
+    assert isinstance(model, DOSEnsemble)
+    assert len(model.members) == 2
+    assert meta["metrics"]["test"]["model"]["n"] == 4
+    assert meta["ensemble_of"] == files
 
 
 def test_phonon_split_file_picks_materials_by_id(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -216,4 +224,5 @@ def test_phonon_split_file_picks_materials_by_id(tiny_dataset: Path, tmp_path: P
     path.write_text(json.dumps({"train": ids[5:9], "valid": ids[:2], "test": [ids[-1]]}))
     _, _, split = evaluation_data("phonon", str(tiny_dataset), str(path), 0)
     assert split["train"].tolist() == [5, 6, 7, 8]
-    assert split["valid"].tolist() == [0, 1] and split["test"].tolist() == [len(ids) - 1]
+    assert split["valid"].tolist() == [0, 1]
+    assert split["test"].tolist() == [len(ids) - 1]

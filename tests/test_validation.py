@@ -164,7 +164,8 @@ def test_predict_command_records_each_invalid_frame(model, tmp_path) -> None:
             assert rec.error.startswith("InvalidStructureError: "), rec.error
             assert re.search(message, rec.error), (message, rec.error)
     empty = next(r for r in records if r.source.endswith("empty.extxyz"))
-    assert empty.status == "failed" and ("no atoms" in empty.error or "no structures" in empty.error), empty.error
+    assert empty.status == "failed", empty.error
+    assert "no atoms" in empty.error or "no structures" in empty.error, empty.error
 
 
 def test_minimum_distance_threshold() -> None:
@@ -203,7 +204,7 @@ def test_sparse_huge_cell_uses_the_bounded_neighbour_search() -> None:
     """Two atoms in a 2 km cell: pymatgen's cell list would need petabytes; ASE's binned search takes over."""
     positions = np.array([[0.0, 0.0, 0.0], [1.0e4, 1.0e4, 1.0e4]])
     cell = np.eye(3) * 2.0e4
-    assert (2.0e4 / 1.0) ** 3 > MAX_CELL_LIST_CUBES
+    assert MAX_CELL_LIST_CUBES < (2.0e4 / 1.0) ** 3
     centre, neighbour, images, dist = periodic_pairs(positions, cell, 4.0)
     assert len(dist) == 0
     crystal_arrays(Atoms("Na2", positions=positions, cell=cell, pbc=True))
@@ -230,7 +231,8 @@ def test_unseen_element_is_flagged_by_the_calculator(domain_model_file) -> None:
     atoms = bulk("GaAs", "zincblende", a=5.65)
     with pytest.warns(OutOfDomainWarning, match="element\\(s\\) Ga, As never seen in training"):
         dos = calc.get_property("phonon_dos", atoms)
-    assert dos.shape == (51,) and np.isfinite(dos).all()
+    assert dos.shape == (51,)
+    assert np.isfinite(dos).all()
     assert calc.results["phonon_dos_out_of_domain"] is True
     assert any("Ga, As never seen" in m for m in calc.results["phonon_dos_warnings"])
 
@@ -246,7 +248,8 @@ def test_cell_larger_than_training_is_flagged_but_works(domain_model_file) -> No
     atoms = bulk("NaCl", "rocksalt", a=5.64).repeat((2, 2, 2))
     with pytest.warns(OutOfDomainWarning, match="16 atoms in the cell, more than the largest training cell \\(8"):
         dos = calc.get_property("phonon_dos", atoms)
-    assert np.isfinite(dos).all() and calc.results["phonon_dos_out_of_domain"] is True
+    assert np.isfinite(dos).all()
+    assert calc.results["phonon_dos_out_of_domain"] is True
 
 
 def test_isolated_atom_is_a_warning_not_an_error(domain_model_file) -> None:
@@ -254,11 +257,13 @@ def test_isolated_atom_is_a_warning_not_an_error(domain_model_file) -> None:
     atoms = _atoms("Na", [[0, 0, 0]], cell=[4.5, 4.5, 4.5])
     graph = PhononGraphRecipe().featurise(atoms)
     found = check_domain(graph, {"train_elements": [11]})
-    assert found.isolated_atoms == (0,) and not found.out_of_domain
+    assert found.isolated_atoms == (0,)
+    assert not found.out_of_domain
     calc = DOSCalculator(model=str(domain_model_file), device="cpu")
     with pytest.warns(OutOfDomainWarning, match=r"atom\(s\) 0 \(Na\) have no neighbour within 4 A"):
         dos = calc.get_property("phonon_dos", atoms)
-    assert np.isfinite(dos).all() and calc.results["phonon_dos_out_of_domain"] is False
+    assert np.isfinite(dos).all()
+    assert calc.results["phonon_dos_out_of_domain"] is False
     # an atom whose only neighbours are its own periodic images is not isolated
     assert check_domain(PhononGraphRecipe().featurise(bulk("Cu", a=3.6))).isolated_atoms == ()
 
@@ -267,12 +272,15 @@ def test_slab_in_a_vacuum_box_is_flagged_out_of_domain(domain_model_file) -> Non
     slab = bulk("NaCl", "rocksalt", a=5.64, cubic=True)  # two NaCl layers a cell along z
     slab.center(vacuum=5.0, axis=2)  # 10 A of vacuum between the slab's periodic images
     found = check_domain(PhononGraphRecipe().featurise(slab), {"train_elements": [11, 17]})
-    assert found.vacuum == pytest.approx(10.0, abs=1e-4) and found.out_of_domain
-    assert not found.unseen_elements and not found.too_large  # flagged for the vacuum alone
+    assert found.vacuum == pytest.approx(10.0, abs=1e-4)
+    assert found.out_of_domain
+    assert not found.unseen_elements
+    assert not found.too_large
     calc = DOSCalculator(model=str(domain_model_file), device="cpu")
     with pytest.warns(OutOfDomainWarning, match="empty layer 10.0 A wide .* a slab, wire or molecule"):
         dos = calc.get_property("phonon_dos", slab)
-    assert np.isfinite(dos).all() and calc.results["phonon_dos_out_of_domain"] is True
+    assert np.isfinite(dos).all()
+    assert calc.results["phonon_dos_out_of_domain"] is True
     box = molecule("H2O")
     box.center(vacuum=6.0)
     box.pbc = True
@@ -300,7 +308,8 @@ def test_no_bulk_crystal_of_the_phonon_data_is_taken_for_a_slab(phdos_dir) -> No
     from ase_dostransformer.io.phdos import load_phonon_dataset
 
     gaps = np.array([vacuum_gap(a.cell[:], a.get_scaled_positions()) for a in load_phonon_dataset(phdos_dir).atoms])
-    assert len(gaps) == 1521 and gaps.max() == pytest.approx(3.92, abs=0.01)  # Cs2O, mp-7988
+    assert len(gaps) == 1521
+    assert gaps.max() == pytest.approx(3.92, abs=0.01)
     assert gaps.max() < MAX_BULK_VACUUM
     assert round(float(gaps.max()), 1) == WIDEST_BULK_VACUUM  # the figure the out-of-domain message quotes
 
@@ -308,7 +317,8 @@ def test_no_bulk_crystal_of_the_phonon_data_is_taken_for_a_slab(phdos_dir) -> No
 def test_model_without_training_domain_flags_nothing_but_isolated_atoms(model) -> None:
     graph = PhononGraphRecipe().featurise(bulk("GaAs", "zincblende", a=5.65).repeat(3))
     found = check_domain(graph, getattr(model, "meta", None))
-    assert not found.out_of_domain and found.messages() == []
+    assert not found.out_of_domain
+    assert found.messages() == []
 
 
 def test_batch_api_warns_naming_the_structure(domain_model_file) -> None:
@@ -317,7 +327,8 @@ def test_batch_api_warns_naming_the_structure(domain_model_file) -> None:
     net = load_model(str(domain_model_file), device="cpu")
     with pytest.warns(OutOfDomainWarning, match="structure 1: out of domain: element\\(s\\) Cu"):
         out = predict_phonon_dos(net, [bulk("Si", "diamond", a=5.43), bulk("Cu", a=3.6)])
-    assert out.shape == (2, 51) and np.isfinite(out).all()
+    assert out.shape == (2, 51)
+    assert np.isfinite(out).all()
 
 
 def test_predict_summary_has_out_of_domain(domain_model_file, tmp_path) -> None:
@@ -327,10 +338,12 @@ def test_predict_summary_has_out_of_domain(domain_model_file, tmp_path) -> None:
     with open(tmp_path / "o" / "summary.csv", newline="") as fh:
         rows = {r["name"]: r for r in csv.DictReader(fh)}
     assert rows["Si"]["status"] == rows["Cu"]["status"] == "ok"
-    assert rows["Si"]["out_of_domain"] == "False" and rows["Cu"]["out_of_domain"] == "True"
+    assert rows["Si"]["out_of_domain"] == "False"
+    assert rows["Cu"]["out_of_domain"] == "True"
     assert "Cu never seen in training" in rows["Cu"]["warnings"]
     js = json.loads((tmp_path / "o" / "summary.json").read_text())
-    assert js["n_out_of_domain"] == 1 and js["failures"] == []
+    assert js["n_out_of_domain"] == 1
+    assert js["failures"] == []
 
 
 def test_disordered_cif_read_by_ase_is_rejected(tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""The ``dostransformer`` command: train, evaluate, ensemble, predict, build datasets, list the shipped models.
+"""The ``dostransformer`` command: train, evaluate, ensemble, calibrate, predict, build datasets, list models.
 
 One module per command, each with ``add_parser(subparsers)`` and ``main(args) -> int``. Exit status:
 0 on success; 1 when ``predict`` could not do some structures (the others are written); 2 for an
@@ -15,13 +15,13 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import DOSTransformerError
-from . import dataset, ensemble, evaluate, models, predict, train
+from . import calibrate, dataset, ensemble, evaluate, models, predict, train
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 DESCRIPTION = "Density of states of crystals with DOSTransformer models: predict, train, evaluate, build datasets."
 #: The command modules, in the order ``dostransformer --help`` lists them.
-COMMANDS = (train, evaluate, ensemble, dataset, predict, models)
+COMMANDS = (train, evaluate, ensemble, calibrate, dataset, predict, models)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,15 +1,21 @@
-"""``dostransformer predict``: phonon DOS, thermodynamics and plots (and electron DOS) for many structure files.
+"""``dostransformer predict``: phonon DOS, screening quantities, thermodynamics and plots for many structure files.
 
 Every input structure gets a folder under ``--out`` holding ``total_dos.dat`` (phonopy format:
 THz, states/THz/cell, integral 3N), ``thermal_properties.yaml`` (phonopy layout, per mole of
-cells), ``thermal_properties.csv`` and ``phonon_dos.png`` (not with ``--no-plots``). ``summary.csv``
-and ``summary.json`` list every structure, including those that failed and why. A file or
+cells, plus the ``cut_off`` and ``out_of_domain`` flags), ``thermal_properties.csv`` and
+``phonon_dos.png`` (for the ``--plots`` most doubtful structures; none with ``--no-plots``).
+``summary.csv`` and ``summary.json`` list every structure, including those that failed and why,
+with the screening quantities of :mod:`ase_dostransformer.screening` and their uncertainties, the
+flags and the input's own ids. ``--write-back FILE`` writes every predicted structure with its
+predictions to an extxyz file or ASE database (:mod:`ase_dostransformer.io.writeback`). A file or
 structure that cannot be read or predicted is recorded as failed with its reason; the run goes on.
-Structures are checked by :mod:`ase_dostransformer.graphs.validation` (the same rules as the
-calculator); valid ones outside the model's training domain are predicted and flagged
-(``out_of_domain``, ``warnings``). With ``--electron-model`` (e.g. ``edos``, the shipped one) each
-folder also gets ``electron_dos.dat`` and ``electron_dos.png``, and the summary a band-gap estimate
-and the DOS at the Fermi level. Finding and reading the inputs is
+Prediction is :func:`ase_dostransformer.pipeline.predict_structures`, as for the calculator: the
+same checks, findings in the same words. With ``--electron-model`` (e.g. ``electron``, the shipped
+one) each folder also gets ``electron_dos.dat`` (and ``electron_dos.png``), and the summary a
+band-gap estimate and the DOS at the Fermi level. With ``--refine K`` (and/or ``--refine-threshold U``)
+the K most doubtful predicted structures are recomputed by the teacher (the shipped universal
+potential driving phonopy, :mod:`ase_dostransformer.escalation`): their folders also get
+``teacher_total_dos.dat`` and the summary the teacher's status, S and Cv and CPU time. Finding and reading the inputs is
 :mod:`ase_dostransformer.io.structure_files`, the summary :mod:`ase_dostransformer.io.summary`, the
 plots :mod:`ase_dostransformer.plotting`.
 """
@@ -26,28 +32,39 @@ import sys
 import time
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import OptionError
+from ..io.atomic import atomic_write_text, deferred_fsync
 from ..io.structure_files import (
+    ID_KEYS,
     OUTPUT_FILES,
     OUTPUT_MARKER,
     RUN_MARKER,
+    InputFrame,
+    frame_labels,
     input_problem,
     iter_input_files,
     read_frame_entries,
 )
-from ..io.summary import SUMMARY_FILES, Record, failure_reason, write_summary
-from ..plotting import ELECTRON_AXES, PHONON_AXES, new_figure, plot_dos
+from ..io.summary import SUMMARY_FILES, TEACHER_COLUMNS, TEACHER_PREFIX, Record, failure_reason, write_summary
+from ..io.writeback import ModelIdentity, model_identity, write_predictions, writeback_format
+from ..plotting import ELECTRON_AXES, PHONON_AXES, DOSPlotter
+from ..screening import DEFAULT_TEMPERATURES, STD_SUFFIX, quantity_columns, screening_quantities, thermo_weights
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..pipeline import Prediction
 
 __all__ = [
     "EXIT_OK",
+    "DEFAULT_PLOTS",
     "EXIT_SOME_FAILED",
     "MAX_TEMPERATURES",
+    "TEACHER_DOS_FILE",
     "add_parser",
     "main",
     "parse_temperatures",
@@ -67,19 +84,57 @@ one failed entry for the break). Dangling links, FIFOs and other non-regular fil
 failed, never opened.
 
 outputs (per structure, in OUT/<name>/): total_dos.dat (phonopy format, THz, states/THz/cell,
-integral 3N), thermal_properties.yaml (phonopy layout, per mole of cells), thermal_properties.csv,
-phonon_dos.png (not with --no-plots); and OUT/summary.csv, OUT/summary.json for all structures
-(status ok/failed, error, out_of_domain, warnings, Cv at 300 K per mole of cells and per mole of
-atoms). With --electron-model also electron_dos.dat (eV relative to the Fermi level,
+integral 3N), thermal_properties.yaml (phonopy layout, per mole of cells, with the cut_off and
+out_of_domain flags), thermal_properties.csv, phonon_dos.png (--plots K: the K most doubtful
+structures, highest uncertainty and flagged ones first, default 100; --plots all; --no-plots); and
+OUT/summary.csv, OUT/summary.json for all structures. <name> is the file name; for the frames of a
+multi-frame file their own id (material_id, mp_id, id, name or label in the extxyz info or database
+key-value pairs, when unique and safe as a folder name), else <file>_id<row> for a database, else
+<file>_<frame>. With --electron-model also electron_dos.dat (eV relative to the Fermi level,
 max-normalised), electron_dos.png, and the columns band_gap_estimate_eV and electron_dos_at_fermi.
+
+summary columns: name, id, source, frame, status, error, formula, crystal_system,
+space_group, natoms; per --screening-temperatures T (default 300): cv_TK, entropy_TK (J/K/mol),
+free_energy_TK, internal_energy_TK (kJ/mol), each _per_mol_cells and _per_mol_atoms; zpe (kJ/mol),
+debye_temperature_K (second moment: (h/k_B) sqrt(5/3 <nu^2>)), mean_frequency_THz,
+max_frequency_THz (highest frequency with DOS >= 10% of the peak); each followed by its _std (the
+spread over the ensemble's members, calibrated; empty for a single model); peak_frequency_THz,
+uncertainty, domain_score, cut_off, out_of_domain, band_gap_estimate_eV, electron_dos_at_fermi,
+warnings, output_dir; then input_<key> for the input's ids (db_id and key-value pairs of an ASE
+database row, extxyz info entries). summary.json holds the same plus the model's name, sha256 and
+version and what every column means.
+
+--write-back FILE.extxyz|FILE.db: every predicted structure with its DOS (dt_frequencies_THz,
+dt_phonon_dos, dt_phonon_dos_std), the summary's quantities and flags and the model's name, sha256
+and version, under dt_* keys (extxyz info; database key-value pairs and data); read them back with
+ase_dostransformer.io.writeback.read_predictions.
+
 out_of_domain is true for elements never seen in training, a cell with more atoms than any
-training cell, an empty layer over 6 A wide (a slab or molecule in a vacuum box), or a shortest
+training cell, an empty layer over 6 A wide (a slab or molecule in a vacuum box), a shortest
 interatomic distance or volume per atom outside the training range (a squeezed cell, or one in Bohr
-or nm); the prediction is still made.
+or nm), and (with a calibrated model) a learned representation far from every training crystal;
+the prediction is still made.
 
 --out: locked while a run writes into it (a second run into it fails at once); a folder holding an
 earlier run's outputs is refused unless --overwrite (which removes them, the summary first). Every
 file is written atomically and the summary last: a summary exists only for a finished run.
+An existing --write-back file is replaced only with --overwrite (never when it is an input).
+
+--refine K, --refine-threshold U: after prediction, the K most doubtful predicted structures (out of
+domain first, then the highest calibrated uncertainty; with U only those above it and every
+out-of-domain one; both: at most K of those) are recomputed by the teacher: the shipped universal
+potential (TensorNet-MatPES-PBE) relaxing the atoms and driving phonopy finite displacements, the
+computation that labels the teacher data. It takes seconds to minutes per crystal on a CPU. The
+teacher is NOT DFT: its frequencies run soft, and on the DFT test split its DOS alone is less
+accurate than the model's, while averaging the two on the most doubtful crystals made the whole set
+more accurate (measured in benchmarks/RESULTS.md, "Escalation to the teacher"). Each refined folder
+gets teacher_total_dos.dat (phonopy format, THz, states/THz/cell, integral 3N; the real part for a
+dynamically unstable crystal) beside the model's total_dos.dat, and the summary the columns refined,
+teacher_status (ok, unstable: imaginary modes, failed), teacher_error, teacher_imaginary_fraction,
+teacher_cpu_seconds and teacher_cv_TK_..., teacher_entropy_TK_... (per mol of cells and of atoms at
+the screening temperatures, same units as the model's columns). A teacher failure is recorded there
+with its reason and the run goes on (it does not change the exit status). The cell is kept (DFT-relaxed
+inputs); --refine-relax-cell relaxes it too (for unrelaxed or generated crystals).
 
 exit status: 0 when every structure succeeded; 1 when any input file or structure failed (the
 others are still written, and the failures are listed in the summary); 2 for a usage error, a
@@ -90,13 +145,33 @@ model that cannot be loaded or an output folder that cannot be written.
 MAX_TEMPERATURES = 100_000
 #: errno values of an output folder that cannot be written (read-only, no permission, full).
 _UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
-#: What the numeric summary columns mean, recorded in summary.json.
+#: PNGs per kind a run writes by default: those of the most doubtful structures.
+DEFAULT_PLOTS = 100
+#: The teacher's DOS of a refined structure, beside the model's ``total_dos.dat``.
+TEACHER_DOS_FILE = "teacher_total_dos.dat"
+#: Files a run may write into a structure's folder (removed by ``--overwrite``).
+_WRITTEN = (*OUTPUT_FILES, TEACHER_DOS_FILE)
+#: What the teacher columns of a refining run mean, recorded in summary.json.
+TEACHER_UNITS = {
+    "refined": "recomputed by the teacher (universal potential + phonopy, not DFT) as one of the most doubtful",
+    "teacher_status": "ok, unstable (imaginary modes; the DOS is the real part) or failed",
+    "teacher_error": "why the teacher failed",
+    "teacher_imaginary_fraction": "fraction of the teacher's modes that are imaginary",
+    "teacher_cpu_seconds": "CPU seconds of the teacher (relaxation, forces, DOS)",
+    "teacher_*": "the teacher's value of the model's column of the same name (from teacher_total_dos.dat)",
+}
+#: What the summary columns other than the screening quantities mean, recorded in summary.json.
 COLUMN_UNITS = {
-    "cv_300K_J_per_K_per_mol_cells": "J/K per mole of cells (the input cell)",
-    "cv_300K_J_per_K_per_mol_atoms": "J/K per mole of atoms",
+    "id": "the input's own id: material_id, mp_id, id, name or label (info, key-value pairs), else its db row id",
+    "space_group": "international number of the detected space group",
     "peak_frequency_THz": "frequency of the DOS maximum",
+    "uncertainty": "calibrated scalar uncertainty of the whole spectrum, relative to its peak (model/uncertainty.py)",
+    "domain_score": "distance of the crystal's learned representation to the training crystals (1: typical)",
+    "cut_off": "the DOS is still above --cut-off-threshold of its peak at the top of the model's window",
+    "out_of_domain": "outside the training data: elements, size, vacuum, bonds, volume, representation, element pairs",
     "band_gap_estimate_eV": "empty window near 0 eV of the predicted electron DOS (electronic.py)",
     "electron_dos_at_fermi": "predicted electron DOS at 0 eV (max-normalised scale)",
+    "input_*": "the input's own ids: db_id (ASE database row) and key-value pairs, extxyz info entries",
 }
 
 
@@ -167,17 +242,48 @@ class _Run:
     """What every step of one ``predict`` run needs: the models, the output folder and the settings."""
 
     net: Any
-    model_label: str
-    electron: tuple[Any, str] | None
-    recipe: Any
+    identity: ModelIdentity
+    electron: tuple[Any, ModelIdentity] | None
     out: Path
     device: Any
     batch_size: int
     temps: np.ndarray
+    screening_temps: np.ndarray
     disable: bool | None
     cut_off_threshold: float
-    figure: Any  # a matplotlib Figure reused for every plot; None: no plots
+    plots: int | None  # most PNGs per kind; None: every structure
+    write_back: Path | None
+    symprec: float | None
     t0: float
+    #: refinement by the teacher: at most this many, only those above this uncertainty, cell relaxed or not
+    refine: int | None = None
+    refine_threshold: float | None = None
+    refine_relax_cell: bool = False
+    #: the spectra of each predicted structure, by record, for the plots and the write-back
+    kept: dict[int, _Kept] = field(default_factory=dict)
+
+
+@dataclass
+class _Kept:
+    """One predicted structure's atoms and spectra, kept until the plots and the write-back are written."""
+
+    atoms: Any
+    freqs: np.ndarray  # THz
+    dos: np.ndarray  # states/THz/cell, integral 3N
+    dos_std: np.ndarray | None  # same units
+    electron: np.ndarray | None = None  # max-normalised, on the electron model's grid
+    prediction: Prediction | None = None  # the phonon prediction (for choosing what to refine)
+
+
+def _plot_limit(plots: bool | int) -> int | None:
+    """``plots`` as the most PNGs per kind: True -> None (all), False -> 0; :class:`OptionError` below 0."""
+    if plots is True:
+        return None
+    if plots is False:
+        return 0
+    if not isinstance(plots, int) or plots < 0:
+        raise OptionError(f"plots must be True, False or a number >= 0, got {plots!r}")
+    return plots
 
 
 def run_predict(
@@ -191,43 +297,74 @@ def run_predict(
     cut_off_threshold: float = 0.05,
     electron_model: Any = None,
     overwrite: bool = False,
-    plots: bool = True,
+    plots: bool | int = DEFAULT_PLOTS,
+    screening_temperatures: Sequence[float] | np.ndarray | None = None,
+    write_back: str | os.PathLike | None = None,
+    symprec: float | None = None,
+    refine: int | None = None,
+    refine_threshold: float | None = None,
+    refine_relax_cell: bool = False,
 ) -> list[Record]:
     """Predict every structure in ``inputs`` and write the outputs under ``out``; returns the summary rows.
 
     ``model`` (phonon) and ``electron_model`` (optional) are registered names, model-file paths or
-    loaded ``DOSTransformer`` models. ``progress``: ``None`` shows a tqdm bar only on a terminal.
-    ``plots=False`` writes no PNG (every other file is the same).
+    loaded models. ``progress``: ``None`` shows a tqdm bar only on a terminal. ``temperatures``: those
+    of ``thermal_properties.yaml``/``.csv``; ``screening_temperatures`` those of the summary's
+    S, F, U, Cv columns (default 300 K). ``plots``: a number K (default :data:`DEFAULT_PLOTS`), PNGs
+    of the K most doubtful structures only (highest scalar uncertainty first, then flagged ones, then
+    in input order), drawn after every structure is predicted; True, a PNG per structure; False, none;
+    every other file is the same.
+    ``write_back``: an ``.extxyz`` or ``.db`` file that gets every predicted structure with its
+    predictions (:mod:`ase_dostransformer.io.writeback`). ``symprec``: the symmetry tolerance (A)
+    of the crystal-system detection (None: the model's default).
+    ``refine`` / ``refine_threshold``: recompute the ``refine`` most doubtful predicted structures
+    (and/or those whose uncertainty is above ``refine_threshold``) with the teacher
+    (:mod:`ase_dostransformer.escalation`; the cell relaxed too with ``refine_relax_cell``): their
+    folders get ``teacher_total_dos.dat`` and the summary the teacher columns (see the epilog).
 
     ``out`` is locked for the run (:mod:`ase_dostransformer.io.locks`: a second run into it fails at
     once). An ``out`` holding an earlier run's outputs is refused unless ``overwrite``, which removes
-    them (the summary first) before anything is written. Every file is written atomically and the
-    summary last, so a summary exists only for a finished run. Bad options raise
-    :class:`~ase_dostransformer.errors.OptionError`.
+    them (the summary first) before anything is written; so is an existing ``write_back`` file.
+    Every file is written atomically and, after one sync of everything else, the summary last, so a
+    summary exists only for a finished run. Bad options raise :class:`~ase_dostransformer.errors.OptionError`.
     """
-    from ..inference import graph_recipe, resolve_device
+    from ..device import resolve_device
     from ..io.locks import lock_folder
 
     out = Path(out)
     temps = _checked_options(batch_size, cut_off_threshold, temperatures, out)
+    screening = np.asarray(DEFAULT_TEMPERATURES if screening_temperatures is None else screening_temperatures, float)
+    quantity_columns(screening)  # checks them
+    limit = _plot_limit(plots)
+    if symprec is not None:
+        from ..graphs.crystal_system import check_symprec
+
+        symprec = check_symprec(symprec)
+    _check_refine(refine, refine_threshold, refine_relax_cell)
+    files = list(iter_input_files(inputs, skip=out))
+    back = _checked_write_back(write_back, files, overwrite)
     dev = resolve_device(device)
-    net, model_label = _load_net(model, dev, "phonon")
-    electron = None if electron_model is None else _load_net(electron_model, dev, "edos")
+    net, identity = _load_net(model, dev, "phonon")
+    electron = None if electron_model is None else _load_net(electron_model, dev, "electron")
     run = _Run(
         net=net,
-        model_label=model_label,
+        identity=identity,
         electron=electron,
-        recipe=graph_recipe(net),
         out=out,
         device=dev,
         batch_size=batch_size,
         temps=temps,
+        screening_temps=screening,
         disable=None if progress is None else not progress,
         cut_off_threshold=cut_off_threshold,
-        figure=new_figure() if plots else None,
+        plots=limit,
+        write_back=back,
+        symprec=symprec,
         t0=time.time(),
+        refine=refine,
+        refine_threshold=refine_threshold,
+        refine_relax_cell=bool(refine_relax_cell),
     )
-    files = list(iter_input_files(inputs, skip=out))
     if not files:
         raise OptionError("no input files found")
     lock = lock_folder(out, "dostransformer predict")  # a second run into OUT fails here, at once
@@ -237,25 +374,67 @@ def run_predict(
         lock.release()
 
 
-def _load_net(model: Any, dev: Any, task: str) -> tuple[Any, str]:
-    """A model on ``dev`` and the label the output files name it by."""
-    import torch
+def _check_refine(refine: int | None, threshold: float | None, relax_cell: bool) -> None:
+    """:class:`OptionError` for a bad ``--refine`` / ``--refine-threshold`` or a lone ``--refine-relax-cell``."""
+    if refine is not None and (isinstance(refine, bool) or not isinstance(refine, int) or refine < 0):
+        raise OptionError(f"--refine must be a number of structures >= 0, got {refine!r}")
+    if threshold is not None and not (
+        isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and np.isfinite(threshold)
+    ):
+        raise OptionError(f"--refine-threshold must be a finite number, got {threshold!r}")
+    if relax_cell and refine is None and threshold is None:
+        raise OptionError("--refine-relax-cell needs --refine K or --refine-threshold U")
 
-    from ..inference import load_task_model
 
-    label = "a DOSTransformer" if isinstance(model, torch.nn.Module) else f"DOSTransformer model {model}"
-    return load_task_model(model, task, dev), label
+def _refining(run: _Run) -> bool:
+    """Whether this run refines with the teacher."""
+    return run.refine is not None or run.refine_threshold is not None
+
+
+def _checked_write_back(
+    path: str | os.PathLike | None, files: Sequence[tuple[Path, str]], overwrite: bool
+) -> Path | None:
+    """The write-back file, checked: a known suffix, not an input, not an existing file without ``overwrite``."""
+    if path is None:
+        return None
+    back = Path(path)
+    writeback_format(back)
+    if back.is_dir():
+        raise OptionError(f"--write-back {back} is a folder: give a file name ending in .extxyz, .xyz or .db")
+    if back.exists():
+        target = back.resolve()
+        if any(f.resolve() == target for f, _ in files):
+            raise OptionError(f"--write-back {back} is one of the inputs: choose another file")
+        if not overwrite:
+            raise OptionError(f"--write-back {back} exists; give --overwrite to replace it or choose another file")
+    return back
+
+
+def _load_net(model: Any, dev: Any, task: str) -> tuple[Any, ModelIdentity]:
+    """A model on ``dev`` and its identity (name, sha256, version)."""
+    from ..batching import load_task_model
+
+    net = load_task_model(model, task, dev)
+    given = model if isinstance(model, (str, os.PathLike)) else None
+    return net, model_identity(net, given)
 
 
 def _predict_locked(run: _Run, files: Sequence[tuple[Path, str]], overwrite: bool) -> list[Record]:
     """Read, predict and write every input with ``run.out`` locked; the summary last."""
     taken = _prepare_out(run.out, overwrite)
     records, pending = _read_inputs(files, taken, run.disable)
-    _predict_phonons(run, pending)
-    if run.electron is not None:
-        done = [(rec, atoms) for rec, atoms in pending if rec.status == "ok"]
-        _predict_electron(run, run.electron, done)
-    write_summary(records, run.out, _summary_meta(run))
+    with deferred_fsync():  # one sync for thousands of small files, before the summary
+        _predict_phonons(run, pending)
+        if run.electron is not None:
+            done = [(rec, atoms) for rec, atoms in pending if rec.status == "ok"]
+            _predict_electron(run, run.electron, done)
+        if _refining(run):
+            _refine(run, records)
+        if run.plots != 0:
+            _write_plots(run, records)
+        if run.write_back is not None:
+            _write_back(run, records)
+    write_summary(records, run.out, _summary_meta(run), _quantity_columns(run), _teacher_columns(run))
     return records
 
 
@@ -275,6 +454,14 @@ def _prepare_out(out: Path, overwrite: bool) -> set[str]:
     return {p.name.lower() for p in out.iterdir()} | set(SUMMARY_FILES)
 
 
+def _input_id(ids: dict[str, Any]) -> str:
+    """The id that names an input structure: the first of ``ID_KEYS`` it has, else its database row id."""
+    for key in (*ID_KEYS, "db_id"):
+        if ids.get(key) is not None:
+            return str(ids[key])
+    return ""
+
+
 def _read_inputs(
     files: Sequence[tuple[Path, str]], taken: set[str], disable: bool | None
 ) -> tuple[list[Record], list[tuple[Record, Any]]]:
@@ -286,19 +473,49 @@ def _read_inputs(
     for path, name in tqdm(files, desc="reading", unit="file", disable=disable, file=sys.stderr):
         problem = input_problem(path)
         try:
-            entries = [(None, problem)] if problem else read_frame_entries(path)
+            entries = [InputFrame(None, problem)] if problem else read_frame_entries(path)
         except Exception as exc:  # a file that cannot even be opened
-            entries = [(None, failure_reason(exc))]
+            entries = [InputFrame(None, failure_reason(exc))]
         multi = len(entries) > 1
-        for i, (atoms, error) in enumerate(entries):
-            label = f"{name}_{i}" if multi else name
-            rec = Record(name=_unique(label, taken), source=str(path), frame=i if multi else None)
+        for i, (entry, label) in enumerate(zip(entries, frame_labels(name, entries), strict=True)):
+            rec = Record(
+                name=_unique(label, taken),
+                source=str(path),
+                frame=i if multi else None,
+                id=_input_id(entry.ids),
+                ids=dict(entry.ids),
+            )
             records.append(rec)
-            if error is None:
-                pending.append((rec, atoms))
+            if entry.error is None:
+                pending.append((rec, entry.atoms))
             else:
-                rec.fail(error)
+                rec.fail(entry.error)
     return records, pending
+
+
+def _describe(rec: Record, atoms: Any) -> None:
+    """Atoms and formula of ``rec`` (left empty for atoms without them: validation names the fault)."""
+    try:
+        rec.natoms = len(atoms)
+        rec.formula = atoms.get_chemical_formula(mode="metal")
+    except Exception:  # e.g. atomic numbers without a symbol
+        pass
+
+
+def _predictions(run: _Run, net: Any, structures: Sequence[Any]) -> list[Prediction]:
+    """The pipeline's predictions of ``structures`` (errors kept per structure)."""
+    from ..pipeline import predict_structures
+
+    options: dict[str, Any] = {"symprec": run.symprec} if run.symprec is not None else {}
+    return predict_structures(
+        net,
+        list(structures),
+        batch_size=run.batch_size,
+        device=run.device,
+        cut_off_threshold=run.cut_off_threshold,
+        on_invalid="keep",
+        **options,
+    )
 
 
 def _predict_phonons(run: _Run, pending: Sequence[tuple[Record, Any]]) -> None:
@@ -308,173 +525,304 @@ def _predict_phonons(run: _Run, pending: Sequence[tuple[Record, Any]]) -> None:
     bar = tqdm(total=len(pending), desc="predicting", unit="structure", disable=run.disable, file=sys.stderr)
     for start in range(0, len(pending), run.batch_size):
         chunk = pending[start : start + run.batch_size]
-        ready = _featurise_phonon(run, chunk)
-        bar.update(len(chunk) - len(ready))
-        # one bad structure must not sink the batch: predict one by one, failing only the culprits
-        spectra = _predict_each(run.net, [(rec, graph) for rec, _, graph in ready], run.batch_size, run.device)
-        for (rec, atoms, graph), y in zip(ready, spectra, strict=True):
-            if y is not None:
-                _finish_phonon(run, rec, atoms, graph, y)
-            bar.update(1)
+        for rec, atoms in chunk:
+            _describe(rec, atoms)
+        _write_batch(run, chunk, _predictions(run, run.net, [a for _, a in chunk]))
+        bar.update(len(chunk))
     bar.close()
 
 
-def _featurise_phonon(run: _Run, chunk: Sequence[tuple[Record, Any]]) -> list[tuple[Record, Any, Any]]:
-    """``(record, atoms, graph)`` of the structures of ``chunk`` the phonon model can take; the others fail."""
-    from ..graphs import CRYSTAL_SYSTEMS
-    from ..inference import domain_check
-
-    ready: list[tuple[Record, Any, Any]] = []
-    for rec, atoms in chunk:
+def _write_batch(run: _Run, chunk: Sequence[tuple[Record, Any]], predictions: Sequence[Prediction]) -> None:
+    """The records and output files of one predicted batch."""
+    for (rec, atoms), p in zip(chunk, predictions, strict=True):
+        _take_prediction(rec, p)
+        if p.error is not None:
+            rec.fail(p.error)
+            continue
         try:
-            rec.natoms = len(atoms)
-            rec.formula = atoms.get_chemical_formula(mode="metal")
-        except Exception:  # e.g. atomic numbers without a symbol: validation below names them
-            pass
-        try:
-            graph = run.recipe.featurise(atoms)
-            rec.crystal_system = CRYSTAL_SYSTEMS[int(graph.system.item())]
-            domain = domain_check(run.net, graph, atoms)
-            rec.out_of_domain = domain.out_of_domain
-            rec.warnings.extend(domain.messages())
-            ready.append((rec, atoms, graph))
+            run.kept[id(rec)] = _write_outputs(run, rec, atoms, p)
+            rec.status = "ok"
         except Exception as exc:
             rec.fail(exc)
-    return ready
 
 
-def _finish_phonon(run: _Run, rec: Record, atoms: Any, graph: Any, y: np.ndarray) -> None:
-    """Flags and output files of one predicted structure; the record fails with the reason if they cannot be made."""
-    from ..spectra import is_cut_off
-
-    try:
-        rec.cut_off = is_cut_off(y, run.cut_off_threshold)
-        if rec.cut_off:
-            rec.warnings.append(
-                f"spectrum cut off at {run.net.cfg.grid.stop:g} cm^-1 (still above "
-                f"{run.cut_off_threshold:.0%} of its maximum in the last bin)"
-            )
-        if not bool(run.net.seen_systems[int(graph.system.item())]):
-            rec.warnings.append(f"crystal system {rec.crystal_system} unseen in training (mean prompt)")
-        _write_outputs(rec, atoms, y, run.temps, run.out / rec.name, run.net.cfg.grid, run.model_label, run.figure)
-        rec.status = "ok"
-    except Exception as exc:
-        rec.fail(exc)
+def _take_prediction(rec: Record, p: Prediction) -> None:
+    """The prediction's flags, findings and crystal description into ``rec`` (the pipeline's own words)."""
+    if p.natoms is not None:
+        rec.natoms = p.natoms
+    rec.crystal_system = p.crystal_system or ""
+    rec.space_group = p.space_group
+    rec.out_of_domain = p.out_of_domain
+    rec.warnings.extend(p.messages)
+    if p.error is None:
+        rec.cut_off = p.cut_off
+        rec.uncertainty = p.uncertainty
+        rec.domain_score = p.domain_score
 
 
-def _write_outputs(
-    rec: Record,
-    atoms: Any,
-    y: np.ndarray,
-    temperatures: np.ndarray,
-    folder: Path,
-    grid: Any,
-    model_label: str,
-    figure: Any = None,
-) -> None:
-    """Files of one predicted structure (the PNG only with a ``figure`` to draw it on); fills ``rec``'s numbers."""
+def _flags_yaml(rec: Record) -> str:
+    """The flags ``thermal_properties.yaml`` carries beside phonopy's keys (phonopy's readers ignore them)."""
+    return (
+        "# cut_off: the predicted DOS is still high at the top of the model's window (thermodynamics approximate)\n"
+        "# out_of_domain: the crystal lies outside the model's training data (see the summary's warnings)\n"
+        f"cut_off: {str(bool(rec.cut_off)).lower()}\n"
+        f"out_of_domain: {str(bool(rec.out_of_domain)).lower()}\n\n"
+    )
+
+
+def _write_outputs(run: _Run, rec: Record, atoms: Any, p: Prediction) -> _Kept:
+    """Data files of one predicted structure and its summary numbers; what the plots and write-back need."""
     from ..io.phonopy_files import write_total_dos
     from ..spectra import phonon_dos_to_phonopy
-    from ..thermo import thermal_properties, write_thermal_properties_csv, write_thermal_properties_yaml
+    from ..thermo import thermal_properties_yaml, write_thermal_properties_csv
 
+    if p.dos is None:  # pragma: no cover - the caller passes predicted structures only
+        raise OptionError("no spectrum to write")
     natoms = len(atoms)
-    freqs, dos = phonon_dos_to_phonopy(y, natoms, grid)
+    freqs, dos = phonon_dos_to_phonopy(p.dos, natoms, p.grid)
+    folder = run.out / rec.name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / OUTPUT_MARKER).touch()  # never read back as input
     write_total_dos(
         folder / "total_dos.dat",
         freqs,
         dos,
-        comment=f"{rec.formula} phonon DOS (THz, states/THz/cell, 3N={3 * natoms}) by {model_label}",
+        comment=f"{rec.formula} phonon DOS (THz, states/THz/cell, 3N={3 * natoms}) by {run.identity.name}",
     )
-    tp = thermal_properties(freqs, dos, temperatures, natoms=natoms)
-    write_thermal_properties_yaml(tp, folder / "thermal_properties.yaml", volume=float(atoms.get_volume()))
+    tp = thermo_weights(freqs, run.temps).properties(dos, natoms)  # thermo.thermal_properties, precomputed
+    text = thermal_properties_yaml(tp, volume=float(atoms.get_volume()))
+    head, sep, rest = text.partition("\nunit:")
+    atomic_write_text(folder / "thermal_properties.yaml", f"{head}\n{_flags_yaml(rec)}unit:{rest}" if sep else text)
     write_thermal_properties_csv(tp, folder / "thermal_properties.csv")
-    cv = float(thermal_properties(freqs, dos, [300.0], natoms=natoms).cv[0])
-    rec.cv_300K_J_per_K_per_mol_cells = cv
-    rec.cv_300K_J_per_K_per_mol_atoms = cv / natoms
+    rec.quantities = screening_quantities(p, natoms, run.screening_temps).columns()
     rec.peak_frequency_THz = float(freqs[int(np.argmax(dos))])
-    if figure is not None:
-        title = f"{rec.formula} ({rec.crystal_system})"
-        plot_dos(folder / "phonon_dos.png", freqs, dos, PHONON_AXES, title, cut_off=bool(rec.cut_off), figure=figure)
     rec.output_dir = str(folder)
+    peak = float(np.max(p.dos))
+    std = None if p.dos_std is None else np.asarray(p.dos_std, dtype=float) * (float(np.max(dos)) / peak)
+    return _Kept(atoms=atoms, freqs=freqs, dos=dos, dos_std=std, prediction=p)
 
 
-def _predict_electron(run: _Run, electron: tuple[Any, str], records_atoms: Sequence[tuple[Record, Any]]) -> None:
+def _predict_electron(
+    run: _Run, electron: tuple[Any, ModelIdentity], records_atoms: Sequence[tuple[Record, Any]]
+) -> None:
     """Electron DOS files and summary columns for structures whose phonon outputs were written.
 
     A structure the electron model cannot take (an element without an embedding, say) fails alone,
     with its reason; the others of its batch are predicted, as on the phonon path.
     """
-    from ..inference import domain_check, graph_recipe
-
-    net, label = electron
-    recipe = graph_recipe(net)
-    for start in range(0, len(records_atoms), run.batch_size):
-        ready: list[tuple[Record, Any]] = []
-        for rec, atoms in records_atoms[start : start + run.batch_size]:
-            try:
-                graph = recipe.featurise(atoms)
-                domain = domain_check(net, graph, atoms)
-            except Exception as exc:
-                rec.fail(f"electron DOS: {failure_reason(exc)}")
-                continue
-            rec.warnings.extend(f"electron model: {m}" for m in domain.messages())
-            rec.out_of_domain = bool(rec.out_of_domain) or domain.out_of_domain
-            ready.append((rec, graph))
-        spectra = _predict_each(net, ready, run.batch_size, run.device, "electron DOS: ")
-        for (rec, _), y in zip(ready, spectra, strict=True):
-            if y is not None:
-                _write_electron_outputs(rec, y, run.out / rec.name, net.cfg.grid, label, run.figure)
-
-
-def _write_electron_outputs(rec: Record, y: np.ndarray, folder: Path, grid: Any, label: str, figure: Any) -> None:
-    """``electron_dos.dat`` (and ``.png`` with a ``figure``), the band-gap and Fermi-level columns of ``rec``."""
     from ..electronic import band_gap_estimate, dos_at_fermi_level, write_electron_dos
 
-    try:
-        write_electron_dos(folder / "electron_dos.dat", y, grid, comment=f"{rec.formula} electron DOS by {label}")
-        if figure is not None:
-            title = f"{rec.formula} ({rec.crystal_system})"
-            plot_dos(folder / "electron_dos.png", grid.values, y, ELECTRON_AXES, title, figure=figure)
-        if np.any(y > 0):
-            rec.band_gap_estimate_eV = band_gap_estimate(y, grid).gap
-        rec.electron_dos_at_fermi = dos_at_fermi_level(y, grid)
-    except Exception as exc:
-        rec.fail(f"electron DOS: {failure_reason(exc)}")
-
-
-def _predict_each(
-    net: Any, ready: Sequence[tuple[Record, Any]], batch_size: int, dev: Any, prefix: str = ""
-) -> list[np.ndarray | None]:
-    """Spectra of ``(record, graph)`` pairs in one batch; when the batch fails, one by one, failing only culprits."""
-    from ..inference import predict_graphs
-
-    if not ready:
-        return []
-    try:
-        return list(predict_graphs(net, [g for _, g in ready], batch_size=batch_size, device=dev))
-    except Exception:
-        spectra: list[np.ndarray | None] = []
-        for rec, graph in ready:
+    net, identity = electron
+    for start in range(0, len(records_atoms), run.batch_size):
+        chunk = records_atoms[start : start + run.batch_size]
+        for (rec, _), p in zip(chunk, _predictions(run, net, [a for _, a in chunk]), strict=True):
+            rec.warnings.extend(f"electron model: {m}" for m in p.messages)
+            rec.out_of_domain = bool(rec.out_of_domain) or p.out_of_domain
+            if p.error is not None or p.dos is None:
+                rec.fail(f"electron DOS: {failure_reason(p.error or OptionError('no spectrum'))}")
+                continue
             try:
-                spectra.append(predict_graphs(net, [graph], batch_size=1, device=dev)[0])
+                comment = f"{rec.formula} electron DOS by {identity.name}"
+                write_electron_dos(run.out / rec.name / "electron_dos.dat", p.dos, p.grid, comment=comment)
+                if np.any(p.dos > 0):
+                    rec.band_gap_estimate_eV = band_gap_estimate(p.dos, p.grid).gap
+                rec.electron_dos_at_fermi = dos_at_fermi_level(p.dos, p.grid)
+                run.kept[id(rec)].electron = np.asarray(p.dos, dtype=float)
             except Exception as exc:
-                rec.fail(f"{prefix}{failure_reason(exc)}")
-                spectra.append(None)
-        return spectra
+                rec.fail(f"electron DOS: {failure_reason(exc)}")
+
+
+def _refine(run: _Run, records: Sequence[Record]) -> None:
+    """The teacher's DOS of the most doubtful predicted structures: files and summary columns.
+
+    The teacher potential loads once; a crystal it fails on (or a potential that cannot load) is
+    recorded with its reason, and the others go on.
+    """
+    from dataclasses import replace
+
+    from tqdm.auto import tqdm
+
+    from ..escalation import refine_structures, select_doubtful
+    from ..teacher.phonons import PhononSettings
+
+    done = [r for r in records if r.status == "ok" and id(r) in run.kept and run.kept[id(r)].prediction is not None]
+    predictions = [replace(run.kept[id(r)].prediction, index=k) for k, r in enumerate(done)]
+    chosen = select_doubtful(predictions, k=run.refine, threshold=run.refine_threshold)
+    for rec in done:
+        rec.teacher = {"refined": False}
+    if not chosen:
+        return
+    settings = PhononSettings(relax_cell=run.refine_relax_cell)
+    try:
+        from ..teacher.potential import load_teacher
+
+        teacher = load_teacher(str(run.device))
+    except Exception as exc:  # e.g. matgl missing: every chosen structure records why
+        for k in chosen:
+            done[k].teacher = {"refined": True, "teacher_status": "failed", "teacher_error": failure_reason(exc)}
+        return
+    for k in tqdm(chosen, desc="refining (teacher)", unit="structure", disable=run.disable, file=sys.stderr):
+        rec = done[k]
+        (ref,) = refine_structures(
+            [run.kept[id(rec)].atoms], grid=run.net.cfg.grid, settings=settings, potential=teacher
+        )
+        _take_refinement(run, rec, ref)
+
+
+def _take_refinement(run: _Run, rec: Record, ref: Any) -> None:
+    """One :class:`~ase_dostransformer.escalation.Refinement` into ``rec`` and ``teacher_total_dos.dat``."""
+    from ..escalation import teacher_quantities
+    from ..io.phonopy_files import write_total_dos
+
+    rec.teacher = {"refined": True, "teacher_status": ref.status, "teacher_cpu_seconds": ref.cpu_seconds}
+    if not ref.ok:
+        rec.teacher["teacher_error"] = failure_reason(ref.error or OptionError("no teacher spectrum"))
+        return
+    try:
+        natoms = len(run.kept[id(rec)].atoms)
+        write_total_dos(
+            run.out / rec.name / TEACHER_DOS_FILE,
+            ref.frequencies_thz,
+            ref.dos_thz,
+            comment=f"{rec.formula} phonon DOS (THz, states/THz/cell, 3N={3 * natoms}) by the teacher "
+            f"(universal potential + phonopy, not DFT), status {ref.status}",
+        )
+        values = teacher_quantities(ref, natoms, run.screening_temps)
+    except Exception as exc:
+        rec.teacher.update(teacher_status="failed", teacher_error=failure_reason(exc))
+        return
+    rec.teacher["teacher_imaginary_fraction"] = ref.imaginary_fraction
+    rec.teacher.update({TEACHER_PREFIX + name: value for name, value in values.items()})
+
+
+def _teacher_columns(run: _Run) -> list[str]:
+    """The teacher columns of a refining run (none otherwise): status, then S and Cv at the screening temperatures."""
+    if not _refining(run):
+        return []
+    names = [n for n in quantity_columns(run.screening_temps) if n.startswith(("cv_", "entropy_"))]
+    return [*TEACHER_COLUMNS, *(TEACHER_PREFIX + n for n in names)]
+
+
+def _doubt(rec: Record) -> tuple[float, int]:
+    """Sort key putting the most doubtful first: highest scalar uncertainty, then flagged structures."""
+    flagged = bool(rec.out_of_domain) or bool(rec.cut_off)
+    uncertainty = rec.uncertainty if rec.uncertainty is not None and np.isfinite(rec.uncertainty) else -np.inf
+    return (-uncertainty, 0 if flagged else 1)
+
+
+def _write_plots(run: _Run, records: Sequence[Record]) -> None:
+    """PNGs of the predicted structures (the ``run.plots`` most doubtful ones, or all), one figure per kind reused."""
+    done = [r for r in records if r.status == "ok" and id(r) in run.kept]
+    chosen = done if run.plots is None else sorted(done, key=_doubt)[: run.plots]
+    phonon = DOSPlotter(PHONON_AXES)
+    electron = DOSPlotter(ELECTRON_AXES) if run.electron is not None else None
+    grid = None if run.electron is None else run.electron[0].cfg.grid
+    for rec in chosen:
+        kept = run.kept[id(rec)]
+        folder = run.out / rec.name
+        title = f"{rec.formula} ({rec.crystal_system})"
+        try:
+            phonon.plot(folder / "phonon_dos.png", kept.freqs, kept.dos, title, cut_off=bool(rec.cut_off))
+            if electron is not None and grid is not None and kept.electron is not None:
+                electron.plot(folder / "electron_dos.png", grid.values, kept.electron, title)
+        except Exception as exc:
+            rec.fail(f"plot: {failure_reason(exc)}")
+
+
+def _write_back(run: _Run, records: Sequence[Record]) -> None:
+    """Every predicted structure with its predictions into ``run.write_back`` (atomically)."""
+    entries = []
+    electron = None if run.electron is None else run.electron[1]
+    for rec in records:
+        kept = run.kept.get(id(rec))
+        if rec.status != "ok" or kept is None:
+            continue
+        atoms = kept.atoms
+        atoms.info.update({k: v for k, v in rec.ids.items() if k != "db_id"})  # a database row's own pairs
+        scalars: dict[str, Any] = {
+            "name": rec.name,
+            "source": rec.source,
+            "frame": rec.frame,
+            "input_db_id": rec.ids.get("db_id"),
+            "formula": rec.formula,
+            "crystal_system": rec.crystal_system,
+            "space_group": rec.space_group,
+            "out_of_domain": bool(rec.out_of_domain),
+            "cut_off": bool(rec.cut_off),
+            "uncertainty": rec.uncertainty,
+            "domain_score": rec.domain_score,
+            "peak_frequency_THz": rec.peak_frequency_THz,
+            "band_gap_estimate_eV": rec.band_gap_estimate_eV,
+            "electron_dos_at_fermi": rec.electron_dos_at_fermi,
+            "warnings": "; ".join(rec.warnings),
+            **run.identity.to_dict(),
+            **({} if electron is None else {"electron_" + k: v for k, v in electron.to_dict().items()}),
+            **rec.quantities,
+            **rec.teacher,
+        }
+        arrays = {"frequencies_THz": kept.freqs, "phonon_dos": kept.dos, "phonon_dos_std": kept.dos_std}
+        if kept.electron is not None and run.electron is not None:
+            arrays |= {"electron_energies_eV": run.electron[0].cfg.grid.values, "electron_dos": kept.electron}
+        entries.append((atoms, scalars, arrays))
+    if run.write_back is not None:
+        write_predictions(run.write_back, entries)
+
+
+def _quantity_columns(run: _Run) -> list[str]:
+    """The summary's screening columns: each quantity, then its ``_std``."""
+    return [c for name in quantity_columns(run.screening_temps) for c in (name, name + STD_SUFFIX)]
+
+
+def _uncertainty_source(run: _Run) -> str:
+    """What the ``_std`` columns hold in this run, in words."""
+    members = len(getattr(run.net, "members", ()) or ())
+    if members < 2:
+        return "none: a single model gives no ensemble spread (the _std columns are empty)"
+    return (
+        f"standard deviation over the {members} ensemble members' spectra, times the calibration scale "
+        "(mean calibrated per-bin uncertainty / mean member spread) when the model carries a calibration"
+    )
+
+
+def _refine_meta(run: _Run) -> dict[str, Any] | None:
+    """The refinement settings summary.json records (None for a run without)."""
+    if not _refining(run):
+        return None
+    from ..teacher.potential import TEACHER_NAME
+
+    return {
+        "k": run.refine,
+        "threshold": run.refine_threshold,
+        "relax_cell": run.refine_relax_cell,
+        "teacher": f"{TEACHER_NAME} + phonopy (a universal potential, not DFT)",
+    }
 
 
 def _summary_meta(run: _Run) -> dict[str, Any]:
     """The run metadata summary.json records beside the rows."""
+    columns = dict(COLUMN_UNITS)
+    if _refining(run):
+        columns.update(TEACHER_UNITS)
+    for name, meaning in quantity_columns(run.screening_temps).items():
+        columns[name] = meaning
+        columns[name + STD_SUFFIX] = f"uncertainty (one standard deviation) of {name}"
     return {
-        "model": getattr(run.net, "source", run.model_label),
-        "electron_model": None if run.electron is None else getattr(run.electron[0], "source", run.electron[1]),
+        "model": run.identity.name,
+        "model_sha256": run.identity.sha256,
+        "model_version": run.identity.version,
+        "model_file": run.identity.source,
+        "electron_model": None if run.electron is None else run.electron[1].name,
+        "electron_model_sha256": None if run.electron is None else run.electron[1].sha256,
         "device": str(run.device),
         "temperatures_K": run.temps.tolist(),
+        "screening_temperatures_K": run.screening_temps.tolist(),
         "grid": run.net.cfg.grid.to_dict(),
+        "uncertainties": _uncertainty_source(run),
+        "plots": "all" if run.plots is None else run.plots,
+        "write_back": None if run.write_back is None else str(run.write_back),
+        "refine": _refine_meta(run),
         "seconds": round(time.time() - run.t0, 3),
-        "columns": dict(COLUMN_UNITS),
+        "columns": columns,
     }
 
 
@@ -507,9 +855,9 @@ def previous_outputs(out: Path) -> list[Path]:
     except (OSError, ValueError, TypeError, AttributeError, KeyError):
         pass
     for sub in sorted(out.iterdir()):
-        if sub.is_dir() and not sub.is_symlink() and ((sub / OUTPUT_MARKER).exists() or sub.name in listed):
-            if any((sub / name).exists() for name in OUTPUT_FILES):
-                found.append(sub)
+        ours = sub.is_dir() and not sub.is_symlink() and ((sub / OUTPUT_MARKER).exists() or sub.name in listed)
+        if ours and any((sub / name).exists() for name in OUTPUT_FILES):
+            found.append(sub)
     return found
 
 
@@ -520,7 +868,7 @@ def _remove_previous(found: Sequence[Path]) -> None:
             path.unlink()
     for folder in found:
         if folder.is_dir():
-            for name in (*OUTPUT_FILES, OUTPUT_MARKER):
+            for name in (*_WRITTEN, OUTPUT_MARKER):
                 (folder / name).unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # not empty: the user's own files stay
                 folder.rmdir()
@@ -570,12 +918,65 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=0.05,
         help="flag spectra whose last bin exceeds this fraction of their maximum (default 0.05)",
     )
+    p.add_argument(
+        "--screening-temperatures",
+        default=None,
+        metavar="T",
+        help="temperatures in K of the summary's S, F, U, Cv columns, as --temperatures (default 300)",
+    )
+    p.add_argument(
+        "--plots",
+        default=str(DEFAULT_PLOTS),
+        metavar="K|all",
+        help=f"PNG plots of the K most doubtful structures (default {DEFAULT_PLOTS}), or of all",
+    )
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots (the data files and summary as usual)")
+    p.add_argument(
+        "--write-back",
+        default=None,
+        metavar="FILE",
+        help="also write every predicted structure with its predictions to FILE.extxyz or FILE.db",
+    )
+    p.add_argument("--symprec", type=float, default=None, help="symmetry tolerance (A) of the crystal-system detection")
+    p.add_argument(
+        "--refine",
+        type=int,
+        default=None,
+        metavar="K",
+        help="recompute the K most doubtful structures with the teacher (universal potential + phonopy, "
+        "not DFT; seconds to minutes each): teacher_total_dos.dat and teacher_* summary columns",
+    )
+    p.add_argument(
+        "--refine-threshold",
+        type=float,
+        default=None,
+        metavar="U",
+        help="refine only structures whose uncertainty is above U (and every out-of-domain one); with "
+        "--refine K at most K of them",
+    )
+    p.add_argument(
+        "--refine-relax-cell",
+        action="store_true",
+        help="let the teacher relax the cell too (for unrelaxed or generated crystals; default: positions only)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(run=main, command_name="predict")
     return p
+
+
+def _parse_plots(value: str) -> bool | int:
+    """``--plots``: ``all`` or a number of structures >= 0."""
+    if str(value).strip().lower() == "all":
+        return True
+    try:
+        count = int(value)
+    except ValueError:
+        raise OptionError(f"--plots must be a number >= 0 or 'all', got {value!r}") from None
+    if count < 0:
+        raise OptionError(f"--plots must be a number >= 0 or 'all', got {value!r}")
+    return count
 
 
 def main(args: argparse.Namespace) -> int:
@@ -587,6 +988,7 @@ def main(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     temps = parse_temperatures(None if args.temperatures is None else [args.temperatures])
+    screening = None if args.screening_temperatures is None else parse_temperatures([args.screening_temperatures])
     try:
         records = run_predict(
             args.inputs,
@@ -599,7 +1001,13 @@ def main(args: argparse.Namespace) -> int:
             cut_off_threshold=args.cut_off_threshold,
             electron_model=args.electron_model,
             overwrite=args.overwrite,
-            plots=not args.no_plots,
+            plots=0 if args.no_plots else _parse_plots(args.plots),
+            screening_temperatures=screening,
+            write_back=args.write_back,
+            symprec=args.symprec,
+            refine=args.refine,
+            refine_threshold=args.refine_threshold,
+            refine_relax_cell=args.refine_relax_cell,
         )
     except OSError as exc:  # a read-only or full output folder: say which option it is about
         if exc.errno not in _UNWRITABLE:
@@ -611,6 +1019,10 @@ def main(args: argparse.Namespace) -> int:
     ok = len(records) - len(failed)
     if not args.quiet or failed:
         print(f"{ok} of {len(records)} structures predicted; summary in {Path(args.out) / 'summary.csv'}")
+    refined = [r for r in records if r.teacher.get("refined")]
+    if refined and not args.quiet:
+        bad = sum(r.teacher.get("teacher_status") == "failed" for r in refined)
+        print(f"{len(refined)} refined by the teacher (universal potential + phonopy, not DFT); {bad} failed")
     for rec in failed:
         print(f"failed: {rec.name} ({rec.source}): {rec.error}", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else EXIT_OK

@@ -4,6 +4,8 @@
   elements H..Lr); no dummy all-zero node is added (the original appended one to every graph);
 - edges: the 12 nearest neighbours of each atom within 8 A (periodic images included, ties broken by
   order); feature ``exp(-((r - mu_k) / width)^2)`` for 41 centres ``mu_k`` from 0 to 8 A, width 0.2 A;
+- the prompt: the crystal system from the space group found at tolerance ``symprec`` (A; see
+  :mod:`~ase_dostransformer.graphs.crystal_system`), also kept as ``space_group``;
 - optional per-material global features (the original's DFT energies per atom), only when a recipe
   names them in ``global_features`` and the caller supplies their values: off by default, because a
   model that needs DFT outputs cannot screen new structures.
@@ -23,7 +25,7 @@ from ase.data import chemical_symbols
 from torch_geometric.data import Data
 
 from ..errors import InvalidStructureError, OptionError
-from .crystal_system import crystal_system_index
+from .crystal_system import SYMPREC, check_symprec, detect_symmetry
 from .neighbours import nearest_neighbours
 from .structure import crystal_arrays
 from .validation import vacuum_gap
@@ -78,12 +80,15 @@ class ElectronGraphRecipe:
     gaussian_width: float = 0.2
     global_features: tuple[str, ...] = field(default_factory=tuple)
     name: str = "edos-v1"
+    #: Symmetry tolerance (A) of the crystal-system detection; :meth:`featurise` may override it.
+    symprec: float = SYMPREC
 
     def __post_init__(self) -> None:
         # from JSON a tuple comes back as a list: keep the dataclass hashable and comparable
         object.__setattr__(self, "global_features", tuple(self.global_features))
         if self.neighbours < 1 or self.cutoff <= 0 or self.gaussians < 2 or self.gaussian_width <= 0:
             raise OptionError(f"invalid electron graph recipe {self}")
+        check_symprec(self.symprec)
 
     @property
     def node_dim(self) -> int:
@@ -120,22 +125,27 @@ class ElectronGraphRecipe:
         structure: Any,
         y: np.ndarray | None = None,
         global_features: Mapping[str, float] | Sequence[float] | None = None,
+        symprec: float | None = None,
     ) -> Data:
         """Graph of one crystal (ASE ``Atoms`` or pymatgen ``Structure``).
 
         ``global_features``: values of the recipe's ``global_features`` (a mapping by name or a
         sequence in the recipe's order); required when the recipe names any, refused otherwise.
+        ``symprec``: the symmetry tolerance (A) of the crystal-system detection; None: the recipe's.
         """
+        tolerance = self.symprec if symprec is None else check_symprec(symprec)
         crystal = crystal_arrays(structure)
         element_embeddings(crystal.numbers)  # fail early, naming an element without an embedding
         centre, neighbour, vectors = nearest_neighbours(crystal, self.neighbours, self.cutoff)
+        space_group, system = detect_symmetry(crystal.cell, crystal.scaled_positions, crystal.numbers, tolerance)
         data = Data(
             # messages flow from the neighbour (source) to the centre atom (target)
             edge_index=torch.from_numpy(np.stack([neighbour, centre]).astype(np.int64)),
             # centre -> neighbour-image vector (A); the edge features are computed from it
             edge_vec=torch.from_numpy(vectors.astype(np.float32)),
             z=torch.from_numpy(crystal.numbers),
-            system=torch.tensor([crystal_system_index(crystal.cell, crystal.scaled_positions, crystal.numbers)]),
+            system=torch.tensor([system]),
+            space_group=torch.tensor([space_group]),
             natoms=torch.tensor([crystal.natoms]),
             vacuum=torch.tensor([vacuum_gap(crystal.cell, crystal.scaled_positions)], dtype=torch.float32),
         )

@@ -4,7 +4,20 @@
   continuous element descriptors, ``element_features=True``);
 - edges: every neighbour within 4 A (periodic images included) plus one self loop per atom;
   feature ``[1, x/r, y/r, z/r] * fc(r)`` (spherical harmonics l <= 1 without normalisation)
-  with the cosine cutoff ``fc`` equal to 1 below 2 A and falling to 0 at 4 A.
+  with the cosine cutoff ``fc`` equal to 1 below 2 A and falling to 0 at 4 A;
+- edge weights (``edge_weight``, with ``edge_taper > 0``): the graph-network embedder averages the
+  incoming edges of an atom weighted by them. An edge's weight is 1 up to ``cutoff - edge_taper``
+  and falls as a half cosine to 0 at ``cutoff + edge_taper`` (edges out to there are kept; beyond
+  ``cutoff`` their features are 0, as at the cutoff). Without it, an edge crossing the cutoff (a
+  neighbour at 3.99 A moved to 4.01 A) enters or leaves the mean at full weight, so rattling atoms
+  by 0.01 A can jump the prediction (measured in ``benchmarks/bench_rattle.py``). ``edge_taper=0`` gives the hard cutoff
+  the model was trained with (no ``edge_weight``);
+- the prompt: the crystal system from the space group found at tolerance ``symprec`` (A; see
+  :mod:`~ase_dostransformer.graphs.crystal_system`), also kept as ``space_group``;
+- foundation features (``foundation=True``, off by default): each atom's frozen features from the
+  shipped universal potential (:func:`~ase_dostransformer.graphs.foundation.foundation_features`),
+  ``graph.foundation`` of shape ``(N, 128)``, cached with the graph (the option is part of the
+  recipe, hence of the cache key). Off, the recipe and its ``to_dict`` are exactly as before.
 """
 
 from __future__ import annotations
@@ -17,7 +30,8 @@ import torch
 from ase.data import atomic_masses
 from torch_geometric.data import Data
 
-from .crystal_system import crystal_system_index
+from ..errors import OptionError
+from .crystal_system import SYMPREC, check_symprec, detect_symmetry
 from .elements import DESCRIPTORS, element_descriptor_table
 from .neighbours import radius_neighbours
 from .structure import crystal_arrays
@@ -37,6 +51,17 @@ class PhononGraphRecipe:
     # (graphs/elements.py), which the shipped model uses
     element_features: bool = False
     name: str = "phonon-v2"
+    #: Half-width (A) of the band around ``cutoff`` where edge weights taper from 1 to 0 (0: hard cutoff).
+    edge_taper: float = 0.15
+    #: Symmetry tolerance (A) of the crystal-system detection; :meth:`featurise` may override it.
+    symprec: float = SYMPREC
+    #: Attach the universal potential's per-atom features as ``graph.foundation`` (the ``foundation`` embedders).
+    foundation: bool = False
+
+    def __post_init__(self) -> None:
+        check_symprec(self.symprec)
+        if not (0.0 <= float(self.edge_taper) < float(self.cutoff)):
+            raise OptionError(f"edge_taper must be in [0, cutoff), got {self.edge_taper} (cutoff {self.cutoff})")
 
     @property
     def node_dim(self) -> int:
@@ -49,22 +74,39 @@ class PhononGraphRecipe:
         return 4
 
     def to_dict(self) -> dict:
-        """A JSON-friendly dict."""
-        return asdict(self)
+        """A JSON-friendly dict; ``foundation`` only when on (the default recipe's dict and cache key are unchanged)."""
+        d = asdict(self)
+        if not self.foundation:
+            del d["foundation"]
+        return d
 
     def cosine_cutoff(self, r: np.ndarray) -> np.ndarray:
         """1 below ``cutoff_onset``, a half cosine down to 0 at ``cutoff``, 0 beyond."""
         t = np.clip((r - self.cutoff_onset) / (self.cutoff - self.cutoff_onset), 0.0, 1.0)
         return 0.5 * (np.cos(np.pi * t) + 1.0)
 
-    def featurise(self, structure: Any, y: np.ndarray | None = None) -> Data:
-        """Graph of one crystal (ASE ``Atoms`` or pymatgen ``Structure``)."""
+    def edge_weights(self, r: np.ndarray) -> np.ndarray:
+        """1 up to ``cutoff - edge_taper``, a half cosine down to 0 at ``cutoff + edge_taper`` (1/2 at ``cutoff``)."""
+        r = np.asarray(r, dtype=float)
+        if self.edge_taper == 0:
+            return (r <= self.cutoff).astype(float)
+        lo = self.cutoff - self.edge_taper
+        t = np.clip((r - lo) / (2.0 * self.edge_taper), 0.0, 1.0)
+        return 0.5 * (np.cos(np.pi * t) + 1.0)
+
+    def featurise(self, structure: Any, y: np.ndarray | None = None, symprec: float | None = None) -> Data:
+        """Graph of one crystal (ASE ``Atoms`` or pymatgen ``Structure``).
+
+        ``symprec``: the symmetry tolerance (A) of the crystal-system detection; None: the recipe's.
+        """
+        tolerance = self.symprec if symprec is None else check_symprec(symprec)
         crystal = crystal_arrays(structure)
         n = crystal.natoms
-        centre, neighbour, vectors = radius_neighbours(crystal, self.cutoff)
+        centre, neighbour, vectors = radius_neighbours(crystal, self.cutoff + self.edge_taper)
         r = np.linalg.norm(vectors, axis=1)
         unit = vectors / r[:, None]
         edge_attr = np.concatenate([np.ones((len(r), 1)), unit], axis=1) * self.cosine_cutoff(r)[:, None]
+        weight = self.edge_weights(r)
         if self.self_loops:
             loops = np.arange(n, dtype=np.int64)
             centre = np.concatenate([centre, loops])
@@ -73,6 +115,8 @@ class PhononGraphRecipe:
             self_attr[:, 0] = 1.0
             edge_attr = np.concatenate([edge_attr, self_attr])
             vectors = np.concatenate([vectors, np.zeros((n, 3))])
+            weight = np.concatenate([weight, np.ones(n)])
+        space_group, system = detect_symmetry(crystal.cell, crystal.scaled_positions, crystal.numbers, tolerance)
         x = np.zeros((n, self.node_dim), dtype=np.float32)
         x[np.arange(n), crystal.numbers - 1] = atomic_masses[crystal.numbers]
         if self.element_features:
@@ -85,10 +129,20 @@ class PhononGraphRecipe:
             # centre -> neighbour-image vector (A); zero on self loops. Used by geometric embedders.
             edge_vec=torch.from_numpy(vectors.astype(np.float32)),
             z=torch.from_numpy(crystal.numbers),
-            system=torch.tensor([crystal_system_index(crystal.cell, crystal.scaled_positions, crystal.numbers)]),
+            system=torch.tensor([system]),
+            space_group=torch.tensor([space_group]),
             natoms=torch.tensor([n]),
             vacuum=torch.tensor([vacuum_gap(crystal.cell, crystal.scaled_positions)], dtype=torch.float32),
         )
+        if self.edge_taper > 0:
+            data.edge_weight = torch.from_numpy(weight.astype(np.float32))
+        if self.foundation:
+            from ase import Atoms
+
+            from .foundation import foundation_features
+
+            cell = Atoms(numbers=crystal.numbers, positions=crystal.positions, cell=crystal.cell, pbc=True)
+            data.foundation = torch.from_numpy(foundation_features([cell])[0])
         if y is not None:
             data.y = torch.as_tensor(np.asarray(y, dtype=np.float32)).reshape(1, -1)
         return data

@@ -405,10 +405,8 @@ def check_domain(
     max_atoms = meta.get("train_max_atoms")
     src, dst = graph.edge_index.detach().cpu().numpy()
     vec = getattr(graph, "edge_vec", None)
-    if vec is not None:
-        real = np.linalg.norm(vec.detach().cpu().numpy(), axis=1) > 0
-    else:  # no vectors stored: a self loop is an edge from an atom to itself
-        real = src != dst
+    # with no vectors stored, a self loop is an edge from an atom to itself
+    real = np.linalg.norm(vec.detach().cpu().numpy(), axis=1) > 0 if vec is not None else src != dst
     has_neighbour = np.zeros(n, dtype=bool)
     has_neighbour[dst[real]] = True
     isolated = np.flatnonzero(~has_neighbour)

@@ -5,7 +5,9 @@ usual permissions (``mkstemp`` makes 0600 files), and is renamed into place with
 which is atomic on POSIX file systems: a killed process (or a full disk) leaves the old file or the
 new one, never a torn or empty one. Writers that need a file name rather than an open file
 (matplotlib's ``savefig``, third-party exporters) use :func:`atomic_path`. Torch is imported only by
-:func:`atomic_torch_save`.
+:func:`atomic_torch_save`. Inside :func:`deferred_fsync` (a run writing thousands of small files)
+the per-file fsync is skipped and one ``os.sync()`` ends the block: each file still appears whole
+or not at all, and all of them are on disk before whatever is written after the block.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +29,24 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
+#: True inside :func:`deferred_fsync`.
+_DEFERRED: ContextVar[bool] = ContextVar("ase_dostransformer_deferred_fsync", default=False)
+
+
+@contextlib.contextmanager
+def deferred_fsync() -> Iterator[None]:
+    """Atomic writes in the block skip their fsync; one ``os.sync()`` when the block completes."""
+    token = _DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)
+    os.sync()
+
+
+def _fsync(fd: int) -> None:
+    if not _DEFERRED.get():
+        os.fsync(fd)
 
 
 def atomic_write(
@@ -43,7 +64,7 @@ def atomic_write(
         with os.fdopen(fd, mode, **kwargs) as fh:
             write(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            _fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK if permissions is None else permissions)
         os.replace(tmp, path)
     except BaseException:
@@ -66,8 +87,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if not _DEFERRED.get():
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
@@ -76,7 +98,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8, ``\\n`` line ends) atomically."""
+    r"""Write ``text`` (UTF-8, ``\\n`` line ends) atomically."""
     return atomic_write(path, lambda fh: fh.write(text), "w")
 
 

@@ -1,7 +1,8 @@
-"""Readers of electron-DOS sources: Materials Project-style JSON, pymatgen ``Dos`` JSON, VASP
-``vasprun.xml`` (through pymatgen's ``Vasprun``) and ASE DFT calculators (eigenvalues, k-point weights,
-Fermi level; a GPAW ``.gpw`` file when GPAW is importable, or the result JSON of
-``train/edos/gpaw_runner.py``).
+"""Readers of electron-DOS sources, each yielding one record per material or the reason it was skipped.
+
+The sources: Materials Project-style JSON, pymatgen ``Dos`` JSON, VASP ``vasprun.xml`` (through
+pymatgen's ``Vasprun``) and ASE DFT calculators (eigenvalues, k-point weights, Fermi level; a GPAW
+``.gpw`` file when GPAW is importable, or the result JSON of ``train/edos/gpaw_runner.py``).
 
 Every reader yields :class:`EDOSRecord` (one material: structure, energies, spin-summed DOS, Fermi
 level) or :class:`SkippedRow` (why a row could not be read); a bad file never raises out of
@@ -10,6 +11,7 @@ level) or :class:`SkippedRow` (why a row could not be read); a bad file never ra
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -478,10 +480,8 @@ def record_from_calculator(
     if np.ndim(efermi) > 0:
         raise DatasetError("two Fermi levels (fixed magnetic moment) are not supported")
     props = {}
-    try:
+    with contextlib.suppress(Exception):
         props["energy_per_atom"] = float(atoms.get_potential_energy()) / len(atoms)
-    except Exception:
-        pass
     return dft_record(rid, atoms, eps, weights, float(efermi), source, width, properties=props)
 
 

@@ -5,26 +5,37 @@ summary, its structure folders: see :data:`OUTPUT_MARKER` and :data:`RUN_MARKER`
 Dangling links, FIFOs and other non-regular files are listed so that :func:`input_problem` can
 report them, never opened. Each frame of a multi-frame file is read on its own where the format
 allows it: in an (ext)xyz file a broken frame fails alone and the frames after it are still read.
-ASE is imported only when a file is read.
+Each frame keeps the input's own ids (:class:`InputFrame`): an ASE database row's id and key-value
+pairs, an (ext)xyz frame's scalar ``info`` entries; :func:`frame_labels` names multi-frame files'
+structures by them where they are unique and safe as folder names. ASE is imported only when a file
+is read.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import numbers
 import os
+import re
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .summary import SUMMARY_FILES, failure_reason
 
 __all__ = [
+    "DB_FORMATS",
+    "ID_KEYS",
     "OUTPUT_FILES",
     "OUTPUT_MARKER",
     "RUN_MARKER",
+    "InputFrame",
+    "frame_labels",
     "input_problem",
+    "scalar_ids",
     "iter_input_files",
     "read_frame_entries",
     "read_frames",
@@ -47,9 +58,82 @@ OUTPUT_FILES = (
 )
 #: ASE formats whose frames :func:`split_xyz_frames` tells apart by their atom-count lines.
 XYZ_FORMATS = ("xyz", "extxyz")
+#: ASE database formats: read row by row, keeping each row's id and key-value pairs.
+DB_FORMATS = ("db", "json")
+#: Keys of an input's own id, in order of preference (``info`` entries or key-value pairs).
+ID_KEYS = ("material_id", "mp_id", "id", "name", "label")
+#: Prefix of the keys ``predict --write-back`` adds: never read back as the input's ids.
+WRITEBACK_PREFIX = "dt_"
+#: What a folder name made from an id may hold (letters and digits of any script, ``_ . + -``).
+_SAFE_ID = re.compile(r"[\w.+-]{1,100}")
 
 #: One frame of a file: ``(atoms, None)``, or ``(None, why it cannot be read)``.
 FrameEntry = tuple[Any | None, str | None]
+
+
+@dataclass(frozen=True)
+class InputFrame:
+    """One structure of an input file: its ``atoms`` (None when unreadable, with the ``error``) and its own ids.
+
+    ``ids``: ``db_id`` (the row id) and the key-value pairs of an ASE database row; the scalar
+    ``info`` entries of an (ext)xyz frame (e.g. ``material_id``); empty for other formats.
+    """
+
+    atoms: Any | None
+    error: str | None = None
+    ids: dict[str, Any] = field(default_factory=dict)
+
+
+def scalar_ids(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``mapping`` that are one string, number or bool, as plain Python values.
+
+    Keys written by ``predict --write-back`` (:data:`WRITEBACK_PREFIX`) are left out: a write-back
+    file read again keeps its input's ids, not the earlier predictions.
+    """
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if not isinstance(key, str) or key.startswith(WRITEBACK_PREFIX):
+            continue
+        if isinstance(value, (bool, str)):
+            out[key] = value
+        elif isinstance(value, numbers.Integral):
+            out[key] = bool(value) if type(value).__name__ == "bool_" else int(value)
+        elif isinstance(value, numbers.Real):
+            out[key] = float(value)
+    return out
+
+
+def frame_labels(name: str, frames: Sequence[InputFrame]) -> list[str]:
+    """Names of the structures of one input file (before folder-name clashes are resolved).
+
+    One frame: ``name``. Several: the first of :data:`ID_KEYS` that every readable frame holds, when
+    its values are unique in the file and safe as folder names (letters, digits, ``_ . + -``, at most
+    100 characters, not starting with a dot); else ``<name>_id<row id>`` for an ASE database; else
+    ``<name>_<frame>``. An unreadable frame is always ``<name>_<frame>``.
+    """
+    fallback = [f"{name}_{i}" for i in range(len(frames))]
+    if len(frames) <= 1:
+        return [name] * len(frames)
+    readable = [i for i, f in enumerate(frames) if f.atoms is not None]
+    if not readable:
+        return fallback
+    for key in ID_KEYS:
+        values = [frames[i].ids.get(key) for i in readable]
+        if any(v is None or isinstance(v, bool) for v in values):
+            continue
+        texts = [str(v) for v in values]
+        safe = all(_SAFE_ID.fullmatch(t) and not t.startswith(".") for t in texts)
+        if safe and len({t.lower() for t in texts}) == len(texts):
+            labels = list(fallback)
+            for i, text in zip(readable, texts, strict=True):
+                labels[i] = text
+            return labels
+    if all("db_id" in frames[i].ids for i in readable):
+        labels = list(fallback)
+        for i in readable:
+            labels[i] = f"{name}_id{frames[i].ids['db_id']}"
+        return labels
+    return fallback
 
 
 def iter_input_files(paths: Sequence[str | os.PathLike], skip: Path | None = None) -> Iterator[tuple[Path, str]]:
@@ -223,29 +307,55 @@ def split_xyz_frames(path: Path, fmt: str = "extxyz") -> list[FrameEntry]:
     return entries
 
 
-def read_frame_entries(path: Path) -> list[FrameEntry]:
-    """Every frame of a structure file as ``(atoms, None)`` or ``(None, why it cannot be read)``.
+def read_frame_entries(path: Path) -> list[InputFrame]:
+    """Every frame of a structure file as an :class:`InputFrame`: its atoms and ids, or why it cannot be read.
 
-    A broken frame of an (ext)xyz file fails alone: the frames after it are still read. In other
-    formats, where frames cannot be told apart without the reader, the frames before the break are
-    returned and one failed entry stands for the break and whatever follows it.
+    A broken frame of an (ext)xyz file fails alone: the frames after it are still read. An ASE
+    database is read row by row (a row that cannot be made into atoms fails alone). In other formats,
+    where frames cannot be told apart without the reader, the frames before the break are returned
+    and one failed entry stands for the break and whatever follows it.
     """
     from ase.io.formats import filetype
 
-    frames, error = read_frames(path)
-    if error is None:
-        return [(atoms, None) for atoms in frames]
     try:
-        fmt = filetype(str(path))
-    except Exception:  # read_frames has named the file as unreadable
+        fmt = filetype(str(path)) if path.exists() else None
+    except Exception:  # read_frames names the file as unreadable
         fmt = None
+    if fmt in DB_FORMATS:
+        return _read_db_rows(path, fmt)
+    frames, error = read_frames(path)
+    keep_ids = fmt in XYZ_FORMATS
+    if error is None:
+        return [InputFrame(atoms, None, scalar_ids(atoms.info) if keep_ids else {}) for atoms in frames]
     if fmt in XYZ_FORMATS:
         where = f"ASE cannot read {path} as {fmt!r} at frame"
         entries = [
-            (atoms, None if why is None else f"{where} {k}: {why}")
+            InputFrame(atoms, None, scalar_ids(atoms.info))
+            if atoms is not None
+            else InputFrame(None, f"{where} {k}: {why}")
             for k, (atoms, why) in enumerate(split_xyz_frames(path, fmt))
         ]
-        return entries or [(None, f"{path} holds no structures")]
+        return entries or [InputFrame(None, f"{path} holds no structures")]
     if frames:
         error += "; any frames after it are lost"
-    return [(atoms, None) for atoms in frames] + [(None, error)]
+    return [InputFrame(atoms) for atoms in frames] + [InputFrame(None, error)]
+
+
+def _read_db_rows(path: Path, fmt: str) -> list[InputFrame]:
+    """Every row of an ASE database: atoms with ``db_id`` and the key-value pairs, or why not."""
+    import ase.db
+
+    try:  # no lock file: reading must not write beside the input
+        rows = list(ase.db.connect(str(path), type=fmt, create_indices=False, use_lock_file=False).select())
+    except Exception as exc:  # a damaged database: sqlite and json raise many kinds
+        return [InputFrame(None, f"ASE cannot read {path} as {fmt!r}: {failure_reason(exc)}")]
+    if not rows:
+        return [InputFrame(None, f"{path} holds no structures")]
+    entries = []
+    for row in rows:
+        ids = {"db_id": int(row.id), **scalar_ids(row.key_value_pairs)}
+        try:
+            entries.append(InputFrame(row.toatoms(), None, ids))
+        except Exception as exc:  # a row ASE cannot make into atoms
+            entries.append(InputFrame(None, f"ASE cannot read row {row.id} of {path}: {failure_reason(exc)}", ids))
+    return entries

@@ -13,6 +13,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ase.spectrum.dosdata import GridDOSData
     from pymatgen.electronic_structure.dos import Dos
 
+    from ..graphs.electron import ElectronGraphRecipe
+
 __all__ = ["ElectronKind"]
 
 
@@ -30,7 +32,7 @@ class ElectronKind(DOSKind):
     dos_description = "max-normalised (divided by its maximum); the model predicts the shape, not states/eV"
     empty_consequence = "it has no shape and no band edges to read"
 
-    def recipe_type(self) -> type:
+    def recipe_type(self) -> type[ElectronGraphRecipe]:
         """:class:`~ase_dostransformer.graphs.electron.ElectronGraphRecipe`."""
         from ..graphs.electron import ElectronGraphRecipe
 

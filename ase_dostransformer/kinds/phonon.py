@@ -96,14 +96,22 @@ class PhononKind(DOSKind):
         return list(load_phonon_dataset(data).atoms)
 
     def training_set(self, data: str | None, options: Any, recipe: Mapping[str, Any] | None = None) -> TrainingSet:
-        """The phonon dataset's (cached) graphs, made with ``recipe`` or the seed's recipe (+ ``element_features``)."""
+        """The phonon dataset's (cached) graphs, made with ``recipe`` or the seed's recipe.
+
+        Without ``recipe``: ``options.element_features`` adds the element descriptors, and a
+        ``foundation`` embedder (``options.embedder``) the universal potential's features.
+        """
         from ..graphs.cache import cached_graphs
         from ..io.phdos import load_phonon_dataset
 
         made = (
             self.recipe_from_dict(recipe)
             if recipe
-            else self.recipe_type()(element_features=bool(getattr(options, "element_features", False)))
+            else self.recipe_type()(
+                element_features=bool(getattr(options, "element_features", False)),
+                # the foundation embedders read the universal potential's features, cached with the graphs
+                foundation=getattr(options, "embedder", "") in ("foundation", "foundation_gn"),
+            )
         )
         ds = load_phonon_dataset(data)
         graphs = cached_graphs(made, ds.atoms, ds.dos, ds.sha256)

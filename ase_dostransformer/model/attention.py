@@ -31,9 +31,9 @@ class MultiHeadAttention(nn.Module):
         mask = None if key_mask is None else key_mask[:, None, None, :]
         drop = self.attn_drop if self.training else 0.0
         if q.device.type == "cpu" and q.dtype == torch.bfloat16:
-            # CPU bf16 autocast: the projections gain about 4x from bf16, but the CPU attention kernel
-            # (forward + backward) is 4-8x slower in bf16 than in fp32 (benchmarks/profile_train_step.py):
-            # run it in fp32, outside autocast, which would otherwise cast it back to bf16
+            # CPU bf16 autocast: the projections gain from bf16, but the CPU attention kernel (forward +
+            # backward) is several times slower in bf16 than in fp32 (benchmarks/RESULTS.md): run it in
+            # fp32, outside autocast, which would otherwise cast it back to bf16
             with torch.autocast("cpu", enabled=False):
                 y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=drop)
         else:
@@ -57,6 +57,7 @@ class AttentionBlock(nn.Module):
     def forward(
         self, x: torch.Tensor, mem: torch.Tensor | None = None, key_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
+        """``x`` updated by attention over ``mem`` (cross) or over itself (self; ``mem`` and ``key_mask`` ignored)."""
         q = self.norm_q(x)
         if self.cross:
             kv = self.norm_kv(mem)
@@ -79,6 +80,7 @@ class AttentionStack(nn.Module):
     def forward(
         self, x: torch.Tensor, mem: torch.Tensor | None = None, key_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
+        """``x`` through every block (each attending to ``mem`` when cross), then a final layer norm."""
         for block in self.blocks:
             x = block(x, mem, key_mask)
         return self.norm(x)

@@ -15,9 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..kinds import DOSKind, get_kind
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .uncertainty import UncertaintyCalibration
 
 __all__ = ["SHIPPED_DOMAIN_FILE", "DescribedModel", "TrainingDomain", "shipped_training_geometry"]
 
@@ -110,12 +113,15 @@ class DescribedModel:
     source: str | None
     #: What the model was trained on (empty for a model made in memory).
     training_domain: TrainingDomain
+    #: Uncertainty calibration from the model file (:mod:`.uncertainty`); None without one.
+    calibration: UncertaintyCalibration | None
 
     def _init_description(self) -> None:
         object.__setattr__(self, "_meta", {})
         object.__setattr__(self, "_recipe", None)
         object.__setattr__(self, "source", None)
         object.__setattr__(self, "training_domain", TrainingDomain())
+        object.__setattr__(self, "calibration", None)
 
     @property
     def kind(self) -> DOSKind:

@@ -10,7 +10,8 @@ from torch import nn
 from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
-from ..errors import UnknownKindError
+from ..errors import OptionError, UnknownKindError
+from ..graphs.foundation import FEATURE_DIM
 from .matgl_embedder import TensorNetEmbedder
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,10 +40,24 @@ class GraphNetworkBlock(nn.Module):
         self.node = nn.Sequential(mlp(2 * d, d), nn.LayerNorm(d))
         self.aggregation = aggregation
 
-    def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Updated ``(node, edge)`` features: edges first, then nodes from their aggregated incoming edges.
+
+        ``weight`` (per edge, the phonon recipe's ``edge_weight``): a weighted mean (or sum) of the
+        incoming edges, so that an edge tapering out near the cutoff fades out of it continuously.
+        """
         src, dst = edge_index
         e = e + self.edge_update(h, e, src, dst)
-        agg = scatter(e, dst, dim=0, dim_size=h.shape[0], reduce=self.aggregation)
+        if weight is None:
+            agg = scatter(e, dst, dim=0, dim_size=h.shape[0], reduce=self.aggregation)
+        else:
+            w = weight.to(e.dtype)
+            agg = scatter(e * w[:, None], dst, dim=0, dim_size=h.shape[0], reduce="sum")
+            if self.aggregation == "mean":
+                total = scatter(w, dst, dim=0, dim_size=h.shape[0], reduce="sum")
+                agg = agg / total.clamp_min(torch.finfo(w.dtype).tiny)[:, None]
         h = h + self.node(torch.cat([h, agg], dim=-1))
         return h, e
 
@@ -70,11 +85,13 @@ class GraphNetworkEmbedder(nn.Module):
         self.blocks = nn.ModuleList(GraphNetworkBlock(cfg.hidden, cfg.aggregation) for _ in range(cfg.layers))
 
     def forward(self, batch: Batch) -> torch.Tensor:
+        """Per-atom embeddings ``(N, hidden)`` after the graph-network blocks."""
         # graphs may carry more node columns than this model uses (a richer recipe in an ensemble)
         h = self.node_in(batch.x[:, : self.node_scale.numel()] * self.node_scale)
         e = self.edge_in(batch.edge_attr)
+        weight = getattr(batch, "edge_weight", None)
         for block in self.blocks:
-            h, e = block(h, e, batch.edge_index)
+            h, e = block(h, e, batch.edge_index, weight)
         return h
 
 
@@ -90,15 +107,68 @@ class MLPEmbedder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, batch: Batch) -> torch.Tensor:
+        """Per-atom embeddings ``(N, hidden)`` from each atom's own features."""
         return self.net(batch.x[:, : self.node_scale.numel()] * self.node_scale)
 
 
 #: Crystal encoders by the name a model config stores in ``embedder``; each is built from the config.
 #: ``tensornet`` imports matgl only when one is built.
+# --- the frozen universal potential's per-atom features (graphs/foundation.py) as the encoder's input
+
+
+def _foundation_input(batch: Batch) -> torch.Tensor:
+    feats = getattr(batch, "foundation", None)
+    if feats is None:
+        raise OptionError(
+            "this embedder reads foundation features: make the graphs with the phonon recipe's foundation=True"
+        )
+    return feats.detach()  # frozen: no gradient ever flows back towards the potential
+
+
+class FoundationEmbedder(nn.Module):
+    """Atom embeddings from the frozen foundation features (and the recipe's node features) by a small MLP."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.register_buffer("node_scale", node_scale_vector(cfg), persistent=False)
+        self.norm = nn.LayerNorm(FEATURE_DIM)
+        self.node_in = mlp(FEATURE_DIM + cfg.node_dim, cfg.hidden, 2 * cfg.hidden)
+
+    def atoms(self, batch: Batch) -> torch.Tensor:
+        """``(N, hidden)``: the MLP of each atom's normalised foundation features and scaled node features."""
+        x = batch.x[:, : self.node_scale.numel()] * self.node_scale
+        return self.node_in(torch.cat([self.norm(_foundation_input(batch)), x], dim=-1))
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Per-atom embeddings ``(N, hidden)``."""
+        return self.atoms(batch)
+
+
+class FoundationGraphNetworkEmbedder(FoundationEmbedder):
+    """:class:`FoundationEmbedder` followed by ``cfg.layers`` graph-network blocks over the recipe's edges."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.edge_in = mlp(cfg.edge_dim, cfg.hidden)
+        self.blocks = nn.ModuleList(GraphNetworkBlock(cfg.hidden, cfg.aggregation) for _ in range(cfg.layers))
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Per-atom embeddings ``(N, hidden)`` after the graph-network blocks."""
+        h = self.atoms(batch)
+        e = self.edge_in(batch.edge_attr)
+        weight = getattr(batch, "edge_weight", None)
+        for block in self.blocks:
+            h, e = block(h, e, batch.edge_index, weight)
+        return h
+
+
 EMBEDDERS: dict[str, type[nn.Module]] = {
     "graph_network": GraphNetworkEmbedder,
     "mlp": MLPEmbedder,
     "tensornet": TensorNetEmbedder,
+    # the frozen universal potential's per-atom features (graphs of the phonon recipe with foundation=True)
+    "foundation": FoundationEmbedder,
+    "foundation_gn": FoundationGraphNetworkEmbedder,
 }
 
 

@@ -19,6 +19,7 @@ class EnergyTable(nn.Module):
         self.table = nn.Parameter(torch.randn(cfg.grid.npoints, cfg.hidden) * 0.02)
 
     def forward(self, energies: torch.Tensor | None) -> torch.Tensor:
+        """The table ``(L, hidden)``; ``energies`` may only be ``None`` or of the training grid's length."""
         if energies is not None and energies.shape[-1] != self.table.shape[0]:
             raise OptionError(
                 "this model encodes energies with a per-bin table and can only predict on its "

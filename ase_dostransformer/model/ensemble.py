@@ -2,11 +2,16 @@
 
 It quacks like one :class:`DOSTransformer` (``cfg``, ``seen_systems``, ``forward``) so the
 calculator, the batch API and ``evaluate`` take it unchanged, and saves into one model file.
+:meth:`DOSEnsemble.spread` (and :func:`member_outputs` for any model) gives, from the same single
+pass, the members' spectra and each crystal's learned representation, which the uncertainty and the
+domain score (:mod:`.uncertainty`) are made of.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -16,6 +21,52 @@ from ..errors import OptionError
 from .config import ModelConfig
 from .domain import DescribedModel
 from .dostransformer import DOSTransformer
+
+__all__ = ["DOSEnsemble", "MemberOutputs", "member_outputs"]
+
+
+@dataclass(frozen=True)
+class MemberOutputs:
+    """What each member of a model computed for a batch in one forward pass.
+
+    ``spectra``: ``(n_members, B, L)`` system-branch spectra, unclamped (their mean, clamped at 0, is
+    the model's prediction). ``representation``: ``(B, n_members * hidden)``, each member's mean-pooled
+    atom embedding (the vector its material layer reads, before any global features), concatenated in
+    member order.
+    """
+
+    spectra: torch.Tensor
+    representation: torch.Tensor
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """The model's prediction ``(B, L)``: the members' mean spectrum clamped at 0."""
+        return self.spectra.mean(dim=0).clamp_min(0.0)
+
+
+def _members(model: Any) -> list[DOSTransformer]:
+    """The DOSTransformers that make up ``model`` (itself for a single model)."""
+    return model.models if isinstance(model, DOSEnsemble) else [cast(DOSTransformer, model)]
+
+
+def member_outputs(model: Any, batch: Batch, energies: torch.Tensor | None = None) -> MemberOutputs:
+    """Member spectra and pooled representations of a batch, from one forward pass of each member.
+
+    ``model``: a :class:`DOSEnsemble` or a single :class:`DOSTransformer` (then ``n_members`` is 1).
+    The representation is read off each member's material layer by a forward hook, so nothing is
+    computed twice.
+    """
+    spectra, pooled = [], []
+    for member in _members(model):
+        seen: list[torch.Tensor] = []
+        hidden = member.cfg.hidden
+        handle = member.material.register_forward_hook(lambda _m, args, _out, seen=seen: seen.append(args[0]))
+        try:
+            spectra.append(member(batch, energies=energies, raw=True, branches=("system",))["system"])
+        finally:
+            handle.remove()
+        pooled.append(seen[-1][:, :hidden])
+    return MemberOutputs(torch.stack(spectra), torch.cat(pooled, dim=-1))
 
 
 def _check_compatible(cfg: ModelConfig, ref: ModelConfig, i: int) -> None:
@@ -50,9 +101,14 @@ class DOSEnsemble(DescribedModel, nn.Module):
         self.cfg = richest.cfg
 
     @property
+    def models(self) -> list[DOSTransformer]:
+        """The members, typed (``members`` is the ``nn.ModuleList`` that registers them)."""
+        return [cast(DOSTransformer, m) for m in self.members]  # __init__ takes DOSTransformers only
+
+    @property
     def seen_systems(self) -> torch.Tensor:
         """Crystal systems any member saw in training."""
-        return torch.stack([m.seen_systems for m in self.members]).any(dim=0)
+        return torch.stack([m.seen_systems for m in self.models]).any(dim=0)
 
     def forward(
         self,
@@ -65,3 +121,7 @@ class DOSEnsemble(DescribedModel, nn.Module):
         outs = [m(batch, energies=energies, raw=True, branches=branches) for m in self.members]
         mean = {k: torch.stack([o[k] for o in outs]).mean(dim=0) for k in outs[0]}
         return mean if raw else {k: v.clamp_min(0.0) for k, v in mean.items()}
+
+    def spread(self, batch: Batch, energies: torch.Tensor | None = None) -> MemberOutputs:
+        """The members' system-branch spectra and pooled representations, in one pass (:func:`member_outputs`)."""
+        return member_outputs(self, batch, energies)

@@ -3,6 +3,9 @@
 Loading one gives a model that knows its ``source`` (the file), its ``meta`` and, from the meta, its
 typed ``training_domain`` (:class:`~.domain.TrainingDomain`; files written before the training
 geometry was recorded get it from ``pretrained/training_domain.json`` by their training-data sha256).
+A file may also carry an uncertainty calibration (``calibration``, with its own checksum
+``calibration_sha256``, so older readers still load the file): the loaded model's ``calibration``
+(:class:`~.uncertainty.UncertaintyCalibration`), None without one.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from .config import ModelConfig
 from .domain import TrainingDomain
 from .dostransformer import DOSTransformer
 from .ensemble import DOSEnsemble
+from .uncertainty import UncertaintyCalibration
 
 FORMAT = "ase-dostransformer-model"
 #: Version 2 adds ``sha256``, the checksum of the content (:func:`content_sha256` of the checked fields).
@@ -43,11 +47,15 @@ __all__ = [
 
 
 def save_model_file(
-    model: DOSTransformer | DOSEnsemble, path: str | os.PathLike, meta: dict[str, Any] | None = None
+    model: DOSTransformer | DOSEnsemble,
+    path: str | os.PathLike,
+    meta: dict[str, Any] | None = None,
+    calibration: UncertaintyCalibration | None = None,
 ) -> Path:
     """Write ``model`` (weights in float32 + config + ``meta``) atomically to ``path``.
 
     ``meta`` is stored as plain JSON types, so the file loads with ``weights_only=True``.
+    ``calibration``: an uncertainty calibration to store (default: the model's own ``calibration``, if any).
     """
     meta = json.loads(json.dumps(meta or {}, default=_json_default))
     state = {
@@ -59,9 +67,14 @@ def save_model_file(
         "state_dict": state,
         "meta": meta,
         "members": len(model.members) if isinstance(model, DOSEnsemble) else 0,
-        "member_configs": [m.cfg.to_dict() for m in model.members] if isinstance(model, DOSEnsemble) else [],
+        "member_configs": [m.cfg.to_dict() for m in model.models] if isinstance(model, DOSEnsemble) else [],
     }
-    atomic_torch_save({"format": FORMAT, "version": VERSION, "sha256": content_sha256(content), **content}, path)
+    blob = {"format": FORMAT, "version": VERSION, "sha256": content_sha256(content), **content}
+    calibration = calibration if calibration is not None else getattr(model, "calibration", None)
+    if calibration is not None:
+        stored = calibration.to_dict()
+        blob |= {"calibration": stored, "calibration_sha256": content_sha256(stored)}
+    atomic_torch_save(blob, path)
     return Path(path)
 
 
@@ -119,6 +132,8 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
                 f"{path}: the model file's content does not match its checksum (damaged or edited); "
                 "retrain or restore the file"
             )
+        if "calibration" in blob and content_sha256(blob["calibration"]) != blob.get("calibration_sha256"):
+            raise ModelFileError(f"{path}: the uncertainty calibration does not match its checksum (damaged or edited)")
     else:
         warnings.warn(
             f"{path} is a model file of format version {version}, without a checksum of its content: it "
@@ -171,6 +186,22 @@ def _check_shapes(skeleton: torch.nn.Module, state: Mapping[str, Any], path: Pat
         raise ModelFileError(f"{path}: weights do not match the stored config: {', '.join(parts)}")
 
 
+def _calibration(stored: Any, path: Path, model: DOSTransformer | DOSEnsemble) -> UncertaintyCalibration:
+    """The file's uncertainty calibration; :class:`ModelFileError` naming the file when malformed or not the model's."""
+    try:
+        calibration = UncertaintyCalibration.from_dict(stored)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
+    members = model.models if isinstance(model, DOSEnsemble) else [model]
+    width = sum(m.cfg.hidden for m in members)
+    if calibration.width != width:
+        raise ModelFileError(
+            f"{path}: the uncertainty calibration is for representations of length {calibration.width}, "
+            f"this model makes {width}"
+        )
+    return calibration
+
+
 def load_model_file(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> tuple[DOSTransformer | DOSEnsemble, dict[str, Any]]:
@@ -199,7 +230,9 @@ def load_model_file(
         domain = TrainingDomain.from_meta(meta)
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: the training domain in the model's meta is not valid ({exc})") from None
+    calibration = blob.get("calibration")
     model.meta = meta
     model.training_domain = domain
     model.source = str(path)
+    model.calibration = None if calibration is None else _calibration(calibration, path, model)
     return model.to(map_location).eval(), meta

@@ -40,6 +40,7 @@ class TensorNetEmbedder(nn.Module):
         self.project = nn.Linear(units, cfg.hidden)
 
     def forward(self, batch: Batch) -> torch.Tensor:
+        """Per-atom TensorNet features ``(N, hidden)`` from the batch's edge vectors (no positions needed)."""
         keep = batch.edge_vec.norm(dim=1) > 1e-6
         src, dst = batch.edge_index[:, keep]
         g = SimpleNamespace(

@@ -25,7 +25,7 @@ from ..kinds import get_kind
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from ..model import DOSTransformer
+    from ..model import DOSEnsemble, DOSTransformer
 
 #: Folder of the shipped model files.
 PRETRAINED_DIR = Path(__file__).resolve().parent
@@ -133,7 +133,7 @@ def load_model(
     device: str | torch.device | None = None,
     *,
     registry: str | os.PathLike | None = None,
-) -> DOSTransformer:
+) -> DOSTransformer | DOSEnsemble:
     """A ``DOSTransformer`` (or ensemble) in eval mode on ``device`` (see :func:`..device.resolve_device`).
 
     A registered name loads the shipped file after checking its sha256; any other string or path

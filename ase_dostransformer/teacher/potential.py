@@ -92,7 +92,7 @@ def _swapped_message(
     Aij: torch.Tensor,  # noqa: N803
     Sij: torch.Tensor,  # noqa: N803
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """matgl's ``TensorEmbedding.message`` with the two node inputs exchanged."""
+    """Matgl's ``TensorEmbedding.message`` with the two node inputs exchanged."""
     return type(self).message(self, x_j, x_i, edge_attr, edge_weight, Iij, Aij, Sij)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,47 @@ def iter_records(folder: str | os.PathLike, status: str | None = "ok") -> Iterat
         for rec in read_chunk(path):
             if status is None or rec.get("status") == status:
                 yield rec
+
+
+def _test_related(record: dict[str, Any]) -> bool:
+    """A DFT test crystal's label, or a copy of one (its tags name the test split)."""
+    tags = record.get("tags") or {}
+    return (
+        str(record.get("source", "")).endswith(":test")
+        or tags.get("split") == "test"
+        or tags.get("parent_split") == "test"
+    )
+
+
+def training_records(
+    folders: Iterable[str | os.PathLike],
+    held_out: Iterable[str] | None = None,
+    excluded: Iterable[str] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The stable records under ``folders`` that may be trained on.
+
+    Left out: labels of DFT test crystals (``source`` ``phdos:test`` or a test ``split`` tag), the
+    held-out chemistry crystals (``held_out``; default: the ids of the held-out split file,
+    :func:`~ase_dostransformer.teacher.structures.held_out_ids`) and the generated crystals found to
+    duplicate a DFT test crystal (``excluded``; default: the split file's ``excluded_dft_test_duplicates``),
+    with every strained copy of one of those (``tags.parent``). A crystal labelled in two folders (same
+    id: ``generated/`` and ``strained/`` share the strained copies) is given once, from the first folder.
+    """
+    if held_out is None or excluded is None:
+        from .structures import read_held_out_split
+
+        split = read_held_out_split()
+        held_out = split["ids"] if held_out is None else held_out
+        excluded = split["excluded_dft_test_duplicates"] if excluded is None else excluded
+    skip = set(held_out) | set(excluded)
+    seen: set[str] = set()
+    for folder in folders:
+        for rec in iter_records(folder):
+            parent = (rec.get("tags") or {}).get("parent")
+            if rec.get("id") in skip or parent in skip or rec.get("id") in seen or _test_related(rec):
+                continue
+            seen.add(str(rec.get("id")))
+            yield rec
 
 
 def record_atoms(record: dict[str, Any]) -> Any:

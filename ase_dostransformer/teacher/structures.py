@@ -59,16 +59,19 @@ __all__ = [
     "dft_crystals",
     "dft_strain_parents",
     "elemental_crystals",
+    "extended_queue",
     "has_light_bonds",
     "held_out_ids",
     "held_out_rule",
     "interleave",
     "min_distance",
+    "more_strained_queue",
     "prototype_crystals",
     "queue",
     "read_held_out_split",
     "skipped_elements",
     "strained_copies",
+    "strained_queue",
     "summary",
     "write_held_out_split",
 ]
@@ -157,9 +160,11 @@ def _metals() -> frozenset[str]:
 
 @cache
 def _hydride_former(symbol: str) -> bool:
-    """Metals that form saline or metallic hydrides at ambient pressure: Pauling electronegativity at most
-    1.82 (keeps alkali, alkaline-earth, rare-earth, early transition metals, Al, Ga, Zn; drops Fe, Co, Ni,
-    Cu, Hg, Pb, Sn, noble metals)."""
+    """Whether ``symbol`` is a metal that forms saline or metallic hydrides at ambient pressure.
+
+    The test is a Pauling electronegativity of at most 1.82: it keeps alkali, alkaline-earth, rare-earth,
+    early transition metals, Al, Ga, Zn and drops Fe, Co, Ni, Cu, Hg, Pb, Sn and the noble metals.
+    """
     from pymatgen.core import Element
 
     return symbol in _metals() and float(Element(symbol).X) <= 1.82
@@ -380,8 +385,10 @@ def _tet(c_over_a: float) -> tuple[float, ...]:
 
 
 def _pair_min_distances(atoms: Atoms, reach: int = 2) -> np.ndarray:
-    """(n, n) shortest distances between atoms i and j over periodic images within ``reach`` cells
-    (the diagonal: the shortest lattice vector)."""
+    """(n, n) shortest distances between atoms i and j over periodic images within ``reach`` cells.
+
+    The diagonal holds the shortest lattice vector.
+    """
     frac = atoms.get_scaled_positions()
     shifts = np.array(list(itertools.product(range(-reach, reach + 1), repeat=3)), dtype=float)
     diff = frac[None, :, None, :] - frac[:, None, None, :] + shifts[None, None, :, :]
@@ -392,8 +399,10 @@ def _pair_min_distances(atoms: Atoms, reach: int = 2) -> np.ndarray:
 
 @cache
 def _template(proto_name: str) -> tuple[Atoms, tuple[str, ...], dict[tuple[str, str], float]]:
-    """Primitive cell at a = 1 with one placeholder per role, the role of each atom, and role-pair
-    nearest distances (at a = 1)."""
+    """Primitive cell at a = 1 with one placeholder per role, the role of each atom, and role-pair distances.
+
+    The role-pair distances are the nearest ones, at a = 1.
+    """
     p = PROTOTYPES[proto_name]
     roles = list(dict.fromkeys(s.role for s in p.sites))
     placeholders = [chemical_symbols[i + 1] for i in range(len(roles))]
@@ -837,8 +846,11 @@ KNOWN: dict[str, tuple[str, ...]] = {
 
 
 def _select(items: list[Atoms], cap: int, seed: str, prefer_light: bool = True) -> list[Atoms]:
-    """Deterministic capped choice: seeded shuffle, then (``prefer_light``) crystals with H/B/C/N first
-    and, among equals, the crystal whose elements have been used least so far."""
+    """Deterministic capped choice of at most ``cap`` items.
+
+    A seeded shuffle, then (``prefer_light``) crystals with H/B/C/N first and, among equals, the crystal
+    whose elements have been used least so far.
+    """
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
     if len(items) <= cap:
@@ -962,8 +974,9 @@ _PARTS = {"train": ("train",), "valid": ("valid",), "test": ("test",), "train+va
 
 
 def dft_crystals(part: str = "train", data: str | Path | None = None) -> list[Atoms]:
-    """Crystals of the DFT phonon dataset's ``part`` ("train", "valid", "test" or "train+valid"), in
-    dataset order, with ``info``: id (the mp id), source="dft", split, formula, relax_cell=False.
+    """Crystals of the DFT phonon dataset's ``part`` ("train", "valid", "test" or "train+valid").
+
+    They come in dataset order, with ``info``: id (the mp id), source="dft", split, formula, relax_cell=False.
 
     ``data`` is the dataset folder (default: ``$DOSTRANSFORMER_PHDOS`` or the shipped copy; see
     :mod:`ase_dostransformer.io.phdos`).
@@ -1213,6 +1226,49 @@ def queue(
     return [a for a in out if a.info["id"] not in skip and a.info.get("parent") not in skip]
 
 
+#: How far :func:`extended_queue` raises each prototype's cap.
+EXTENDED_CAP_FACTOR = 3
+
+
+def extended_queue(factor: int = EXTENDED_CAP_FACTOR, data: str | Path | None = None, seed: int = SEED) -> list[Atoms]:
+    """Prototype compounds beyond the caps of :func:`queue`: the generator of ``train/teacher/extended/``.
+
+    Up to ``factor`` times each prototype's cap (round-robin over prototypes), leaving out every crystal
+    :func:`queue` already holds, every held-out crystal (the held-out elements and prototypes of the split
+    file: they stay measurement-only, and this list is not in the split's id list) and every duplicate of a
+    DFT test crystal (checked here with the same matcher as the split). All of it is training material.
+    """
+    split = read_held_out_split(SPLIT_PATH)
+    held_elements = set(split["held_out_elements"])
+    queued = {a.info["id"] for a in _generated(seed, exclude=set())}
+    groups = []
+    for name, proto in PROTOTYPES.items():
+        if name in HELD_OUT_PROTOTYPES:
+            continue
+        more = prototype_crystals([name], max_per_prototype=factor * proto.cap, seed=seed)
+        groups.append([a for a in more if a.info["id"] not in queued and not _is_held_out(a, held_elements)])
+    candidates = interleave(groups)
+    duplicates = _dft_test_duplicates(candidates, dft_crystals("test", data))
+    return [a for a in candidates if a.info["id"] not in duplicates]
+
+
+def more_strained_queue(n_parents: int = 450, data: str | Path | None = None, seed: int = SEED) -> list[Atoms]:
+    """Strained copies of further DFT training crystals: the generator of ``train/teacher/strained_more/``.
+
+    The parents are :func:`dft_strain_parents` ``(n_parents)`` less the 150 that :func:`queue` strains
+    already; each gets :data:`DEFAULT_STRAINS` (a parent's strains adjacent). Volume dependence over
+    many more chemistries, for the student's volume input.
+    """
+    done = {a.info["id"] for a in dft_strain_parents(150, data, seed=seed)}
+    parents = [a for a in dft_strain_parents(n_parents, data, seed=seed) if a.info["id"] not in done]
+    return strained_copies(parents, DEFAULT_STRAINS)
+
+
+def strained_queue() -> list[Atoms]:
+    """The strained copies alone (``queue("strained")``): the generator of ``train/teacher/strained/``."""
+    return queue("strained")
+
+
 def summary(atoms_list: Sequence[Atoms]) -> dict[str, object]:
     """Counts of a list: by source, by prototype, with likely modes above 1000 cm^-1, elements used."""
     protos = [a.info.get("prototype") for a in atoms_list if a.info.get("source") == "prototype"]
@@ -1257,8 +1313,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-def strained_queue() -> list[Atoms]:
-    """The strained copies alone (``queue("strained")``): the generator of ``train/teacher/strained/``."""
-    return queue("strained")

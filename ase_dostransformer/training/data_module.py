@@ -75,10 +75,13 @@ class GraphDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        """The training split, shuffled per epoch by :class:`EpochSeededSampler`."""
         return self._loader("train", True)
 
     def val_dataloader(self) -> DataLoader:
+        """The validation split, in order."""
         return self._loader("valid", False)
 
     def test_dataloader(self) -> DataLoader:
+        """The test split, in order."""
         return self._loader("test", False)

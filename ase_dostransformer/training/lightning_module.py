@@ -41,9 +41,11 @@ class DOSTransformerModule(L.LightningModule):
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def forward(self, batch: Any) -> dict[str, torch.Tensor]:
+        """The model's clamped spectra of both branches."""
         return self.model(batch)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """The loss of one batch; a non-finite loss raises :class:`NonFiniteLossError`."""
         out = self.model(batch, raw=True)
         loss = dostransformer_loss(out, batch.y, self.hparams.beta)
         if not torch.isfinite(loss):  # one sync per step: cheap next to the model, unlike detect_anomaly
@@ -55,10 +57,12 @@ class DOSTransformerModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """Keep the batch's system-branch predictions and targets for the epoch's metrics."""
         out = self.model(batch, branches=("system",))
         self._val.append((out["system"].detach().float().cpu(), batch.y.detach().float().cpu()))
 
     def on_validation_epoch_end(self) -> None:
+        """Log ``val_mse``, ``val_mae`` and ``val_r2`` over the whole validation set (gathered from every rank)."""
         if not self._val:
             return
         pred = torch.cat([p for p, _ in self._val])
@@ -72,6 +76,7 @@ class DOSTransformerModule(L.LightningModule):
             self.log(f"val_{k}", m[k], prog_bar=k != "mae", rank_zero_only=False)
 
     def configure_optimizers(self) -> Any:
+        """AdamW on the trainable parameters, with the configured learning-rate schedule."""
         params = [p for p in self.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         if self.hparams.scheduler == "none":

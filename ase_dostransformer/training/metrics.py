@@ -9,7 +9,7 @@ from ..errors import OptionError
 
 
 def r2_per_spectrum(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
-    """sklearn's ``r2_score(true_i, pred_i)`` for each row (``force_finite`` semantics).
+    """Sklearn's ``r2_score(true_i, pred_i)`` for each row (``force_finite`` semantics).
 
     A constant true spectrum scores 1.0 when predicted exactly and 0.0 otherwise.
     """

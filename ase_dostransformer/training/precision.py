@@ -1,10 +1,9 @@
 """Which Lightning precision a training run uses: ``--precision auto`` picks bf16 where the hardware has it.
 
-bf16 mixed precision (autocast; fp32 weights, optimiser and loss) trains the phonon model at the
-default hyper-parameters about 2.4x faster per step (2x per epoch) on a CPU with native bf16
-instructions (AVX512-BF16 or AMX), and is the standard choice on current GPUs. Where the instructions
-are missing bf16 is emulated and slower than fp32, so ``auto`` falls back to ``32-true``. The
-accuracy comparison is in ``benchmarks/RESULTS.md``.
+bf16 mixed precision (autocast; fp32 weights, optimiser and loss) trains the phonon model faster
+than fp32 on a CPU with native bf16 instructions (AVX512-BF16 or AMX), and is the standard choice on
+current GPUs. Where the instructions are missing bf16 is emulated and slower than fp32, so ``auto``
+falls back to ``32-true``. The speed and accuracy comparisons are in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations

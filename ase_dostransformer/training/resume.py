@@ -45,6 +45,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        """Write ``checkpoint`` to ``path`` atomically (beside it, then ``os.replace``)."""
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO does not take storage_options")
         atomic_torch_save(checkpoint, path)
@@ -60,6 +61,7 @@ class RNGStateCallback(Callback):
     """
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        """Store the Python, NumPy, torch (and CUDA) RNG states under ``rng_states``."""
         # plain types and tensors only: Lightning loads checkpoints with ``weights_only=True``
         kind, keys, pos, has_gauss, cached = np.random.get_state()
         states: dict[str, Any] = {
@@ -72,6 +74,7 @@ class RNGStateCallback(Callback):
         checkpoint["rng_states"] = states
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        """Restore the RNG states stored by :meth:`on_save_checkpoint` (none in an older checkpoint)."""
         states = checkpoint.get("rng_states")
         if not states:  # a checkpoint from before this callback: resume without the RNG states
             return
@@ -186,6 +189,7 @@ class RunIdentityCallback(Callback):
         self.identity = dict(identity)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        """Store the run identity and the number of processes under the identity key."""
         checkpoint[IDENTITY_KEY] = self.identity | {"world_size": int(trainer.world_size)}
 
 

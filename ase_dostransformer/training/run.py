@@ -45,6 +45,7 @@ class EpochLog(Callback):
         self.t0 = time.time()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Print the line on rank 0 after an epoch that ran validation."""
         if trainer.global_rank != 0 or (trainer.current_epoch + 1) % trainer.check_val_every_n_epoch:
             return
         m = {k: float(v) for k, v in trainer.callback_metrics.items()}

@@ -13,7 +13,7 @@ from ..errors import DatasetError
 from ..graphs.crystal_system import CRYSTAL_SYSTEMS
 
 SPLITS = ("official", "random", "crystal_ood", "element_ood")
-#: Crystal-OOD training systems (SPEC.md): the rest are held out.
+#: Crystal-OOD training systems: the rest (monoclinic, triclinic) are held out.
 CRYSTAL_OOD_TRAIN = ("cubic", "hexagonal", "tetragonal", "trigonal", "orthorhombic")
 
 

@@ -113,6 +113,9 @@ def init_config(path: str, data_cfg: ModelConfig) -> ModelConfig:
     cfg = ModelConfig.from_dict(read_model_file(path)["config"])
     for name in ("task", "node_dim", "edge_dim", "global_dim", "recipe", "grid"):
         have, want = getattr(cfg, name), getattr(data_cfg, name)
+        if name == "recipe" and have and want:  # a field the file's recipe lacks (older file) takes its default
+            kind = get_kind(cfg.task)
+            have, want = kind.recipe_from_dict(have).to_dict(), kind.recipe_from_dict(want).to_dict()
         if have != want:
             raise TrainOptionsError(f"--init_from {path}: the model's {name} is {have!r} but the data gives {want!r}")
     return cfg

@@ -46,7 +46,7 @@ def load(path: Path) -> dict:
 
 
 def results(folder: Path) -> dict[str, Path]:
-    """id -> result file in ``folder``."""
+    """Id -> result file in ``folder``."""
     files = sorted(folder.glob("*.json.gz")) + sorted(folder.glob("*.json"))
     return {f.name.removesuffix(".gz").removesuffix(".json"): f for f in files}
 

@@ -1,4 +1,4 @@
-"""The electron-DOS report: metrics per split against the mean baseline, and quantities read off the DOS.
+r"""The electron-DOS report: metrics per split against the mean baseline, and quantities read off the DOS.
 
 For each trained run (one per split) this evaluates the run's ``model.pt`` on its own split of the
 built dataset (per-spectrum MSE x10 / MAE / R^2 averaged over materials, and the mean training DOS as

@@ -1,0 +1,114 @@
+"""Per-atom features of the shipped universal potential: the structure encoder's input (issue 16).
+
+:func:`foundation_features` runs the shipped TensorNet-MatPES-PBE potential (loaded and pair-order
+corrected by :func:`~ase_dostransformer.teacher.potential.load_teacher`) up to its per-atom
+``readout`` features: the invariant norms of the tensor features after both interaction blocks,
+layer-normed and projected to 128 channels, i.e. what the energy head reads. They are computed
+without gradient (the potential stays frozen) and cached with the graphs (the phonon recipe's
+``foundation=True``, :mod:`ase_dostransformer.graphs.phonon`); the embedders that read them are in
+:mod:`ase_dostransformer.model.embedders`. Featurisation, so it lives with the graphs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..errors import InvalidStructureError, OptionError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ase import Atoms
+
+__all__ = ["FEATURE_DIM", "MAX_ATOMS_PER_PASS", "foundation_features", "foundation_potential"]
+
+#: Channels of a foundation feature (the shipped TensorNet's ``units``).
+FEATURE_DIM = 128
+#: Atoms per forward pass of the potential when many structures are featurised together (larger passes
+#: were slower on one CPU thread; ``benchmarks/bench_foundation.py``).
+MAX_ATOMS_PER_PASS = 32
+
+
+@functools.cache
+def foundation_potential(device: str = "cpu") -> Any:
+    """The corrected TensorNet model (``load_teacher(device).potential.model``), loaded once per device."""
+    from ..teacher.potential import load_teacher
+
+    model = load_teacher(device).potential.model
+    if int(model.units) != FEATURE_DIM:
+        raise OptionError(f"the shipped potential has {model.units} channels, expected {FEATURE_DIM}")
+    return model
+
+
+def _graph(model: Any, atoms: Atoms, index: int) -> Any:
+    """The potential's own graph of one periodic crystal, with Cartesian positions and image shifts."""
+    from matgl.ext.ase import Atoms2Graph
+
+    if not np.all(atoms.pbc):
+        raise InvalidStructureError(f"structure {index}: foundation features need a periodic cell (pbc all True)")
+    known = set(model.element_types)
+    for symbol in atoms.get_chemical_symbols():
+        if symbol not in known:
+            raise InvalidStructureError(
+                f"structure {index}: element {symbol} is not among the {len(known)} elements of the "
+                "foundation potential"
+            )
+    g, lat, _ = Atoms2Graph(tuple(model.element_types), float(model.cutoff)).get_graph(atoms)
+    lattice = torch.as_tensor(lat, dtype=torch.float32).reshape(3, 3)
+    g.pos = g.frac_coords.to(torch.float32) @ lattice
+    g.pbc_offshift = g.pbc_offset.to(torch.float32) @ lattice
+    return g
+
+
+def foundation_features(atoms_list: Sequence[Atoms], device: str = "cpu", model: Any = None) -> list[np.ndarray]:
+    """Per-atom features of the frozen universal potential, one ``(N_i, 128)`` float32 array per structure.
+
+    The structures are batched into forward passes of up to :data:`MAX_ATOMS_PER_PASS` atoms (one
+    structure per pass when it is larger); no gradient is recorded and the torch thread count is
+    left as the caller set it. The result is independent of the batching up to float rounding.
+
+    Args:
+        atoms_list: periodic ASE ``Atoms`` (every element among the potential's 89).
+        device: where the potential runs (``"cpu"``, ``"cuda"``, ...).
+        model: a matgl TensorNet to use instead of the shipped, corrected one (already on ``device``).
+
+    Returns:
+        The ``readout`` features of every atom, in the order of ``atoms_list`` and of its atoms.
+
+    Raises:
+        InvalidStructureError: a non-periodic structure or an element the potential does not know.
+    """
+    from torch_geometric.data import Batch, Data
+
+    model = foundation_potential(device) if model is None else model
+    out: list[np.ndarray] = []
+    group: list[Any] = []
+    atoms_in_group = 0
+
+    def flush() -> None:
+        nonlocal group, atoms_in_group
+        if not group:
+            return
+        batch = Batch.from_data_list(
+            [
+                Data(node_type=g.node_type, pos=g.pos, edge_index=g.edge_index, pbc_offshift=g.pbc_offshift)
+                for g in group
+            ]
+        ).to(device)
+        with torch.inference_mode():
+            feats = model.forward_features(batch)["readout"].float().cpu().numpy()
+        sizes = [int(g.num_nodes) for g in group]
+        out.extend(np.split(feats, np.cumsum(sizes)[:-1]))
+        group, atoms_in_group = [], 0
+
+    for i, atoms in enumerate(atoms_list):
+        g = _graph(model, atoms, i)
+        if group and atoms_in_group + len(atoms) > MAX_ATOMS_PER_PASS:
+            flush()
+        group.append(g)
+        atoms_in_group += len(atoms)
+    flush()
+    return [np.ascontiguousarray(f, dtype=np.float32) for f in out]
