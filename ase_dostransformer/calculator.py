@@ -52,6 +52,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .electronic import GapEstimate
     from .escalation import Refinement
     from .model import DOSTransformer
+    from .pipeline import Prediction
+    from .screening import Screening
     from .thermo import ThermalProperties
 
 
@@ -136,6 +138,8 @@ class DOSCalculator(Calculator):
         self._arguments = {"phonon": "model", "electron": "electron_model"}
         #: Loaded models by kind name (the electron model loads on first use).
         self._models: dict[str, Any] = {}
+        #: The last :class:`~ase_dostransformer.pipeline.Prediction` of each kind (for the getters).
+        self._predictions: dict[str, Prediction] = {}
         if model is not None:
             self._models["phonon"] = load_task_model(model, "phonon", self.device)
         if isinstance(electron_model, torch.nn.Module):
@@ -216,6 +220,9 @@ class DOSCalculator(Calculator):
             raise p.error
         name = kind.property
         self.results[name] = p.dos
+        # the whole Prediction (members, findings) for the getters; kept out of ``results``, which ASE's
+        # writers serialise
+        self._predictions[kind.name] = p
         if kind.checks_cut_off:
             self.results[f"{name}_cut_off"] = p.cut_off
         self.results[f"{name}_out_of_domain"] = p.out_of_domain
@@ -314,6 +321,19 @@ class DOSCalculator(Calculator):
         atoms = self._atoms(atoms)
         freqs, dos = self.get_phonon_dos_phonopy(atoms)
         return thermal_properties(freqs, dos, temperatures, per_atom=per_atom, natoms=len(atoms))
+
+    def get_screening_quantities(self, atoms: Atoms | None = None, temperatures: Any = (300.0,)) -> Screening:
+        """S, F, U, Cv (per mole of cells and of atoms), ZPE, Debye temperature, mean and maximum frequency.
+
+        Each with its uncertainty (``.std``: the spread of the ensemble members' values scaled by the
+        model's calibration; NaN for a model without one), as ``dostransformer predict`` writes them
+        (:func:`ase_dostransformer.screening.screening_quantities`).
+        """
+        from .screening import screening_quantities
+
+        atoms = self._atoms(atoms)
+        self.get_property("phonon_dos", atoms)
+        return screening_quantities(self._predictions["phonon"], len(atoms), temperatures)
 
     def get_heat_capacity(
         self, atoms: Atoms | None = None, temperature: float = 300.0, per_atom: bool = False

@@ -158,3 +158,25 @@ def model_path_shipped():
     from ase_dostransformer.pretrained import model_path
 
     return model_path("phonon")
+
+
+def test_calculator_gives_screening_quantities_with_uncertainty() -> None:
+    from ase_dostransformer.calculator import DOSCalculator
+
+    atoms = bulk("NaCl", "rocksalt", a=5.64)
+    atoms.calc = DOSCalculator()
+    sq = atoms.calc.get_screening_quantities(temperatures=(100.0, 300.0))
+    entropy = {k: v for k, v in sq.values.items() if k.startswith("entropy_300K")}
+    assert entropy
+    # the same S(300 K) per mole of cells as the calculator's own thermodynamics
+    tp = atoms.calc.get_thermal_properties(temperatures=[300.0])
+    per_cells = next(v for k, v in entropy.items() if "cells" in k)
+    assert per_cells == pytest.approx(float(tp.entropy[0]), rel=1e-6)
+    # the shipped ensemble is calibrated: every quantity has a finite, positive uncertainty
+    stds = [sq.std[k] for k in entropy]
+    assert all(np.isfinite(s) and s > 0 for s in stds)
+    # and a new structure gives new quantities, not the cached ones
+    atoms2 = bulk("MgO", "rocksalt", a=4.21)
+    atoms2.calc = atoms.calc
+    other = atoms.calc.get_screening_quantities(atoms2, temperatures=(300.0,))
+    assert next(v for k, v in other.values.items() if k.startswith("entropy_300K") and "cells" in k) != per_cells
