@@ -204,3 +204,28 @@ def test_validation_imports_alone_in_a_fresh_interpreter() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_public_api_from_the_package_root_is_lazy() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ase_dostransformer as d\n"
+        "assert 'torch' not in sys.modules, 'importing the package imported torch'\n"
+        "from ase_dostransformer import DOSCalculator\n"
+        "assert 'torch' not in sys.modules, 'importing DOSCalculator imported torch'\n"
+        "from ase_dostransformer import load_model, predict_dos, predict_structures, Prediction\n"
+        "from ase_dostransformer.calculator import DOSCalculator as C\n"
+        "from ase_dostransformer.pretrained import load_model as L\n"
+        "assert DOSCalculator is C and load_model is L\n"
+        "assert set(d.__all__) <= set(dir(d))\n"
+        "try:\n"
+        "    d.no_such_name\n"
+        "except AttributeError as e:\n"
+        "    assert 'no_such_name' in str(e)\n"
+        "else:\n"
+        "    raise SystemExit('no AttributeError')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
