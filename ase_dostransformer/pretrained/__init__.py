@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..device import resolve_device
 from ..errors import ModelFileError, OptionError
-from ..io.atomic import atomic_write_text
+from ..io.atomic import atomic_path, atomic_write_text
 from ..io.checksums import file_sha256
 from ..kinds import get_kind
 
@@ -183,7 +183,8 @@ def register_model(
         if not copy:
             raise OptionError(f"{src} is not in the registry folder {folder}; pass copy=True")
         dest = folder / f"{name}.pt"
-        shutil.copyfile(src, dest)
+        with atomic_path(dest) as tmp:  # a killed copy never leaves half a model file under the registry's name
+            shutil.copyfile(src, tmp)
         src = dest
     grid = cfg.get("grid", {})
     try:

@@ -46,6 +46,7 @@ from ase.data import atomic_numbers, chemical_symbols, covalent_radii, reference
 from ase.spacegroup import crystal
 
 from ..errors import DatasetError, OptionError
+from ..io.atomic import atomic_write_text
 from ..io.checksums import bytes_sha256
 
 __all__ = [
@@ -1146,7 +1147,7 @@ def write_held_out_split(path: str | Path = SPLIT_PATH, data: str | Path | None 
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return record
 
 
