@@ -134,23 +134,20 @@ def refine_structures(
     from .batching import as_structure_list
     from .teacher.phonons import PhononSettings, label_crystal
     from .teacher.potential import load_teacher, make_calculator
-    from .teacher.records import decode_dos, smooth_and_sample
+    from .teacher.records import decode_dos, max_normalised_on
 
     items = as_structure_list(structures)
     chosen = list(range(len(items))) if indices is None else [int(i) for i in indices]
     bad = [i for i in chosen if not 0 <= i < len(items)]
     if bad:
         raise OptionError(f"indices out of range for {len(items)} structures: {bad}")
+    if grid is not None and grid.unit not in ("cm^-1", "cm-1"):
+        raise OptionError(f"refining needs a phonon grid in cm^-1, got {grid.unit!r}")
     if not chosen:
         return []
     settings = settings or PhononSettings()
     teacher = potential if potential is not None else load_teacher(device)
     calc = make_calculator(teacher.potential, teacher.device)
-    if grid is not None:
-        unit = str(getattr(grid, "unit", "cm^-1"))
-        if unit not in ("cm^-1", "cm-1"):
-            raise OptionError(f"refining needs a phonon grid in cm^-1, got {unit!r}")
-        points = grid.values
     out: list[Refinement] = []
     for i in chosen:
         try:
@@ -160,11 +157,7 @@ def refine_structures(
             out.append(Refinement(i, "failed", error=exc))
             continue
         freq, total, _ = decode_dos(record)
-        on_grid = None
-        if grid is not None:
-            y = smooth_and_sample(freq, total, points, sigma_cm1)
-            peak = float(y.max())
-            on_grid = y / peak if peak > 0 else y
+        on_grid = None if grid is None else max_normalised_on(freq, total, grid.values, sigma_cm1)
         out.append(
             Refinement(
                 i,

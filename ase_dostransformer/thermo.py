@@ -61,16 +61,9 @@ def _as_grid(
     frequencies_thz: Sequence[float] | np.ndarray, dos: Sequence[float] | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate a DOS and return the ``nu >= 0`` part as float arrays."""
-    nu = np.asarray(frequencies_thz, dtype=float)
-    g = np.asarray(dos, dtype=float)
-    if nu.ndim != 1 or g.shape != nu.shape:
-        raise OptionError(f"frequencies and dos must be 1-D arrays of equal length, got {nu.shape} and {g.shape}")
-    if nu.size < 2:
-        raise OptionError("frequencies need at least 2 points")
-    if not np.all(np.isfinite(nu)):
-        raise OptionError("frequencies contain NaN or infinity")
-    if not np.all(np.isfinite(g)):
-        raise OptionError("dos contains NaN or infinity")
+    from .io.conversions import check_dos_arrays
+
+    nu, g = check_dos_arrays(frequencies_thz, dos, min_points=2)
     if np.any(np.diff(nu) <= 0):
         raise OptionError("frequencies must be strictly increasing")
     keep = nu >= 0

@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from _machine import cpu_model
+
 #: Repetitions of the 8-atom cubic Si cell: 1,000, 10,648 and 21,952 atoms.
 REPEATS = {1000: (5, 5, 5), 10648: (11, 11, 11), 21952: (14, 14, 14)}
 CASES = ("supercell", "vacancy", "noisy")
@@ -87,12 +89,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(int(args.one[0]), args.one[1], args.one[2] == "1")))
         return
-    with open("/proc/cpuinfo") as info:
-        cpu = next(
-            (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
-            platform.processor() or "unknown CPU",
-        )
-    print(f"# {cpu}; one thread; Python {platform.python_version()}")
+    print(f"# {cpu_model()}; one thread; Python {platform.python_version()}")
     print(f"{'atoms':>7} {'case':>10} {'method':>26} {'seconds':>8} {'peak MB':>8} {'prim.':>6}  crystal system")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", RAYON_NUM_THREADS="1")
     for natoms in args.sizes:

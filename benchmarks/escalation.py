@@ -41,7 +41,7 @@ from ase_dostransformer.escalation import refine_structures, select_doubtful  # 
 from ase_dostransformer.io.phdos import load_phonon_dataset  # noqa: E402
 from ase_dostransformer.pipeline import predict_structures  # noqa: E402
 from ase_dostransformer.pretrained import load_model  # noqa: E402
-from ase_dostransformer.teacher.records import decode_dos, iter_records, smooth_and_sample  # noqa: E402
+from ase_dostransformer.teacher.records import decode_dos, iter_records, max_normalised_on  # noqa: E402
 from ase_dostransformer.training.metrics import r2_per_spectrum  # noqa: E402
 
 
@@ -50,12 +50,6 @@ def scores(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
     r2 = r2_per_spectrum(pred, true)
     worst = np.sort(r2)[: max(1, len(r2) // 10)]
     return float(r2.mean()), float(worst.mean())
-
-
-def teacher_on_grid(record: dict, grid: np.ndarray) -> np.ndarray:
-    freq, total, _ = decode_dos(record)
-    y = smooth_and_sample(freq, total, grid, 10.0)
-    return y / y.max() if y.max() > 0 else y
 
 
 def main() -> int:
@@ -87,7 +81,7 @@ def main() -> int:
         if rec is None:
             live.append(k)
         else:
-            teacher[k] = teacher_on_grid(rec, grid.values)
+            teacher[k] = max_normalised_on(*decode_dos(rec)[:2], grid.values)
     if live:
         print(f"{len(live)} test crystals have no stored teacher record: running the teacher on them now")
         for ref in refine_structures(atoms, live, grid=grid):

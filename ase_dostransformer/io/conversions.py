@@ -39,15 +39,20 @@ ASE_DOS_INFO = {"unit": "THz", "dos_unit": "states/THz/cell"}
 
 
 def check_dos_arrays(
-    frequencies_thz: Sequence[float] | np.ndarray, dos: Sequence[float] | np.ndarray
+    frequencies_thz: Sequence[float] | np.ndarray, dos: Sequence[float] | np.ndarray, min_points: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(frequencies, dos)`` as 1-D float arrays of equal length; :class:`OptionError` when they are not."""
+    """``(frequencies, dos)`` as finite 1-D float arrays of equal length, at least ``min_points`` long.
+
+    :class:`OptionError` when they are not.
+    """
     nu = np.asarray(frequencies_thz, dtype=float)
     g = np.asarray(dos, dtype=float)
     if nu.ndim != 1 or g.shape != nu.shape:
         raise OptionError(f"frequencies and dos must be 1-D arrays of equal length, got {nu.shape} and {g.shape}")
-    if nu.size == 0:
+    if nu.size == 0 and min_points <= 1:
         raise OptionError("frequencies and dos are empty")
+    if nu.size < min_points:
+        raise OptionError(f"frequencies need at least {min_points} points")
     if not np.all(np.isfinite(nu)):
         raise OptionError("frequencies contain NaN or infinity")
     if not np.all(np.isfinite(g)):

@@ -125,6 +125,15 @@ def smooth_and_sample(
     return kernel @ dos * step
 
 
+def max_normalised_on(
+    freq: np.ndarray, dos: np.ndarray, grid: np.ndarray = DATASET_GRID_CM1, sigma_cm1: float = 10.0
+) -> np.ndarray:
+    """A fine-grid DOS smoothed and sampled at ``grid`` (:func:`smooth_and_sample`), divided by its maximum."""
+    y = smooth_and_sample(freq, dos, grid, sigma_cm1)
+    m = y.max()
+    return y / m if m > 0 else y
+
+
 def to_dataset_grid(record: dict[str, Any], sigma_cm1: float = 10.0) -> np.ndarray:
     """The record's total DOS as the phonon dataset stores it: 51 points 0..1000 cm^-1, max-normalised.
 
@@ -132,9 +141,7 @@ def to_dataset_grid(record: dict[str, Any], sigma_cm1: float = 10.0) -> np.ndarr
     sampling does not alias sharp peaks), sampled, divided by the maximum.
     """
     freq, total, _ = decode_dos(record)
-    y = smooth_and_sample(freq, total, DATASET_GRID_CM1, sigma_cm1)
-    m = y.max()
-    return y / m if m > 0 else y
+    return max_normalised_on(freq, total, DATASET_GRID_CM1, sigma_cm1)
 
 
 def mean_frequency(freq: np.ndarray, dos: np.ndarray) -> float:
