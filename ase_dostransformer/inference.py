@@ -96,7 +96,11 @@ def predict_phonon_dos(
     batch_size: int = 64,
     device: str | torch.device | None = None,
 ) -> np.ndarray:
-    """Max-normalised phonon DOS ``(n, 51)`` on 0..1000 cm^-1 for each structure (see :func:`predict_dos`)."""
+    """Max-normalised phonon DOS ``(n, model.cfg.grid.npoints)`` for each structure (see :func:`predict_dos`).
+
+    On the model's own grid: 801 points on 0..4000 cm^-1 for the default (physical) model, 51 on
+    0..1000 cm^-1 for ``phonon-paper``.
+    """
     return predict_dos(model, structures, "phonon", batch_size=batch_size, device=device)
 
 

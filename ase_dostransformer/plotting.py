@@ -100,6 +100,19 @@ def new_figure() -> Figure:
     return fig
 
 
+def x_extent(x: np.ndarray, dos: np.ndarray, axes: DOSAxes) -> tuple[float, float]:
+    """The x range drawn: the whole grid, or less for a spectrum that ends well before the grid's top.
+
+    A physical phonon DOS on 0..4000 cm^-1 is drawn to 10% past its last point above 0.1% of its peak.
+    """
+    start, stop = float(x[0]), float(x[-1])
+    positive = np.flatnonzero(dos > 1e-3 * float(np.max(dos))) if np.max(dos) > 0 else np.array([], dtype=int)
+    if axes.zero_line or not len(positive):
+        return start, stop
+    end = start + 1.1 * (float(x[positive[-1]]) - start)
+    return start, min(stop, end) if end > start else stop
+
+
 def plot_dos(
     path: str | os.PathLike,
     x: np.ndarray,
@@ -124,7 +137,7 @@ def plot_dos(
     ax.plot(x, dos, color=axes.color, linewidth=1.5)
     if axes.zero_line:
         ax.axvline(0.0, color="0.4", linestyle="--", linewidth=1)
-    ax.set_xlim(float(x[0]), float(x[-1]))
+    ax.set_xlim(*x_extent(x, dos, axes))
     top = float(np.max(dos))
     ax.set_ylim(0, 1.1 * top if top > 0 else 1.0)
     ax.set_xlabel(axes.xlabel)
@@ -191,6 +204,7 @@ class DOSPlotter:
             art["fill"].remove()
             art["fill"] = art["ax"].fill_between(x, dos, color=self.axes.color, alpha=0.3, linewidth=0)
         top = float(np.max(dos))
+        art["ax"].set_xlim(*x_extent(x, dos, self.axes))
         art["ax"].set_ylim(0, 1.1 * top if top > 0 else 1.0)
         art["title"].set_text(title)
         art["note"].set_visible(bool(cut_off))

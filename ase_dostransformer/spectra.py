@@ -58,6 +58,10 @@ class EnergyGrid:
 
 
 PHONON_GRID = EnergyGrid(0.0, 1000.0, 51, "cm^-1")
+#: The output grid of the physical phonon models (``ModelConfig.output="physical"``): 0..4000 cm^-1 every
+#: 5 cm^-1, so that the highest modes (diamond, hydrides, hydroxides) are inside it and the lowest bins
+#: resolve the omega^2 onset. The 51-point grid above is a subset of it (every fourth point).
+WIDE_PHONON_GRID = EnergyGrid(0.0, 4000.0, 801, "cm^-1")
 ELECTRON_GRID = EnergyGrid(-5.0, 5.0, 201, "eV")
 
 
@@ -89,6 +93,17 @@ def phonon_dos_to_phonopy(
         raise OptionError("cannot scale an all-zero DOS to 3N states")
     scale = 3.0 * natoms / area
     return freq_thz, y * np.asarray(scale)[..., None]
+
+
+def resample_max_normalised(dos: np.ndarray, grid: EnergyGrid, target: EnergyGrid) -> np.ndarray:
+    """Spectra on ``grid`` linearly interpolated onto ``target`` (zero outside ``grid``), each divided by its maximum.
+
+    How a prediction on a model's own grid is compared with labels on another one (the phonon
+    dataset's 51 points): the same numbers a user gets by interpolating the exported file.
+    """
+    y = np.atleast_2d(np.asarray(dos, dtype=float))
+    out = np.stack([np.interp(target.values, grid.values, row, left=0.0, right=0.0) for row in y])
+    return max_normalise(out).reshape(*np.shape(dos)[:-1], target.npoints)
 
 
 def is_cut_off(dos_normalised: np.ndarray, threshold: float = 0.05) -> bool:

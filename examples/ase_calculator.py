@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     atoms = bulk("Si", "diamond", a=5.431)
     atoms.calc = DOSCalculator(model=args.model or os.environ.get("DOSTRANSFORMER_MODEL") or "phonon")
 
-    # the property itself: 51 values on 0..1000 cm^-1, divided by their maximum (cached until atoms change)
+    # the property itself on the model's grid (the default: 801 values on 0..4000 cm^-1; phonon-paper: 51 on
+    # 0..1000 cm^-1), divided by their maximum (cached until atoms change)
     y = atoms.calc.get_property("phonon_dos", atoms)
     freqs_cm1 = atoms.calc.frequencies_cm1
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"modes (integral): {np.trapezoid(g, thz):.3f} (3N = {3 * len(atoms)})")
     print(f"Cv(300 K):        {cv_cell:.3f} J/K/mol of cells, {cv_atom:.3f} J/K/mol of atoms (Dulong-Petit 24.94)")
     if atoms.calc.results["phonon_dos_cut_off"]:
-        print("note: the spectrum is cut off at 1000 cm^-1")
+        print(f"note: the spectrum is cut off at {freqs_cm1[-1]:.0f} cm^-1")
 
 
 if __name__ == "__main__":

@@ -146,15 +146,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"refined {len(refined)} by the teacher in {time.perf_counter() - t0:.1f} s")
 
     rows.sort(key=lambda r: r["s"], reverse=True)
-    print(f"{'rank':<5}{'formula':<12}{'prototype':<15}{'S/atom':>8}{'+-':>7}  (J/K/mol at {args.temperature:g} K)")
+    print(f"{'rank':<5}{'formula':<12}{'prototype':<15}{'S/atom':>8}{'+-':>8}  (J/K/mol at {args.temperature:g} K)")
     for rank, r in enumerate(rows, start=1):
         if rank <= 10 or "teacher_status" in r:
-            std = "" if r["s_std"] is None else f"{r['s_std']:7.2f}"
+            std = "" if r["s_std"] is None else f"{r['s_std']:.2f}"  # after a space: never run into S
             note = "  out of domain" if r["out_of_domain"] else ""
             if "teacher_status" in r:
                 teacher = "-" if r.get("teacher_s") is None else f"{r['teacher_s']:.2f}"
                 note += f"  teacher {teacher} ({r['teacher_status']})"
-            print(f"{rank:<5}{r['formula']:<12}{r['prototype']:<15}{r['s']:>8.2f}{std:>7}{note}")
+            print(f"{rank:<5}{r['formula']:<12}{r['prototype']:<15}{r['s']:>8.2f} {std:>7}{note}")
     with_std = [r["s_std"] for r in rows if r["s_std"] is not None]
     if with_std:
         print(f"median uncertainty {np.median(with_std):.2f} J/K/mol; out of domain: "

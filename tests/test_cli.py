@@ -137,7 +137,7 @@ def test_models_lists_the_shipped_models_as_python_dash_m_pretrained_does(capsys
 
 def test_every_command_has_its_module_and_help():
     sub = build_parser()._subparsers._group_actions[0].choices
-    assert set(sub) == {"train", "evaluate", "ensemble", "calibrate", "dataset", "predict", "models"}
+    assert set(sub) == {"train", "evaluate", "ensemble", "calibrate", "dataset", "predict", "models", "active"}
     assert "--no-plots" in sub["predict"].format_help()
     for name, parser in sub.items():
         assert parser.get_default("run").__module__ == f"ase_dostransformer.cli.{name}"

@@ -252,13 +252,13 @@ def test_edge_update_equals_the_concatenated_mlp(graphs) -> None:
 def test_cpu_bf16_autocast_runs_attention_in_fp32_and_stays_close(monkeypatch) -> None:
     """Under CPU bf16 autocast the projections run in bf16 and attention in fp32, and spectra stay close.
 
-    Attention stays in fp32 because the CPU bf16 attention kernel is slow; the shipped model's spectra
+    Attention stays in fp32 because the CPU bf16 attention kernel is slow; the paper model's spectra
     stay within 0.03 of its fp32 spectra (peaks near 1).
     """
     from ase_dostransformer.inference import graph_recipe, load_task_model
     from ase_dostransformer.model import attention as attention_module
 
-    model = load_task_model("phonon", "phonon").eval()
+    model = load_task_model("phonon-paper", "phonon").eval()
     recipe = graph_recipe(model)
     crystals = [
         bulk("NaCl", "rocksalt", a=5.64),

@@ -29,9 +29,10 @@ NEAR_CUTOFF = ("mp-29398", "mp-3589", "mp-8751", "mp-4175", "mp-23956")
 
 @pytest.fixture(scope="module")
 def model():
+    """The paper's model (``phonon-paper``): the jumps and spectrum changes below were measured on it."""
     from ase_dostransformer.pretrained import load_model
 
-    return load_model("phonon", device="cpu")
+    return load_model("phonon-paper", device="cpu")
 
 
 def rattled_nacl(seed: int = 0) -> Atoms:

@@ -26,7 +26,8 @@ from ase_dostransformer.pretrained import load_model
 
 @pytest.fixture(scope="module")
 def shipped():
-    return load_model("phonon", "cpu")
+    """The paper's ensemble of 4 (``phonon-paper``): the calibration figures below were measured on it."""
+    return load_model("phonon-paper", "cpu")
 
 
 def _quiet_predict(model, structures):
@@ -68,6 +69,25 @@ def test_shipped_predictions_carry_members_std_uncertainty_and_score(shipped):
     # the same spectra as the plain batch API: the extra outputs come from the same forward pass
     graphs = [shipped.graph_recipe.featurise(s) for s in structures]
     np.testing.assert_array_equal(predict_graphs(shipped, graphs), np.stack([p.dos for p in preds]))
+
+
+def test_the_default_model_carries_a_calibration_for_its_own_grid_and_recipe():
+    """The default (physical) ensemble: members, per-bin error bars on its own grid, a scalar uncertainty, a score."""
+    default = load_model("phonon", "cpu")
+    cal = default.calibration
+    assert isinstance(cal, UncertaintyCalibration)
+    assert cal.fit["recipe"] == default.graph_recipe.to_dict()
+    assert cal.reference.shape[1] == sum(m.cfg.hidden for m in default.models)
+    n = default.cfg.grid.npoints
+    for p in _quiet_predict(default, [bulk("NaCl", "rocksalt", a=5.64), bulk("Si", "diamond", a=5.431)]):
+        assert p.members.shape == (len(default.models), n)
+        assert p.dos_std.shape == p.dos.shape == (n,)
+        assert (p.dos_std >= 0).all()
+        assert p.dos_std.max() > 0
+        assert np.isfinite(p.uncertainty)
+        assert p.uncertainty > 0
+        assert np.isfinite(p.domain_score)
+        assert p.domain_score >= 0
 
 
 def test_elemental_metals_far_from_training_are_flagged_with_the_reason(shipped):

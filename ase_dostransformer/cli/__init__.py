@@ -15,13 +15,13 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import DOSTransformerError
-from . import calibrate, dataset, ensemble, evaluate, models, predict, train
+from . import active, calibrate, dataset, ensemble, evaluate, models, predict, train
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 DESCRIPTION = "Density of states of crystals with DOSTransformer models: predict, train, evaluate, build datasets."
 #: The command modules, in the order ``dostransformer --help`` lists them.
-COMMANDS = (train, evaluate, ensemble, calibrate, dataset, predict, models)
+COMMANDS = (train, evaluate, ensemble, calibrate, dataset, predict, models, active)
 
 
 def build_parser() -> argparse.ArgumentParser:

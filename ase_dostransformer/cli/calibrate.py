@@ -27,6 +27,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--dataset", default="official", help=DATASET_HELP)
     p.add_argument("--seed", type=int, default=0, help="seed of a random split")
     p.add_argument("--neighbours", type=int, default=1, help="training crystals the domain distance averages over")
+    p.add_argument(
+        "--teacher",
+        default=None,
+        help="comma-separated teacher labelling folders a physical model was trained on too: their crystals join "
+        "the training reference of the domain score (as in training, the held-out and test ones never do)",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(run=main, command_name="calibrate")
@@ -46,10 +52,12 @@ def main(args: argparse.Namespace) -> int:
 
     from ..batching import predict_graphs_members
     from ..errors import DatasetError, OptionError
+    from ..kinds import get_kind
     from ..model import DOSEnsemble
     from ..model.files import read_model_file, save_model_file
     from ..model.uncertainty import Z_90, fit_calibration
     from ..pretrained import load_model
+    from ..spectra import resample_max_normalised
     from ..training.tasks import evaluation_data
 
     if args.threads:
@@ -64,6 +72,14 @@ def main(args: argparse.Namespace) -> int:
             f"{args.model} was trained on data with sha256 {trained_on}, not this dataset ({sha}): "
             "calibrate on the model's own training data (--data)"
         )
+    if args.teacher:
+        from ..io.phdos import load_phonon_dataset
+        from ..training.teacher_data import with_teacher_labels
+
+        folders = [f.strip() for f in args.teacher.split(",") if f.strip()]
+        graphs, split = with_teacher_labels(
+            graphs, load_phonon_dataset(args.data).ids, split, model.graph_recipe, folders
+        )
     train, valid = (np.asarray(split.get(part, ())) for part in ("train", "valid"))
     if len(valid) < 2:
         raise DatasetError(f"the split {args.dataset!r} has {len(valid)} validation crystals; calibration needs some")
@@ -71,10 +87,14 @@ def main(args: argparse.Namespace) -> int:
     valid_graphs = [graphs[i] for i in valid]
     train_out = predict_graphs_members(model, train_graphs, batch_size=args.batch_size)
     valid_out = predict_graphs_members(model, valid_graphs, batch_size=args.batch_size)
+    valid_members = valid_out.members
+    labels = get_kind(model.cfg.task).grid
+    if model.cfg.grid != labels:  # a model on its own grid: its members compared as their exported files would be
+        valid_members = np.stack([resample_max_normalised(m, model.cfg.grid, labels) for m in valid_members])
     calibration = fit_calibration(
         train_out.members,
         train_out.representation,
-        valid_out.members,
+        valid_members,
         valid_out.representation,
         np.stack([g.y.numpy()[0] for g in valid_graphs]),
         train_graphs=train_graphs,

@@ -40,6 +40,12 @@ TRAIN_HELP = {
     "limit": "use only the first N materials of each part of the split",
     "init_from": "start from this model file (its architecture and weights): fine-tuning",
     "prompt_only": "with --init_from: train only the crystal-system prompts and the output head",
+    "output": "grid (one value per grid point, the seed's head) | physical (phonon: a DOS with DOS(0)=0, an "
+    "omega^2 onset, integral 3N and a predicted highest frequency, on 0..4000 cm^-1)",
+    "teacher": "with --output physical: comma-separated teacher labelling folders (dostransformer dataset phonons) "
+    "whose full-range spectra are trained on beside the DFT ones",
+    "teacher_weight": "weight of the teacher targets in the loss",
+    "mean_weight": "weight of the teacher's mean frequency (|log ratio|) in the teacher loss",
 }
 
 

@@ -57,6 +57,8 @@ class PhononGraphRecipe:
     symprec: float = SYMPREC
     #: Attach the universal potential's per-atom features as ``graph.foundation`` (the ``foundation`` embedders).
     foundation: bool = False
+    #: Attach the volume per atom (A^3) as ``graph.volume_per_atom`` (the physical output's frequency scale).
+    volume: bool = False
 
     def __post_init__(self) -> None:
         check_symprec(self.symprec)
@@ -76,8 +78,9 @@ class PhononGraphRecipe:
     def to_dict(self) -> dict:
         """A JSON-friendly dict; ``foundation`` only when on (the default recipe's dict and cache key are unchanged)."""
         d = asdict(self)
-        if not self.foundation:
-            del d["foundation"]
+        for name in ("foundation", "volume"):  # options added later: absent when off, so older keys hold
+            if not d[name]:
+                del d[name]
         return d
 
     def cosine_cutoff(self, r: np.ndarray) -> np.ndarray:
@@ -138,11 +141,17 @@ class PhononGraphRecipe:
             data.edge_weight = torch.from_numpy(weight.astype(np.float32))
         if self.foundation:
             from ase import Atoms
+            from ase.cell import Cell
 
             from .foundation import foundation_features
 
-            cell = Atoms(numbers=crystal.numbers, positions=crystal.positions, cell=crystal.cell, pbc=True)
+            # in a standard orientation (the cell rebuilt from its lengths and angles): the potential's features
+            # are rotation-invariant only up to float32 rounding, and a rotated crystal gets identical inputs here
+            standard = Cell.fromcellpar(Cell(crystal.cell).cellpar())
+            cell = Atoms(numbers=crystal.numbers, scaled_positions=crystal.scaled_positions, cell=standard, pbc=True)
             data.foundation = torch.from_numpy(foundation_features([cell])[0])
+        if self.volume:
+            data.volume_per_atom = torch.tensor([abs(float(np.linalg.det(crystal.cell))) / n], dtype=torch.float32)
         if y is not None:
             data.y = torch.as_tensor(np.asarray(y, dtype=np.float32)).reshape(1, -1)
         return data

@@ -111,6 +111,8 @@ class PhononKind(DOSKind):
                 element_features=bool(getattr(options, "element_features", False)),
                 # the foundation embedders read the universal potential's features, cached with the graphs
                 foundation=getattr(options, "embedder", "") in ("foundation", "foundation_gn"),
+                # the physical output's frequency scale reads the volume per atom
+                volume=getattr(options, "output", "grid") == "physical",
             )
         )
         ds = load_phonon_dataset(data)

@@ -10,6 +10,9 @@ from ..spectra import PHONON_GRID, EnergyGrid
 from .embedders import EMBEDDERS
 
 ENERGY_ENCODINGS = ("table", "value")
+#: What a model's head produces: ``grid``, one value per point of its grid (the seed's model);
+#: ``physical``, a phonon DOS built by construction (:mod:`.physical`).
+OUTPUTS = ("grid", "physical")
 
 
 @dataclass
@@ -40,6 +43,10 @@ class ModelConfig:
     task: str = "phonon"  # a registered DOS kind (ase_dostransformer.kinds); the legacy "edos" reads as "electron"
     grid: EnergyGrid = field(default_factory=lambda: PHONON_GRID)
     recipe: dict = field(default_factory=dict)
+    # "physical" (phonon only): DOS(0) = 0, an omega^2 onset, integral 3N and a support set by a predicted
+    # highest frequency that the crystal's volume enters (model/physical.py); "grid": the seed's head
+    output: str = "grid"
+    scaled_points: int = 64  # physical output: points of the head on the scaled axis omega / omega_max
 
     def __post_init__(self) -> None:
         if isinstance(self.grid, dict):
@@ -55,6 +62,16 @@ class ModelConfig:
             raise OptionError(f"aggregation must be 'mean' or 'sum', got {self.aggregation!r}")
         if self.hidden % self.heads or self.hidden % 2:
             raise OptionError(f"hidden ({self.hidden}) must be even and divisible by heads ({self.heads})")
+        if self.output not in OUTPUTS:
+            raise OptionError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+        if self.output == "physical":
+            if self.task != "phonon" or self.energy_encoding != "value":
+                raise OptionError(
+                    "output='physical' is a phonon model with energy_encoding='value' "
+                    f"(got task {self.task!r}, energy_encoding {self.energy_encoding!r})"
+                )
+            if self.scaled_points < 8:
+                raise OptionError(f"scaled_points must be >= 8, got {self.scaled_points}")
         if self.global_dim < 0:
             raise OptionError(f"global_dim must be >= 0, got {self.global_dim}")
         for name in ("layers", "transformer", "hidden", "heads"):

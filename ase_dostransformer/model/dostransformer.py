@@ -80,6 +80,14 @@ class DOSTransformer(DescribedModel, nn.Module):
         that negative outputs still receive gradient). ``branches``: which spectra to compute;
         prediction needs only ``("system",)``, which skips the global branch's attention stacks.
         """
+        g, atoms, mask = self.encode(batch)
+        out = self.branch_outputs(batch, g, atoms, mask, self.energy(energies), branches)
+        if not raw:
+            out = {k: v.clamp_min(0.0) for k, v in out.items()}
+        return out
+
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(g, atoms, mask)``: the material vector ``(B, d)`` and the padded atom embeddings with their mask."""
         h = self.embedder(batch)
         pooled = scatter(h, batch.batch, dim=0, dim_size=batch.num_graphs, reduce=self.cfg.pool)
         if self.cfg.global_dim:
@@ -91,9 +99,19 @@ class DOSTransformer(DescribedModel, nn.Module):
             pooled = torch.cat([pooled, extra.to(pooled.dtype).view(batch.num_graphs, -1)], dim=-1)
         g = self.material(pooled)
         atoms, mask = to_dense_batch(h, batch.batch, batch_size=batch.num_graphs, max_num_nodes=max_atoms(batch))
-        b = atoms.shape[0]
-        tokens = self.energy(energies)
-        n_e = tokens.shape[0]
+        return g, atoms, mask
+
+    def branch_outputs(
+        self,
+        batch: Batch,
+        g: torch.Tensor,
+        atoms: torch.Tensor,
+        mask: torch.Tensor,
+        tokens: torch.Tensor,
+        branches: tuple[str, ...] = ("global", "system"),
+    ) -> dict[str, torch.Tensor]:
+        """The head's raw output ``(B, L)`` of each branch for the energy ``tokens`` ``(L, d)``."""
+        b, n_e = atoms.shape[0], tokens.shape[0]
         e = self.cross1(tokens.unsqueeze(0).expand(b, -1, -1), atoms, mask)
         g_tok = g[:, None, :].expand(-1, n_e, -1)
         out = {}
@@ -102,8 +120,6 @@ class DOSTransformer(DescribedModel, nn.Module):
         if "system" in branches:
             p_tok = self.prompt(batch.system.view(-1))[:, None, :].expand(-1, n_e, -1)
             out["system"] = self._branch(self.fuse_system(torch.cat([e, g_tok, p_tok], dim=-1)), atoms, mask)
-        if not raw:
-            out = {k: v.clamp_min(0.0) for k, v in out.items()}
         return out
 
     def prompt_parameters(self) -> list[nn.Parameter]:

@@ -22,6 +22,7 @@ import torch
 from ..errors import DOSTransformerError, ModelFileError, UnverifiedModelFileWarning
 from ..io.atomic import atomic_torch_save
 from ..io.torch_files import content_sha256, safe_torch_load
+from .build import build_model
 from .config import ModelConfig
 from .domain import TrainingDomain
 from .dostransformer import DOSTransformer
@@ -81,7 +82,11 @@ def save_model_file(
 def combine_model_files(
     paths: Sequence[str | os.PathLike], out: str | os.PathLike, meta: dict[str, Any] | None = None
 ) -> Path:
-    """Write an ensemble of the single models in ``paths`` to ``out``; member metadata is kept."""
+    """Write an ensemble of the single models in ``paths`` to ``out``; member metadata is kept.
+
+    The ensemble's training domain is the union of its members': their elements, largest cell and
+    shortest-bond and volume-per-atom ranges (members trained on teacher crystals too widen them).
+    """
     members, metas = [], []
     for p in paths:
         m, mt = load_model_file(p)
@@ -89,7 +94,16 @@ def combine_model_files(
             raise ModelFileError(f"{p} is already an ensemble")
         members.append(m)
         metas.append(mt)
-    merged = {k: metas[0][k] for k in ("data_sha256", "train_elements", "train_max_atoms") if k in metas[0]}
+    merged: dict[str, Any] = {
+        k: metas[0][k] for k in ("data_sha256", "train_elements", "train_max_atoms") if k in metas[0]
+    }
+    if all("train_elements" in mt for mt in metas):  # the ensemble's domain: everything any member saw
+        merged["train_elements"] = sorted({int(z) for mt in metas for z in mt["train_elements"]})
+    if all("train_max_atoms" in mt for mt in metas):
+        merged["train_max_atoms"] = max(int(mt["train_max_atoms"]) for mt in metas)
+    for key in ("train_shortest_bond", "train_volume_per_atom"):
+        if all(key in mt for mt in metas):
+            merged[key] = [min(float(mt[key][0]) for mt in metas), max(float(mt[key][1]) for mt in metas)]
     return save_model_file(DOSEnsemble(members), out, meta=merged | {"members": metas} | (meta or {}))
 
 
@@ -154,8 +168,8 @@ def _build(blob: Mapping[str, Any], path: Path) -> DOSTransformer | DOSEnsemble:
             configs = blob.get("member_configs") or [blob["config"]] * n
             if len(configs) != n:
                 raise ModelFileError(f"{path}: {len(configs)} member configs for {n} members")
-            return DOSEnsemble([DOSTransformer(ModelConfig.from_dict(c)) for c in configs])
-        return DOSTransformer(ModelConfig.from_dict(blob["config"]))
+            return DOSEnsemble([build_model(ModelConfig.from_dict(c)) for c in configs])
+        return build_model(ModelConfig.from_dict(blob["config"]))
     except (TypeError, ValueError, KeyError) as exc:
         if isinstance(exc, ModelFileError):
             raise

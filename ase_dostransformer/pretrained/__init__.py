@@ -4,8 +4,10 @@
 sha256, the task (a DOS kind), energy grid and units, the checksum of the training data, the
 measured test metrics and a description. :func:`load_model` loads a registered model after
 checking the sha256, or any model file written by :func:`ase_dostransformer.model.save_model_file`
-given its path. The shipped models are ``"phonon"`` and ``"electron"``; the electron model's
-former name ``"edos"`` still loads it (:data:`MODEL_ALIASES`).
+given its path. The shipped models are ``"phonon"`` (the default: the physical phonon model,
+``train/phonon_physical``), ``"phonon-paper"`` (the paper's setting: 51 max-normalised points on
+0..1000 cm^-1, ``train/phonon``) and ``"electron"``; the electron model's former name ``"edos"``
+still loads it (:data:`MODEL_ALIASES`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ DEFAULT_MODEL = "phonon"
 #: Former names of registered models: still accepted by :func:`model_path` and :func:`load_model`.
 MODEL_ALIASES = {"edos": "electron"}
 #: The models shipped with the package.
-SHIPPED_MODELS = ("phonon", "electron")
+SHIPPED_MODELS = ("phonon", "phonon-paper", "electron")
 
 __all__ = [
     "DEFAULT_MODEL",

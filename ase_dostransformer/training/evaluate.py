@@ -9,7 +9,9 @@ import torch
 from torch_geometric.data import Data
 
 from ..inference import predict_graphs
+from ..kinds import get_kind
 from ..model import DOSTransformer
+from ..spectra import resample_max_normalised
 from .metrics import mean_spectrum_baseline, spectrum_metrics
 
 
@@ -25,7 +27,9 @@ def evaluate_split(
 
     Parts that are empty or absent (a split file may leave ``test`` out) have no entry in the report.
     """
-    train_y = np.stack([graphs[i].y.numpy()[0] for i in split["train"]])
+    # graphs without a DFT label (teacher-only crystals of a physical model) have no y to score or average
+    labelled = [i for i in split["train"] if bool(getattr(graphs[i], "has_dft", True))]
+    train_y = np.stack([graphs[i].y.numpy()[0] for i in labelled])
     report: dict[str, dict] = {}
     for part in parts:
         idx = split.get(part, ())
@@ -33,6 +37,8 @@ def evaluate_split(
             continue
         true = np.stack([graphs[i].y.numpy()[0] for i in idx])
         pred = predict_graphs(model, [graphs[i] for i in idx], batch_size, device, normalise=False)
+        if pred.shape[-1] != true.shape[-1]:  # a model on its own grid: scored as the exported file, re-gridded
+            pred = resample_max_normalised(pred, model.cfg.grid, get_kind(model.cfg.task).grid)
         report[part] = {
             "model": spectrum_metrics(pred, true),
             "mean_baseline": spectrum_metrics(mean_spectrum_baseline(train_y, len(idx)), true),

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import NonFiniteLossError
-from ..model import DOSTransformer, ModelConfig
+from ..model import ModelConfig, build_model
 from .metrics import dostransformer_loss, spectrum_metrics
 
 
@@ -33,7 +33,7 @@ class DOSTransformerModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model = DOSTransformer(ModelConfig.from_dict(config))
+        self.model = build_model(ModelConfig.from_dict(config))
         if prompt_only:
             keep = {id(p) for p in self.model.prompt_parameters()}
             for p in self.model.parameters():
@@ -47,7 +47,10 @@ class DOSTransformerModule(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """The loss of one batch; a non-finite loss raises :class:`NonFiniteLossError`."""
         out = self.model(batch, raw=True)
-        loss = dostransformer_loss(out, batch.y, self.hparams.beta)
+        return self._checked_and_logged(dostransformer_loss(out, batch.y, self.hparams.beta), batch, batch_idx)
+
+    def _checked_and_logged(self, loss: torch.Tensor, batch: Any, batch_idx: int) -> torch.Tensor:
+        """``loss``, logged as ``train_loss``; :class:`NonFiniteLossError` when it is not finite."""
         if not torch.isfinite(loss):  # one sync per step: cheap next to the model, unlike detect_anomaly
             raise NonFiniteLossError(
                 f"the training loss is {float(loss.detach())} at epoch {self.current_epoch}, step {self.global_step} "
@@ -91,3 +94,86 @@ class DOSTransformerModule(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+class PhysicalDOSModule(DOSTransformerModule):
+    """Trains a physical phonon model (``output="physical"``) on DFT and teacher targets at once.
+
+    Per crystal, averaged over the batch (every crystal counts once, whatever its sources):
+
+    - DFT target (``has_dft``): the DOS at the dataset's 51 frequencies, divided by its maximum,
+      against ``y``: ``RMSE_global + beta * RMSE_system`` as the seed's loss;
+    - teacher target (``has_teacher``, :mod:`.teacher_data`), times ``teacher_weight``: the RMSE of
+      ``p(omega) * omega_top`` on the target's frequencies, divided by the target's maximum (both
+      branches, ``beta`` as above), plus ``mean_weight * |log <omega>_model - log <omega>_teacher|``,
+      which pins the frequency scale (and so its response to volume) more tightly than the shape does.
+
+    Validation: the paper's metrics on the DFT crystals (``val_mse``, selects the model) and the
+    teacher loss of the validation crystals the teacher labelled (``val_teacher``).
+    """
+
+    def __init__(
+        self, config: dict[str, Any], teacher_weight: float = 1.0, mean_weight: float = 5.0, **kw: Any
+    ) -> None:
+        super().__init__(config, **kw)
+        self.save_hyperparameters()
+        self.register_buffer("dataset_cm1", torch.linspace(0.0, 1000.0, 51), persistent=False)
+        self._val_teacher: list[torch.Tensor] = []
+
+    def _losses(
+        self, batch: Any, branches: tuple[str, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """``(DFT loss (B,), teacher loss (B,), {branch: 51-point max-normalised DOS})``; 0 where a target is absent."""
+        from .teacher_data import TEACHER_POINTS, TEACHER_SPAN
+
+        model = self.model
+        f, omega_max = model.heads(batch, branches)
+        b = omega_max.shape[0]
+        weights = {"global": 1.0, "system": float(self.hparams.beta)}
+        dft = batch.has_dft.view(-1).to(omega_max.dtype)
+        tea = batch.has_teacher.view(-1).to(omega_max.dtype)
+        top = batch.t_top.view(-1).to(omega_max.dtype)
+        freqs = (
+            torch.linspace(0.0, TEACHER_SPAN, TEACHER_POINTS, device=top.device, dtype=top.dtype)[None] * top[:, None]
+        )
+        target = batch.t_dos.view(b, -1).to(omega_max.dtype)
+        scale = target.amax(dim=-1).clamp_min(1e-6)
+        loss_dft = torch.zeros(b, device=omega_max.device, dtype=omega_max.dtype)
+        loss_t = torch.zeros_like(loss_dft)
+        on_grid = {}
+        for name, fb in f.items():
+            p = model.density(fb, omega_max, self.dataset_cm1)
+            pred = p / p.amax(dim=-1, keepdim=True).clamp_min(1e-12)
+            on_grid[name] = pred
+            rmse_dft = torch.sqrt(((pred - batch.y.view(b, -1)) ** 2).mean(dim=-1) + 1e-12)
+            q = model.density(fb, omega_max, freqs) * top[:, None]
+            rmse_t = torch.sqrt(((q - target) ** 2).mean(dim=-1) + 1e-12) / scale
+            loss_dft = loss_dft + weights[name] * dft * rmse_dft
+            loss_t = loss_t + weights[name] * tea * rmse_t
+        mean = model.mean_frequency(next(iter(f.values())), omega_max)
+        log_err = torch.abs(torch.log(mean.clamp_min(1e-3)) - torch.log(batch.t_mean.view(-1).clamp_min(1e-3)))
+        loss_t = loss_t + self.hparams.mean_weight * tea * log_err
+        return loss_dft, loss_t, on_grid
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """The mean per-crystal loss; a non-finite loss raises :class:`NonFiniteLossError`."""
+        loss_dft, loss_t, _ = self._losses(batch, ("global", "system"))
+        return self._checked_and_logged((loss_dft + self.hparams.teacher_weight * loss_t).mean(), batch, batch_idx)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """Keep the DFT crystals' 51-point predictions and targets, and the teacher loss of the others."""
+        with torch.no_grad():
+            _, loss_t, on_grid = self._losses(batch, ("system",))
+        dft = batch.has_dft.view(-1)
+        y = batch.y.view(batch.num_graphs, -1)[dft]
+        self._val.append((on_grid["system"][dft].detach().float().cpu(), y.float().cpu()))
+        self._val_teacher.append(loss_t[batch.has_teacher.view(-1)].detach().float().cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the DFT metrics (:class:`DOSTransformerModule`) and ``val_teacher``."""
+        super().on_validation_epoch_end()
+        if self._val_teacher:
+            t = torch.cat(self._val_teacher)
+            self._val_teacher.clear()
+            if len(t):
+                self.log("val_teacher", float(t.mean()), rank_zero_only=False)

@@ -58,6 +58,10 @@ class TrainOptions:
     task: str = "phonon"
     init_from: str | None = None  # start from this model file's weights and architecture (fine-tuning)
     prompt_only: bool = False  # train only the crystal-system prompts and the output head
+    output: str = "grid"  # grid (the seed's head) | physical (phonon: DOS(0)=0, omega^2 onset, 3N, any range)
+    teacher: str | None = None  # comma-separated teacher labelling folders to train on too (output physical)
+    teacher_weight: float = 1.0  # weight of the teacher targets' loss against the DFT one
+    mean_weight: float = 5.0  # weight of the teacher mean-frequency term (|log ratio|) inside the teacher loss
 
     def __post_init__(self) -> None:
         self.validate()
@@ -82,7 +86,7 @@ class TrainOptions:
                 _at_least(name, getattr(self, name), 1)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise TrainOptionsError(f"--lr must be a positive finite number, got {self.lr}")
-        for name in ("weight_decay", "beta"):
+        for name in ("weight_decay", "beta", "teacher_weight", "mean_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise TrainOptionsError(f"--{name} must be a finite number >= 0, got {value}")
@@ -96,6 +100,12 @@ class TrainOptions:
             self.task = get_kind(self.task).name  # a former name ("edos") becomes its kind's name
         except UnknownKindError:
             raise TrainOptionsError(f"--task must be one of {tuple(KINDS)}, got {self.task!r}") from None
+        if self.output not in ("grid", "physical"):
+            raise TrainOptionsError(f"--output must be grid or physical, got {self.output!r}")
+        if self.output == "physical" and (self.task != "phonon" or self.energy_encoding != "value"):
+            raise TrainOptionsError("--output physical is for --task phonon with --energy_encoding value")
+        if self.teacher is not None and self.output != "physical":
+            raise TrainOptionsError("--teacher labels train a physical model: add --output physical")
         if isinstance(self.devices, str) and self.devices.strip().isdigit():
             self.devices = int(self.devices)
         if isinstance(self.devices, int):

@@ -19,10 +19,10 @@ from ..io.atomic import atomic_write_text
 from ..io.locks import lock_run_folder
 from ..io.torch_files import safe_torch_load
 from ..kinds import get_kind
-from ..model import save_model_file
+from ..model import ModelConfig, save_model_file
 from .data_module import GraphDataModule
 from .evaluate import evaluate_split, format_report
-from .lightning_module import DOSTransformerModule
+from .lightning_module import DOSTransformerModule, PhysicalDOSModule
 from .options import TrainOptions
 from .precision import resolve_precision
 from .provenance import code_version
@@ -61,13 +61,24 @@ def dataset_geometry(opts: TrainOptions, rows: Any, graphs: list) -> dict[str, l
     """Shortest-bond and volume-per-atom ranges of the training crystals (rows ``rows`` of ``opts.data``).
 
     The run keeps graphs, not cells: the kind reads the structures again. When they cannot be read,
-    the bond range comes from ``graphs`` alone.
+    the bond range comes from ``graphs`` alone. Rows past the dataset (teacher-only crystals of a
+    physical model) widen both ranges from their graphs (shortest edge, ``volume_per_atom``).
     """
     try:
         structures = get_kind(opts.task).dataset_structures(opts.data)
-        return training_geometry([structures[int(i)] for i in rows])
+        inside = [(int(i), g) for i, g in zip(rows, graphs, strict=True) if int(i) < len(structures)]
+        geometry = training_geometry([structures[i] for i, _ in inside])
     except Exception:  # the run's graphs were made from it; a dataset moved away since still has them
         return graphs_shortest_bond(graphs)
+    beyond = [g for i, g in zip(rows, graphs, strict=True) if int(i) >= len(structures)]
+    extra = graphs_shortest_bond(beyond)
+    volumes = [float(g.volume_per_atom) for g in beyond if getattr(g, "volume_per_atom", None) is not None]
+    if volumes:
+        extra["train_volume_per_atom"] = [min(volumes), max(volumes)]
+    for key, (low, high) in extra.items():
+        have = geometry.get(key, [low, high])
+        geometry[key] = [min(have[0], low), max(have[1], high)]
+    return geometry
 
 
 def train(opts: TrainOptions) -> dict[str, Any]:
@@ -81,8 +92,11 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     L.seed_everything(opts.seed, workers=True, verbose=False)
     data = task_data(opts)  # phonon or electron DOS; with --init_from, the starting model's architecture
     graphs, split, cfg = data.graphs, data.split, data.cfg
-    module = DOSTransformerModule(
+    module_type = PhysicalDOSModule if cfg.output == "physical" else DOSTransformerModule
+    extra = {"teacher_weight": opts.teacher_weight, "mean_weight": opts.mean_weight} if cfg.output == "physical" else {}
+    module = module_type(
         cfg.to_dict(),
+        **extra,
         lr=opts.lr,
         weight_decay=opts.weight_decay,
         beta=opts.beta,
@@ -165,7 +179,9 @@ def export_run(
     """Evaluate the checkpoint, write ``model.pt`` and ``metrics.json`` into ``opts.out``."""
     out = Path(opts.out)
     ckpt = safe_torch_load(ckpt_path, "checkpoint")  # tensors and plain values only
-    module = DOSTransformerModule(**ckpt["hyper_parameters"])
+    hparams = ckpt["hyper_parameters"]
+    physical = ModelConfig.from_dict(hparams["config"]).output == "physical"
+    module = (PhysicalDOSModule if physical else DOSTransformerModule)(**hparams)
     module.load_state_dict(ckpt["state_dict"])
     model = module.model.eval()
     report = evaluate_split(model, graphs, split)

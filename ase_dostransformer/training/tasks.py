@@ -8,6 +8,7 @@ starting weights of a fine-tuning run. Only :mod:`.run` imports it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,12 @@ def model_config(opts: TrainOptions, recipe: Any, kind: str | DOSKind | None = N
         edge_dim=recipe.edge_dim,
         recipe=recipe.to_dict(),
     )
-    return get_kind(kind if kind is not None else opts.task).model_config(base, recipe)
+    cfg = get_kind(kind if kind is not None else opts.task).model_config(base, recipe)
+    if opts.output == "physical":  # its own wide grid: the support follows the crystal, up to 4000 cm^-1
+        from ..spectra import WIDE_PHONON_GRID
+
+        cfg = dataclasses.replace(cfg, output="physical", grid=WIDE_PHONON_GRID)
+    return cfg
 
 
 def edos_model_config(opts: TrainOptions, recipe: Any) -> ModelConfig:
@@ -92,7 +98,17 @@ def _kind_data(opts: TrainOptions, recipe: dict | None = None) -> TaskData:
     kind = get_kind(opts.task)
     ts = kind.training_set(opts.data, opts, recipe)
     split = training_split(ts, kind, opts.dataset, opts.seed, opts.limit)
-    return TaskData(ts.sha256, ts.graphs, split, model_config(opts, ts.recipe, kind))
+    graphs, sha256 = ts.graphs, ts.sha256
+    if opts.output == "physical":
+        from .teacher_data import attach_teacher_target, with_teacher_labels
+
+        if opts.teacher:
+            folders = [f.strip() for f in opts.teacher.split(",") if f.strip()]
+            graphs, split = with_teacher_labels(graphs, ts.ids, split, ts.recipe, folders)
+            sha256 = hashlib.sha256(f"{sha256}+teacher:{len(graphs)}:{','.join(folders)}".encode()).hexdigest()
+        else:
+            graphs = [attach_teacher_target(g, None, True) for g in graphs]
+    return TaskData(sha256, graphs, split, model_config(opts, ts.recipe, kind))
 
 
 def task_data(opts: TrainOptions) -> TaskData:

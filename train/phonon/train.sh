@@ -19,6 +19,6 @@ wait
 # the shipped model: the mean of the four (chosen on the validation split among all 2-4 member subsets)
 .venv/bin/dostransformer ensemble runs/phonon-ensemble.pt runs/h128-value-s1/model.pt runs/h128-value-s2/model.pt \
     runs/ef-d01-s0/model.pt runs/ef-d02-s0/model.pt "${DATA_ARGS[@]}"
-.venv/bin/python -m ase_dostransformer.pretrained register phonon runs/phonon-ensemble.pt \
+.venv/bin/python -m ase_dostransformer.pretrained register phonon-paper runs/phonon-ensemble.pt \
     --description "DOSTransformer phonon DOS ensemble (train/phonon)"
-.venv/bin/dostransformer evaluate phonon "${DATA_ARGS[@]}" --split valid test
+.venv/bin/dostransformer evaluate phonon-paper "${DATA_ARGS[@]}" --split valid test
