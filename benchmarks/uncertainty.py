@@ -49,15 +49,24 @@ def measure(model, structures: list, true: np.ndarray) -> dict[str, np.ndarray]:
     import warnings
 
     from ase_dostransformer.pipeline import predict_structures
+    from ase_dostransformer.spectra import PHONON_GRID
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         preds = predict_structures(model, structures)
     dos = np.stack([p.dos for p in preds])
+    std = np.stack([p.dos_std for p in preds])
+    grid = model.cfg.grid
+    if grid != PHONON_GRID:  # a wide-grid model: compared at the labels' 51 points, as its exported file is
+        at = PHONON_GRID.values
+        dos = np.stack([np.interp(at, grid.values, row) for row in dos])
+        std = np.stack([np.interp(at, grid.values, row) for row in std])
+        peak = np.maximum(dos.max(axis=1, keepdims=True), 1e-12)
+        dos, std = dos / peak, std / peak
     return {
         "dos": dos,
         "true": true,
-        "std": np.stack([p.dos_std for p in preds]),
+        "std": std,
         "mse": ((dos - true) ** 2).mean(axis=1),
         "u": np.array([p.uncertainty for p in preds]),
         "score": np.array([p.domain_score for p in preds]),
@@ -76,6 +85,7 @@ def worst_flagged(r: dict[str, np.ndarray], key: str) -> tuple[float, float, int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", default="phonon", help="registered name or model file (default: phonon)")
     args = parser.parse_args()
     import torch
 
@@ -85,7 +95,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    model = load_model("phonon", "cpu")
+    model = load_model(args.model, "cpu")
     cal = model.calibration
     if cal is None:
         raise SystemExit("the shipped phonon model has no uncertainty calibration (run dostransformer calibrate)")
