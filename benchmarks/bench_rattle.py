@@ -102,14 +102,14 @@ class PromptCache:
         return out.copy()
 
 
-def entropy_300k(dos: np.ndarray, natoms: Sequence[int]) -> np.ndarray:
+def entropy_300k(dos: np.ndarray, natoms: Sequence[int], grid: Any = None) -> np.ndarray:
     """Vibrational entropy at 300 K (J/K/mol of cells) of each max-normalised spectrum."""
-    from ase_dostransformer.spectra import phonon_dos_to_phonopy
+    from ase_dostransformer.spectra import PHONON_GRID, phonon_dos_to_phonopy
     from ase_dostransformer.thermo import thermal_properties
 
     out = []
     for y, n in zip(dos, natoms, strict=True):
-        freq, g = phonon_dos_to_phonopy(y, int(n))
+        freq, g = phonon_dos_to_phonopy(y, int(n), grid or PHONON_GRID)
         out.append(float(thermal_properties(freq, g, [300.0], natoms=int(n)).entropy[0]))
     return np.array(out)
 
@@ -129,12 +129,12 @@ def rattle_study(model: Any, atoms: Sequence[Any], rattles: Sequence[tuple[str, 
         for p in sorted(SYMPRECS, reverse=True):  # neighbouring tolerances share most prompts
             ref = unrattled(sym0[p])
             peak = ref.max(axis=1)
-            s_ref = entropy_300k(ref, natoms)
+            s_ref = entropy_300k(ref, natoms, model.cfg.grid)
             changes, ds, flips = [], [], []
             for cache, systems in zip(caches, sym1[p], strict=True):
                 pred = cache(systems)
                 changes.append(np.abs(pred - ref).max(axis=1) / peak)
-                ds.append(np.abs(entropy_300k(pred, natoms) / s_ref - 1.0))
+                ds.append(np.abs(entropy_300k(pred, natoms, model.cfg.grid) / s_ref - 1.0))
                 flips.append(systems != sym0[p])
             change, d_s, flip = np.concatenate(changes), np.concatenate(ds), np.concatenate(flips)
             rows.append(
@@ -183,6 +183,7 @@ def dataset_changes(ds: Any, symprec: float) -> list[dict[str, Any]]:
 
 def test_metrics(model: Any, ds: Any) -> list[dict[str, Any]]:
     """The shipped model's test-split metrics with the old settings, the old taper, and the defaults."""
+    from ase_dostransformer.spectra import PHONON_GRID, resample_max_normalised
     from ase_dostransformer.training.metrics import spectrum_metrics
 
     test = ds.split["test"]
@@ -193,6 +194,8 @@ def test_metrics(model: Any, ds: Any) -> list[dict[str, Any]]:
         recipe = dataclasses.replace(model.graph_recipe, edge_taper=taper)
         graphs = [recipe.featurise(a, symprec=symprec) for a in atoms]
         pred = predict(model, graphs, np.array([int(g.system) for g in graphs]))
+        if model.cfg.grid != PHONON_GRID:  # a wide-grid model: scored at the labels' 51 points, as exported
+            pred = resample_max_normalised(pred, model.cfg.grid, PHONON_GRID)
         used = recipe.symprec if symprec is None else symprec
         rows.append({"edge_taper": taper, "symprec": used, **spectrum_metrics(pred, ds.dos[test])})
     return rows
@@ -205,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--uniform-seeds", type=int, default=2, help="uniform rattles per crystal (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--model", default="phonon", help="registered name or model file (default: phonon)")
     args = parser.parse_args(argv)
 
     import warnings
@@ -218,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("ignore")  # domain and cut-off warnings are not the subject here
     start = time.perf_counter()
     ds = load_phonon_dataset()
-    model = load_model("phonon", device="cpu")
+    model = load_model(args.model, device="cpu")
     atoms = [ds.atoms[i] for i in ds.split["test"]]
     rattles = [("gauss", s) for s in range(args.seeds)] + [("uniform", s) for s in range(args.uniform_seeds)]
     print(f"CPU: {cpu_model()}; torch threads: {args.threads}")
