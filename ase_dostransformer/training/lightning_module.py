@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import NonFiniteLossError
+from ..kinds import get_kind
 from ..model import ModelConfig, build_model
 from .metrics import dostransformer_loss, spectrum_metrics
 
@@ -117,7 +118,9 @@ class PhysicalDOSModule(DOSTransformerModule):
     ) -> None:
         super().__init__(config, **kw)
         self.save_hyperparameters()
-        self.register_buffer("dataset_cm1", torch.linspace(0.0, 1000.0, 51), persistent=False)
+        # the DFT labels' grid (the phonon kind's 51 points), where the DFT loss compares
+        labels = get_kind("phonon").grid.values
+        self.register_buffer("dataset_cm1", torch.as_tensor(labels, dtype=torch.float32), persistent=False)
         self._val_teacher: list[torch.Tensor] = []
 
     def _losses(
@@ -141,12 +144,15 @@ class PhysicalDOSModule(DOSTransformerModule):
         loss_dft = torch.zeros(b, device=omega_max.device, dtype=omega_max.dtype)
         loss_t = torch.zeros_like(loss_dft)
         on_grid = {}
+        # both targets' frequencies in one evaluation: the normalisation integral is computed once per branch
+        n_dft = self.dataset_cm1.numel()
+        both = torch.cat([self.dataset_cm1.to(freqs).expand(b, -1), freqs], dim=1)
         for name, fb in f.items():
-            p = model.density(fb, omega_max, self.dataset_cm1)
+            p_both = model.density(fb, omega_max, both)
+            p, q = p_both[:, :n_dft], p_both[:, n_dft:] * top[:, None]
             pred = p / p.amax(dim=-1, keepdim=True).clamp_min(1e-12)
             on_grid[name] = pred
             rmse_dft = torch.sqrt(((pred - batch.y.view(b, -1)) ** 2).mean(dim=-1) + 1e-12)
-            q = model.density(fb, omega_max, freqs) * top[:, None]
             rmse_t = torch.sqrt(((q - target) ** 2).mean(dim=-1) + 1e-12) / scale
             loss_dft = loss_dft + weights[name] * dft * rmse_dft
             loss_t = loss_t + weights[name] * tea * rmse_t
