@@ -41,9 +41,10 @@ def _add_build(dsub: argparse._SubParsersAction) -> None:
     b = dsub.add_parser(
         "build",
         help="read DOS files, process them, featurise, write DIR with a manifest",
-        description="Energies relative to the Fermi level, -5..5 eV on 201 points (linear interpolation), "
-        "Savitzky-Golay (17, 1), divided by the maximum, negatives clamped to 0. Bad rows are skipped and "
-        "listed with the reason in DIR/manifest.json.",
+        description="Energies relative to the valence-band maximum of a material with a band gap and to the "
+        "Fermi level of a metal (every row records which: properties.energy_reference), -5..5 eV on 201 points "
+        "(linear interpolation), Savitzky-Golay (17, 1), divided by the maximum, negatives clamped to 0. "
+        "Bad rows are skipped and listed with the reason in DIR/manifest.json.",
     )
     b.add_argument("inputs", nargs="+", help="files or folders (searched recursively for DOS files)")
     b.add_argument(

@@ -1,6 +1,8 @@
 """Electron-DOS datasets: raw DOS -> the model's target, building a featurised dataset folder, loading it.
 
-Target processing: energies relative to the Fermi level; linear interpolation onto
+Target processing: energies relative to the energy reference (the valence-band maximum of a material
+with a band gap, the Fermi level of a metal; ``properties.energy_reference`` says which, see
+:mod:`~ase_dostransformer.io.electron_sources`); linear interpolation onto
 -5..+5 eV at 201 points (50 meV); Savitzky-Golay smoothing (window 17, order 1); division by the
 maximum; negatives clamped to 0.
 
@@ -9,7 +11,8 @@ A dataset folder holds
   skipped row with its reason, warnings, and the checksum of the data files;
 - ``materials.json``: one entry per kept material (id, source, structure as written by
   :func:`~ase_dostransformer.io.atoms_json.atoms_to_dict`, Fermi level, crystal system, number of
-  species, properties such as DFT energies);
+  species, properties such as DFT energies, and for every source ``energy_reference`` ("vbm" or
+  "fermi"), ``band_gap``, ``efermi_dft`` and ``gap_source``; ``efermi`` is the reference energy);
 - ``dos.npy``: the (n, 201) float32 targets, in the order of ``materials.json``;
 - ``graphs.pt`` (optional): the featurised graphs (``ElectronGraphRecipe``), stored compactly (edges as
   vectors, atoms as atomic numbers; the features are recomputed exactly on load), rebuilt on load when
@@ -40,10 +43,12 @@ from .atoms_json import atoms_from_dict, atoms_to_dict
 from .checksums import file_sha256
 from .electron_sources import (
     DEFAULT_WIDTH,
-    INSULATOR_REFERENCE,
+    DOS_GAP_TOL,
+    ENERGY_REFERENCE_CONVENTION,
     EDOSRecord,
     SkippedRow,
     expand_inputs,
+    numeric_properties,
     read_edos_source,
 )
 from .torch_files import load_graph_file, save_graph_file
@@ -121,14 +126,28 @@ def _save_npy_atomic(arr: np.ndarray, path: Path) -> None:
     atomic_write(path, lambda f: np.save(f, arr))
 
 
+#: Row properties that say how a value was obtained, not what it is: left out of :func:`data_checksum`.
+CHECKSUM_EXCLUDED_PROPERTIES = ("energy_reference", "gap_source")
+
+
+def _identity_row(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if k != "source"}
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = {k: v for k, v in out["properties"].items() if k not in CHECKSUM_EXCLUDED_PROPERTIES}
+    return out
+
+
 def data_checksum(folder: Path) -> str:
     """sha256 over the rows of ``materials.json`` and ``dos.npy`` (the dataset's identity in caches and model files).
 
     The rows' ``source`` paths are left out, so the same inputs give the same checksum whatever
-    directory the build ran from or how the inputs were named on the command line.
+    directory the build ran from or how the inputs were named on the command line; so are the
+    bookkeeping properties :data:`CHECKSUM_EXCLUDED_PROPERTIES` (which energy reference and which gap
+    source applied: both follow from the values kept), so that a dataset built before they were
+    recorded, with the same targets, keeps its checksum and the model files trained on it still match.
     """
     rows = json.loads((folder / "materials.json").read_text(encoding="utf-8"))
-    identity = [{k: v for k, v in row.items() if k != "source"} for row in rows]
+    identity = [_identity_row(row) for row in rows]
     h = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
     h.update(file_sha256(folder / "dos.npy").encode())
     return h.hexdigest()
@@ -207,14 +226,13 @@ def build_edos_dataset(
         "package_version": __version__,
         "grid": ELECTRON_GRID.to_dict(),
         "processing": {
-            "energies": "relative to the Fermi level",
+            "energies": "relative to the energy reference (properties.energy_reference of each row)",
             "interpolation": "linear (numpy.interp)",
             "savgol": {"window": SAVGOL_WINDOW, "order": SAVGOL_ORDER, "function": "scipy.signal.savgol_filter"},
             "normalisation": "divided by the maximum, negatives clamped to 0",
             "eigenvalue_broadening": {"kind": "gaussian (ase.dft.dos.DOS convention)", "width_eV": width},
-            "dft_eigenvalue_reference": (
-                f"{INSULATOR_REFERENCE}: with a band gap, 0 eV is the valence-band maximum; metals: the Fermi level"
-            ),
+            "energy_reference": ENERGY_REFERENCE_CONVENTION,
+            "dos_gap_tolerance": {"value": DOS_GAP_TOL, "relative_to": "the mean DOS of the source's energy range"},
         },
         "recipe": recipe.to_dict(),
         "format_requested": fmt,
@@ -248,7 +266,7 @@ def _make_row(item: EDOSRecord, recipe: ElectronGraphRecipe, seen: set[str]) -> 
         raise DatasetError(f"duplicate id {item.id!r} (the first row with this id was kept)")
     y = process_edos(item.energies, item.densities, item.efermi)
     structure = atoms_to_dict(item.structure)  # validates
-    graph = recipe.featurise(item.structure, y, item.properties if recipe.global_features else None)
+    graph = recipe.featurise(item.structure, y, numeric_properties(item.properties) if recipe.global_features else None)
     numbers = structure["numbers"]
     from ase.formula import Formula
 
@@ -385,7 +403,8 @@ def _featurise_rows(ds: EDOSDataset, recipe: ElectronGraphRecipe) -> list:
     graphs = []
     for i, (atoms, row) in enumerate(zip(ds.atoms, ds.rows, strict=True)):
         try:
-            graphs.append(recipe.featurise(atoms, ds.dos[i], row.get("properties") if recipe.global_features else None))
+            props = numeric_properties(row.get("properties") or {}) if recipe.global_features else None
+            graphs.append(recipe.featurise(atoms, ds.dos[i], props))
         except ValueError as exc:
             raise DatasetError(f"material {row['id']}: {exc}") from exc
     return graphs

@@ -4,9 +4,35 @@ The sources: Materials Project-style JSON, pymatgen ``Dos`` JSON, VASP ``vasprun
 pymatgen's ``Vasprun``) and ASE DFT calculators (eigenvalues, k-point weights, Fermi level; a GPAW
 ``.gpw`` file when GPAW is importable, or the result JSON of ``train/edos/gpaw_runner.py``).
 
-Every reader yields :class:`EDOSRecord` (one material: structure, energies, spin-summed DOS, Fermi
-level) or :class:`SkippedRow` (why a row could not be read); a bad file never raises out of
-:func:`read_edos_source`.
+Every reader yields :class:`EDOSRecord` (one material: structure, energies, spin-summed DOS, the
+energy that becomes 0 eV of the target) or :class:`SkippedRow` (why a row could not be read); a bad
+file never raises out of :func:`read_edos_source`.
+
+**One energy reference for every source** (:data:`ENERGY_REFERENCE_CONVENTION`). A material with a
+band gap at its Fermi level is referenced to its valence-band maximum (VBM), a metal to its Fermi
+level: a code's Fermi level can sit anywhere inside a gap (GPAW's, VASP's and Materials Project's
+land at different depths), which would shift otherwise equal spectra against each other. Where the
+gap and the VBM come from:
+
+- eigenvalues, when the source has them (``ase``: :func:`band_edges`, a band crossing the Fermi level
+  makes a metal; ``vasprun``: pymatgen's ``Vasprun.eigenvalue_band_properties`` from the
+  occupations, with the same band-crossing check);
+- otherwise the total DOS (``mp-json``, ``pymatgen-dos``, a ``vasprun.xml`` without eigenvalues):
+  pymatgen's ``Dos.get_interpolated_gap`` finds the empty window around the Fermi level, a DOS value
+  counting as empty below :data:`DOS_GAP_TOL` times the mean DOS of the source's energy range. A
+  smeared DOS (Gaussian, as VASP's ``ISMEAR=0`` or our ``--width``) has tails that reach that
+  threshold 0.2-0.3 eV inside the gap, so where a band edge has such a tail the edge is placed
+  from a Gaussian fit of the tail (:func:`gaussian_tail_edge`); a sharp edge
+  (tetrahedron method, Materials Project's DOS) keeps pymatgen's threshold crossing. Gaps narrower
+  than about 0.45 eV in a DOS smeared by 0.1 eV vanish under the overlapping tails: those
+  materials read as metals. As in pymatgen, the Fermi level must lie inside the gap: one on a
+  smeared band edge reads as a metal, and the record gets a warning naming the empty window
+  nearby (:data:`NEAR_GAP_DISTANCE`).
+
+Every record carries ``properties["energy_reference"]`` (``"vbm"`` or ``"fermi"``),
+``properties["band_gap"]`` (eV, 0 for a metal), ``properties["efermi_dft"]`` (the code's own Fermi
+level) and ``properties["gap_source"]`` (``"eigenvalues"`` or ``"dos"``). A gap a source reports
+itself (a Materials Project row's ``band_gap``) is kept as ``properties["band_gap_reported"]``.
 """
 
 from __future__ import annotations
@@ -31,10 +57,40 @@ FORMATS = ("auto", "mp-json", "pymatgen-dos", "vasprun", "ase")
 DFT_RESULT_FORMAT = "ase-dostransformer-dft-result"
 #: Gaussian width (eV) used to broaden eigenvalues, in ``ase.dft.dos.DOS``'s convention.
 DEFAULT_WIDTH = 0.1
-#: The 0 eV of targets built from DFT eigenvalues of a material with a gap: "vbm" (the valence-band
-#: maximum, Materials Project's convention) rather than the code's Fermi level, which may sit
-#: anywhere in the gap.
+#: The 0 eV of the target of a material with a band gap: "vbm" (the valence-band maximum, Materials
+#: Project's convention) rather than the code's Fermi level, which may sit anywhere in the gap.
 INSULATOR_REFERENCE = "vbm"
+#: Values of ``properties["energy_reference"]``: the valence-band maximum (gapped) or the Fermi level (metal).
+ENERGY_REFERENCES = ("vbm", "fermi")
+#: Values of ``properties["gap_source"]``: what the gap and the VBM were read from.
+GAP_SOURCES = ("eigenvalues", "dos")
+#: DOS-only sources: a DOS value is empty (inside a gap) below this fraction of the mean DOS over the
+#: source's energy range (the relative ``tol`` of pymatgen's ``Dos.get_interpolated_gap``; 10x
+#: pymatgen's default 1e-4 so that 0.1 eV Gaussian tails do not close gaps above ~0.45 eV; the metal
+#: with the emptiest Fermi level among our 43 GPAW metals sits at 1.7e-2, 17x above it).
+DOS_GAP_TOL = 1e-3
+#: A band-edge tail is fitted on DOS values below this fraction of the band's peak (within 1 eV of the edge).
+TAIL_FRACTION = 0.01
+#: The width (eV) above which a fitted tail is not taken for Gaussian smearing (the threshold crossing is kept).
+MAX_TAIL_WIDTH = 0.5
+#: How far (in fitted widths) the vertex of the tail fit lies inside a band whose density rises like
+#: sqrt(|E - edge|) (a 3D parabolic band edge) smeared by a Gaussian: 0.68 for a 0.1 eV width, 0.72
+#: for 0.05 eV (computed for this fit); the edge is placed this far back towards the gap.
+TAIL_EDGE_OFFSET = 0.7
+#: A DOS read as a metal is flagged when an empty window at least NEAR_GAP_WIDTH eV wide lies within
+#: NEAR_GAP_DISTANCE eV of its Fermi level (an insulator whose Fermi level sits on a smeared band edge).
+NEAR_GAP_DISTANCE = 0.5
+NEAR_GAP_WIDTH = 0.1
+#: The convention in one sentence (the dataset manifest's ``processing.energy_reference``).
+ENERGY_REFERENCE_CONVENTION = (
+    "0 eV is the valence-band maximum of a material with a band gap at its Fermi level and the Fermi "
+    "level of a metal (properties.energy_reference 'vbm' or 'fermi'; properties.band_gap, "
+    "properties.efermi_dft = the code's Fermi level, properties.gap_source). The gap and the VBM come "
+    "from eigenvalues when the source has them ('ase': a band crossing the Fermi level makes a metal; "
+    "'vasprun': pymatgen Vasprun.eigenvalue_band_properties), otherwise from the total DOS: pymatgen "
+    f"Dos.get_interpolated_gap with the empty threshold {DOS_GAP_TOL:g} x the mean DOS, a smeared band "
+    "edge placed from a Gaussian fit of its tail"
+)
 #: Numeric per-material properties kept from a source when present (possible global features).
 PROPERTY_KEYS = (
     "energy_per_atom",
@@ -51,7 +107,12 @@ STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".extxyz", ".xyz")
 
 @dataclass
 class EDOSRecord:
-    """One material's raw electron DOS: absolute energies (eV), spin-summed densities, Fermi level."""
+    """One material's raw electron DOS: absolute energies (eV), spin-summed densities, energy reference.
+
+    ``efermi`` is the absolute energy that becomes 0 eV of the target: the valence-band maximum of a
+    gapped material, the Fermi level of a metal (``properties["energy_reference"]`` says which; the
+    code's own Fermi level is ``properties["efermi_dft"]``).
+    """
 
     id: str
     structure: Any  # ase.Atoms or pymatgen Structure
@@ -60,7 +121,7 @@ class EDOSRecord:
     efermi: float
     source: str
     format: str
-    properties: dict[str, float] = field(default_factory=dict)
+    properties: dict[str, float | str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -143,7 +204,7 @@ def structure_from_any(obj: Any) -> Any:
         from pymatgen.core import Structure
 
         try:
-            return Structure.from_dict(obj)
+            return Structure.from_dict(dict(obj))
         except Exception as exc:
             raise DatasetError(f"unreadable pymatgen structure dict: {type(exc).__name__}: {exc}") from exc
     if {"numbers", "positions", "cell"} <= set(obj):
@@ -171,12 +232,24 @@ def _float_or_none(value: Any) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def _properties(d: Mapping[str, Any]) -> dict[str, float]:
-    props = {k: v for k in PROPERTY_KEYS if (v := _float_or_none(d.get(k))) is not None}
+def _properties(d: Mapping[str, Any]) -> dict[str, float | str]:
+    """Numeric per-material properties of a source row; its own ``band_gap`` becomes ``band_gap_reported``.
+
+    ``band_gap`` is set by the energy reference (:class:`EnergyReference`), consistent with the 0 eV
+    of the target.
+    """
+    props: dict[str, float | str] = {k: v for k in PROPERTY_KEYS if (v := _float_or_none(d.get(k))) is not None}
     extra = d.get("global_features")
     if isinstance(extra, Mapping):
         props.update({str(k): f for k, v in extra.items() if (f := _float_or_none(v)) is not None})
+    if "band_gap" in props:
+        props["band_gap_reported"] = props.pop("band_gap")
     return props
+
+
+def numeric_properties(properties: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric entries of a record's properties (the candidates for a recipe's global features)."""
+    return {k: float(v) for k, v in properties.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 def _check_arrays(energies: Any, densities: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -187,6 +260,172 @@ def _check_arrays(energies: Any, densities: Any) -> tuple[np.ndarray, np.ndarray
     if len(e) < 2:
         raise DatasetError("fewer than two DOS points")
     return e, d
+
+
+# ------------------------------------------------------------------------------ energy reference
+
+
+@dataclass(frozen=True)
+class EnergyReference:
+    """Where 0 eV of a material's target lies: its VBM (band gap at the Fermi level) or its Fermi level (metal)."""
+
+    energy: float  # absolute eV: the valence-band maximum or the Fermi level
+    kind: str  # one of ENERGY_REFERENCES
+    band_gap: float  # eV, 0 for a metal
+    efermi_dft: float  # the code's own Fermi level (absolute eV)
+    gap_source: str  # one of GAP_SOURCES
+    warning: str | None = None  # a doubt about the call, for the record's warnings
+
+    @classmethod
+    def metal(cls, efermi: float, gap_source: str, warning: str | None = None) -> EnergyReference:
+        """A metal: the Fermi level is the reference, no gap."""
+        return cls(float(efermi), "fermi", 0.0, float(efermi), gap_source, warning)
+
+    def properties(self) -> dict[str, float | str]:
+        """The entries every record carries in ``properties``."""
+        return {
+            "energy_reference": self.kind,
+            "band_gap": self.band_gap,
+            "efermi_dft": self.efermi_dft,
+            "gap_source": self.gap_source,
+        }
+
+
+def reference_from_eigenvalues(eigenvalues: Any, efermi: float) -> EnergyReference:
+    """The reference from eigenvalues ``[spin][k][band]`` and the Fermi level (:func:`band_edges`)."""
+    edges = band_edges(np.asarray(eigenvalues, dtype=float), efermi)
+    if edges is None or INSULATOR_REFERENCE != "vbm":
+        return EnergyReference.metal(efermi, "eigenvalues")
+    return EnergyReference(edges[0], "vbm", edges[1] - edges[0], float(efermi), "eigenvalues")
+
+
+def reference_from_dos(
+    energies: np.ndarray, densities: np.ndarray, efermi: float, tol: float = DOS_GAP_TOL
+) -> EnergyReference:
+    """The reference from a total DOS alone: pymatgen's ``Dos.get_interpolated_gap``, tails refined.
+
+    ``tol``: a DOS value below ``tol`` times the mean DOS over ``energies`` counts as empty (the
+    relative tolerance of pymatgen); a metal unless the empty window contains ``efermi`` (or starts
+    at it). With a gap, each band edge whose tail looks Gaussian is placed under the tail
+    (:func:`gaussian_tail_edge`), else kept at pymatgen's threshold crossing.
+    """
+    from pymatgen.electronic_structure.core import Spin
+    from pymatgen.electronic_structure.dos import Dos
+
+    e = np.asarray(energies, dtype=float)
+    d = np.asarray(densities, dtype=float)
+    if tol <= 0:
+        raise OptionError(f"the empty-DOS tolerance must be > 0, got {tol}")
+    tol_abs = tol * float(np.mean(d))
+    if not tol_abs > 0:  # no states at all: processing refuses it with the reason
+        return EnergyReference.metal(efermi, "dos")
+    at = np.flatnonzero(np.abs(e - efermi) <= 1e-9)
+    probe = float(efermi)
+    if at.size and d[at[0]] > tol_abs:
+        # pymatgen leaves a grid point exactly at the Fermi level out of both bands and then fails to
+        # interpolate the edge; VASP puts an insulator's Fermi level on its valence-band top. The point
+        # joins the band on its side: the gap is probed half a step towards the empty neighbour.
+        i = int(at[0])
+        if i + 1 < len(e) and d[i + 1] <= tol_abs:
+            probe = 0.5 * (e[i] + e[i + 1])
+        elif i > 0 and d[i - 1] <= tol_abs:
+            probe = 0.5 * (e[i - 1] + e[i])
+        else:  # states on both sides of the Fermi level
+            return EnergyReference.metal(efermi, "dos", _near_gap(e, d, efermi, tol_abs))
+    try:
+        gap, cbm, vbm = Dos(probe, e, {Spin.up: d}).get_interpolated_gap(tol=tol_abs, abs_tol=True)
+    except ValueError as exc:
+        raise DatasetError(f"pymatgen could not locate the band edges in the DOS: {exc}") from exc
+    if not gap > 0:
+        return EnergyReference.metal(efermi, "dos", _near_gap(e, d, efermi, tol_abs))
+    fitted_vbm = gaussian_tail_edge(e, d, float(vbm), -1, tol_abs)
+    fitted_cbm = gaussian_tail_edge(e, d, float(cbm), +1, tol_abs)
+    vbm = float(vbm) if fitted_vbm is None else fitted_vbm
+    cbm = float(cbm) if fitted_cbm is None else fitted_cbm
+    return EnergyReference(vbm, "vbm", max(cbm - vbm, 0.0), float(efermi), "dos")
+
+
+def _near_gap(e: np.ndarray, d: np.ndarray, efermi: float, tol_abs: float) -> str | None:
+    """A warning when an empty window lies close to the Fermi level of a DOS read as a metal, else None."""
+    empty = d <= tol_abs
+    best: tuple[float, float, float] | None = None
+    i = 0
+    while i < len(e):
+        if not empty[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(e) and empty[j + 1]:
+            j += 1
+        lo, hi = float(e[i]), float(e[j])
+        distance = max(lo - efermi, efermi - hi, 0.0)
+        inner = i > 0 and j < len(e) - 1  # states on both sides: a gap, not the end of the data
+        near = inner and hi - lo >= NEAR_GAP_WIDTH and distance <= NEAR_GAP_DISTANCE
+        if near and (best is None or distance < best[0]):
+            best = (distance, lo, hi)
+        i = j + 1
+    if best is None:
+        return None
+    distance, lo, hi = best
+    return (
+        f"read as a metal (states at the Fermi level), but an empty window {lo - efermi:+.2f}..{hi - efermi:+.2f} eV "
+        f"from it lies {distance:.2f} eV away: if this is an insulator whose Fermi level sits on a smeared band "
+        "edge, give the Fermi level inside the gap (e.g. pymatgen Vasprun.calculate_efermi())"
+    )
+
+
+def gaussian_tail_edge(
+    energies: np.ndarray, densities: np.ndarray, crossing: float, side: int, tol_abs: float, min_points: int = 5
+) -> float | None:
+    """The band edge under a Gaussian-smeared DOS tail, from a fit of the tail; None to keep ``crossing``.
+
+    pymatgen's threshold crossing lies where the tail of the last states falls below the empty
+    threshold, 0.2-0.3 eV beyond the band edge for a 0.1 eV Gaussian smearing. Beyond the band, the
+    smeared DOS of one state is a Gaussian, so ``ln DOS`` is a parabola whose vertex is the state's
+    energy and whose curvature gives the width. The fit (weighted by the DOS, so rounded tiny values
+    count little) takes the monotonic run of values around ``crossing`` between ``tol_abs / 1000``
+    and :data:`TAIL_FRACTION` of the band's peak within 1 eV. A band's states crowd below its edge
+    (density rising like sqrt(|E - edge|) in 3D), which pulls the vertex inside the band by
+    :data:`TAIL_EDGE_OFFSET` widths: the edge is the vertex moved back by that much, never beyond
+    ``crossing``. ``side``: -1 for the valence band (below the gap), +1 for the conduction band.
+
+    None when the run has fewer than ``min_points`` points, is not concave, or gives a width outside
+    1.5 grid steps .. :data:`MAX_TAIL_WIDTH` or a vertex more than four widths inside the band: a
+    sharp edge (tetrahedron method) has no such tail, and its crossing is already the edge.
+    """
+    e, d = energies, densities
+    if side not in (-1, 1):
+        raise OptionError(f"side must be -1 (valence) or +1 (conduction), got {side}")
+    step = float(np.median(np.diff(e)))
+    # the first point inside the band next to the crossing
+    start = int(np.searchsorted(e, crossing, side="right")) - 1 if side < 0 else int(np.searchsorted(e, crossing))
+    if not 0 <= start < len(e):
+        return None
+    band = (side * (e - crossing) >= 0) & (side * (e - crossing) <= 1.0)
+    high, low = TAIL_FRACTION * float(d[band].max()), tol_abs * 1e-3
+    run: list[int] = []
+    i, previous = start, np.inf
+    while 0 <= i < len(e) and low < d[i] < previous:  # outwards, into the gap: falling
+        run.append(i)
+        previous = d[i]
+        i -= side
+    i, previous = start + side, d[start]
+    while 0 <= i < len(e) and previous < d[i] < high:  # inwards, into the band: rising
+        run.append(i)
+        previous = d[i]
+        i += side
+    run = [j for j in run if d[j] < high]
+    if len(run) < min_points:
+        return None
+    x, y = e[run] - crossing, np.log(d[run])
+    a, b, _ = np.polyfit(x, y, 2, w=d[run] / d[run].max())
+    if not a < 0:
+        return None
+    width = float(np.sqrt(-1.0 / a))
+    inside = side * float(-b / (2 * a))  # how far the vertex lies inside the band from the crossing
+    if not (1.5 * step <= width <= MAX_TAIL_WIDTH and 0 <= inside <= 4 * width):
+        return None
+    return crossing + side * max(inside - TAIL_EDGE_OFFSET * width, 0.0)
 
 
 # ------------------------------------------------------------------------- Materials Project JSON
@@ -219,7 +458,10 @@ def _row_id(row: Mapping[str, Any], fallback: str) -> str:
 
 
 def mp_record(row: Any, rid: str, source: str) -> EDOSRecord:
-    """One MP-style row: ``structure`` plus ``dos`` {energies, densities, efermi} (or those keys at top level)."""
+    """One MP-style row: ``structure`` plus ``dos`` {energies, densities, efermi} (or those keys at top level).
+
+    The energy reference comes from the total DOS (:func:`reference_from_dos`).
+    """
     if not isinstance(row, Mapping):
         raise DatasetError(f"row is a {type(row).__name__}, not a JSON object")
     if "structure" not in row:
@@ -234,16 +476,28 @@ def mp_record(row: Any, rid: str, source: str) -> EDOSRecord:
     if efermi is None:
         raise DatasetError("no finite 'efermi' (Fermi level) in the row or its DOS")
     energies, densities = _check_arrays(dos["energies"], sum_spins(dos["densities"]))
-    return EDOSRecord(
-        id=rid,
-        structure=structure_from_any(row["structure"]),
-        energies=energies,
-        densities=densities,
-        efermi=efermi,
-        source=source,
-        format="mp-json",
-        properties=_properties(row),
+    return _referenced(
+        EDOSRecord(
+            id=rid,
+            structure=structure_from_any(row["structure"]),
+            energies=energies,
+            densities=densities,
+            efermi=efermi,
+            source=source,
+            format="mp-json",
+            properties=_properties(row),
+        ),
+        reference_from_dos(energies, densities, efermi),
     )
+
+
+def _referenced(record: EDOSRecord, reference: EnergyReference) -> EDOSRecord:
+    """``record`` with ``efermi`` set to the reference energy and the reference's properties added."""
+    record.efermi = reference.energy
+    record.properties.update(reference.properties())
+    if reference.warning:
+        record.warnings.append(reference.warning)
+    return record
 
 
 def read_mp_json(path: str | os.PathLike, obj: Any = None) -> Iterator[EDOSRecord | SkippedRow]:
@@ -281,7 +535,8 @@ def read_pymatgen_dos(
     """A pymatgen ``Dos`` / ``CompleteDos`` saved with ``json.dump(dos.as_dict())``.
 
     A ``CompleteDos`` carries its structure; a plain ``Dos`` needs one in a file next to it with the
-    same stem (``mp-149.json`` + ``mp-149.cif``) or a ``structure`` key added to the dict.
+    same stem (``mp-149.json`` + ``mp-149.cif``) or a ``structure`` key added to the dict. The energy
+    reference comes from the spin-summed total DOS (:func:`reference_from_dos`).
     """
     path = Path(path)
     rid = rid or path.name.split(".")[0]
@@ -313,7 +568,8 @@ def read_pymatgen_dos(
         if efermi is None:
             raise DatasetError("Dos has no finite Fermi level")
         energies, densities = _check_arrays(dos.energies, dos.get_densities())
-        yield EDOSRecord(rid, structure, energies, densities, efermi, source, "pymatgen-dos", _properties(obj))
+        record = EDOSRecord(rid, structure, energies, densities, efermi, source, "pymatgen-dos", _properties(obj))
+        yield _referenced(record, reference_from_dos(energies, densities, efermi))
     except (ValueError, TypeError, KeyError, OSError) as exc:
         yield SkippedRow(source, rid, _reason(exc))
 
@@ -322,7 +578,11 @@ def read_pymatgen_dos(
 
 
 def read_vasprun(path: str | os.PathLike) -> Iterator[EDOSRecord | SkippedRow]:
-    """The total DOS, Fermi level and final structure of a VASP run (pymatgen ``Vasprun``)."""
+    """The total DOS, Fermi level and final structure of a VASP run (pymatgen ``Vasprun``).
+
+    The energy reference comes from the eigenvalues when the file has them (:func:`vasprun_reference`),
+    else from the total DOS (:func:`reference_from_dos`).
+    """
     path = Path(path)
     rid = path.parent.name if path.name.startswith("vasprun") and path.parent.name else path.name.split(".")[0]
     try:
@@ -336,7 +596,7 @@ def read_vasprun(path: str | os.PathLike) -> Iterator[EDOSRecord | SkippedRow]:
                 vr = Vasprun(
                     str(path),
                     parse_dos=True,
-                    parse_eigen=False,
+                    parse_eigen=True,
                     parse_projected_eigen=False,
                     parse_potcar_file=False,
                 )
@@ -349,7 +609,7 @@ def read_vasprun(path: str | os.PathLike) -> Iterator[EDOSRecord | SkippedRow]:
             raise DatasetError("vasprun.xml has no Fermi level")
         energies, densities = _check_arrays(vr.tdos.energies, vr.tdos.get_densities())
         structure = vr.final_structure
-        props: dict[str, float] = {}
+        props: dict[str, float | str] = {}
         warns: list[str] = []
         final_energy = _float_or_none(getattr(vr, "final_energy", None))
         if final_energy is not None:
@@ -361,9 +621,36 @@ def read_vasprun(path: str | os.PathLike) -> Iterator[EDOSRecord | SkippedRow]:
             pass
         if vr.parameters.get("ISPIN", 1) == 2:
             warns.append("spin-polarised run: spin channels summed")
-        yield EDOSRecord(rid, structure, energies, densities, efermi, str(path), "vasprun", props, warns)
+        reference = vasprun_reference(vr, efermi)
+        if reference is None:
+            reference = reference_from_dos(energies, densities, efermi)
+        record = EDOSRecord(rid, structure, energies, densities, efermi, str(path), "vasprun", props, warns)
+        yield _referenced(record, reference)
     except (ValueError, TypeError, KeyError, OSError) as exc:
         yield SkippedRow(str(path), rid, _reason(exc))
+
+
+def vasprun_reference(vr: Any, efermi: float) -> EnergyReference | None:
+    """The reference from a ``Vasprun``'s eigenvalues, or None when it parsed none.
+
+    pymatgen's ``eigenvalue_band_properties`` gives the gap, CBM and VBM from the occupations
+    (robust to a Fermi level VASP put slightly inside a band). A gap counts only when no band is
+    occupied at one k-point and empty at another (the band-crossing rule of :func:`band_edges`,
+    applied at mid-gap): a coarse k-mesh can leave a metal with a small occupation gap.
+    """
+    if not getattr(vr, "eigenvalues", None):
+        return None
+    try:
+        gap, cbm, vbm, _direct = vr.eigenvalue_band_properties
+        eps = np.stack([np.asarray(v, dtype=float)[..., 0] for v in vr.eigenvalues.values()])
+    except (ValueError, TypeError, IndexError) as exc:
+        raise DatasetError(f"vasprun.xml eigenvalues are unreadable: {type(exc).__name__}: {exc}") from exc
+    gap, cbm, vbm = float(gap), float(cbm), float(vbm)
+    if not (gap > 0 and np.isfinite(cbm) and np.isfinite(vbm)):
+        return EnergyReference.metal(efermi, "eigenvalues")
+    if band_edges(eps, 0.5 * (vbm + cbm)) is None:
+        return EnergyReference.metal(efermi, "eigenvalues")
+    return EnergyReference(vbm, "vbm", gap, float(efermi), "eigenvalues")
 
 
 # --------------------------------------------------------------------------- ASE calculators
@@ -410,15 +697,16 @@ def dft_record(
     source: str,
     width: float = DEFAULT_WIDTH,
     window: tuple[float, float] = (-5.0, 5.0),
-    properties: dict[str, float] | None = None,
+    properties: dict[str, float | str] | None = None,
 ) -> EDOSRecord:
     """A record from DFT eigenvalues: Gaussian-broadened on a 10 meV grid covering ``window`` around the reference.
 
-    The reference energy (the record's ``efermi``, the 0 of the target) follows :data:`INSULATOR_REFERENCE`:
-    for a calculation with a band gap it is the valence-band maximum, Materials Project's convention,
-    because a code's Fermi level can sit anywhere inside the gap (GPAW's lands at different depths
-    for different materials); for a metal it is the Fermi level. The calculation's own Fermi level
-    and the gap go to ``properties`` (``efermi_dft``, ``band_gap``).
+    The reference energy (the record's ``efermi``, the 0 of the target) follows the module's
+    convention (:func:`reference_from_eigenvalues`): for a calculation with a band gap it is the
+    valence-band maximum, because a code's Fermi level can sit anywhere inside the gap (GPAW's lands
+    at different depths for different materials); for a metal it is the Fermi level. The
+    calculation's own Fermi level, the gap and which reference applies go to ``properties``
+    (``efermi_dft``, ``band_gap``, ``energy_reference``, ``gap_source``).
 
     Refused (:class:`~ase_dostransformer.errors.DatasetError`) when the calculation has too few empty
     bands to describe the window: the highest band must lie above ``reference + window[1]`` at every k-point.
@@ -432,11 +720,9 @@ def dft_record(
     if eps.ndim != 3 or eps.size == 0:
         raise DatasetError(f"eigenvalues must be [spin][k-point][band], got shape {eps.shape}")
     properties = dict(properties or {})
-    edges = band_edges(eps, ef)
-    properties["efermi_dft"] = ef
-    properties["band_gap"] = 0.0 if edges is None else edges[1] - edges[0]
-    if edges is not None and INSULATOR_REFERENCE == "vbm":
-        ef = edges[0]
+    reference = reference_from_eigenvalues(eps, ef)
+    properties.update(reference.properties())
+    ef = reference.energy
     top = float(eps[..., -1].min()) - ef
     if top < window[1]:
         raise DatasetError(
@@ -479,7 +765,7 @@ def record_from_calculator(
         ) from exc
     if np.ndim(efermi) > 0:
         raise DatasetError("two Fermi levels (fixed magnetic moment) are not supported")
-    props = {}
+    props: dict[str, float | str] = {}
     with contextlib.suppress(Exception):
         props["energy_per_atom"] = float(atoms.get_potential_energy()) / len(atoms)
     return dft_record(rid, atoms, eps, weights, float(efermi), source, width, properties=props)
@@ -538,9 +824,10 @@ def read_ase_file(path: str | os.PathLike, width: float = DEFAULT_WIDTH) -> Iter
             from ase.io import read
 
             try:
-                atoms = read(path)
+                image = read(path, index=-1)  # the last image: one Atoms
             except Exception as exc:
                 raise DatasetError(f"ase.io.read could not read it: {type(exc).__name__}: {exc}") from exc
+            atoms = image[-1] if isinstance(image, list) else image
             calc = atoms.calc
             if calc is None:
                 raise DatasetError("ase.io.read found no calculator results (eigenvalues) in the file")
