@@ -126,12 +126,16 @@ def domain_check(model: DOSTransformer, graph: Data, structure: Any = None) -> D
     return check_graph_domain(graph, model_meta(model), graph_recipe(model), structure)
 
 
-def featurise_structures(recipe: Any, structures: Sequence[Any]) -> list[Data]:
-    """Graphs of the structures, in order; an invalid one raises naming its position in the list."""
+def featurise_structures(recipe: Any, structures: Sequence[Any], symprec: float | None = None) -> list[Data]:
+    """Graphs of the structures, in order; an invalid one raises naming its position in the list.
+
+    ``symprec``: the crystal-system tolerance (A) given to the recipe (None: its default).
+    """
+    kwargs = {} if symprec is None else {"symprec": symprec}
     graphs = []
     for i, structure in enumerate(structures):
         try:
-            graphs.append(recipe.featurise(structure))
+            graphs.append(recipe.featurise(structure, **kwargs))
         except InvalidStructureError as exc:
             raise InvalidStructureError(f"structure {i}: {exc}") from exc
     return graphs

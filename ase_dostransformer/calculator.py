@@ -10,10 +10,11 @@ Usage::
     y = atoms.calc.get_property("phonon_dos", atoms)       # (51,) on 0..1000 cm^-1, peak ~1 (max-normalised scale)
     dos = atoms.calc.get_phonon_dos()                      # ase GridDOSData: THz, states/THz/cell, 3N
     edos = atoms.calc.get_electron_dos()                   # ase GridDOSData: eV relative to E_F, max-normalised
+    gap = atoms.calc.get_band_gap()                        # GapPrediction: gap, gap_std, p_metal, flags (eV)
     ref = atoms.calc.refine()                              # the teacher's DOS (universal potential + phonopy)
 
-``phonon_dos`` and ``electron_dos`` are cached until the atoms change (positions, cell, numbers, pbc) or a parameter is
-set. ASE's generic property machinery knows only its own names: ``atoms.get_properties`` and the
+``phonon_dos``, ``electron_dos`` and ``band_gap`` are cached until the atoms change (positions, cell, numbers,
+pbc) or a parameter is set. ASE's generic property machinery knows only its own names: ``atoms.get_properties`` and the
 extxyz / trajectory / db writers reject or drop ``phonon_dos`` / ``electron_dos``; export with :meth:`get_phonon_dos`,
 ``ase_dostransformer.io.phonopy_files`` or ``dostransformer predict`` instead.
 
@@ -49,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pymatgen.electronic_structure.dos import Dos
     from pymatgen.phonon.dos import PhononDos
 
-    from .electronic import GapEstimate
+    from .electronic import GapEstimate, GapPrediction
     from .escalation import Refinement
     from .model import DOSTransformer
     from .pipeline import Prediction
@@ -92,7 +93,9 @@ class DOSCalculator(Calculator):
     ``results["space_group"]`` (the detected international number). ``results["electron_dos"]`` is
     the ``(201,)`` max-normalised electron DOS on :attr:`energies_ev`
     (-5..5 eV around the Fermi level, or the valence-band top of an insulator), with the matching
-    ``electron_dos_*`` flags.
+    ``electron_dos_*`` flags. ``results["band_gap"]`` (eV, :meth:`get_band_gap`) comes with
+    ``band_gap_std``, ``band_gap_p_metal``, ``band_gap_flags`` and ``band_gap_if_insulator``: from the
+    electron model's gap head when it has one, else read off the predicted DOS (flag ``"from_dos"``).
 
     Invalid atoms (see :mod:`ase_dostransformer.graphs.validation`) raise
     :class:`~ase_dostransformer.errors.InvalidStructureError`, a ``ValueError`` naming the fault.
@@ -104,7 +107,7 @@ class DOSCalculator(Calculator):
     :attr:`frequencies_cm1`, max-normalised like ``phonon_dos``) and ``results["teacher_phonon_dos_status"]``.
     """
 
-    implemented_properties = ["phonon_dos", "electron_dos"]
+    implemented_properties = ["phonon_dos", "electron_dos", "band_gap"]
     discard_results_on_any_change = True
     default_parameters: dict[str, Any] = {"cut_off_threshold": 0.05}
     name = "dostransformer"
@@ -200,6 +203,27 @@ class DOSCalculator(Calculator):
             kind = _kind_of_property(name)
             if kind is not None:
                 self._predict(kind)
+            elif name == "band_gap":
+                self._predict_gap()
+
+    def _predict_gap(self) -> None:
+        """``results["band_gap"]`` and its ``band_gap_*`` companions (the electron DOS first, when not there yet)."""
+        from .electronic import gap_from_dos, has_gap_head, predict_gap_structures
+
+        kind = get_kind("electron")
+        model = self._model_of(kind)
+        if kind.property not in self.results:
+            self._predict(kind)
+        if has_gap_head(model):
+            symprec = self.parameters.get("symprec")
+            (gap,) = predict_gap_structures(model, [self.atoms], batch_size=1, device=self.device, symprec=symprec)
+        else:
+            gap = gap_from_dos(self.results[kind.property], model.cfg.grid)
+        self.results["band_gap"] = gap.gap
+        self.results["band_gap_std"] = gap.gap_std
+        self.results["band_gap_p_metal"] = gap.p_metal
+        self.results["band_gap_flags"] = list(gap.flags)
+        self.results["band_gap_if_insulator"] = gap.gap_if_insulator
 
     def _predict(self, kind: DOSKind) -> None:
         """Run the kind's model on ``self.atoms``; fill ``results[kind.property]`` and its flags, issue the findings."""
@@ -365,11 +389,52 @@ class DOSCalculator(Calculator):
         model = self.electron_model
         return model.kind.to_pymatgen(y, model.cfg.grid, efermi=efermi)
 
-    def get_band_gap_estimate(self, atoms: Atoms | None = None) -> GapEstimate:
-        """The empty window around the Fermi level of the predicted electron DOS (eV); see ``electronic.py``."""
-        from .electronic import band_gap_estimate
+    def get_band_gap(self, atoms: Atoms | None = None) -> GapPrediction:
+        """The band gap (eV) with its uncertainty, metal probability and flags (cached as ``results["band_gap"]``).
 
-        return band_gap_estimate(self.get_electron_dos_normalised(atoms), self.electron_model.cfg.grid)
+        From the electron model's gap head when it has one (a metal is never given a gap without a
+        flag: see :mod:`ase_dostransformer.electronic`), else read off the predicted DOS (flag
+        ``"from_dos"``, ``gap_std`` and ``p_metal`` NaN).
+        """
+        from .electronic import GapPrediction
+
+        atoms = self._atoms(atoms)
+        gap = float(self.get_property("band_gap", atoms))
+        r = self.results
+        return GapPrediction(
+            gap,
+            float(r["band_gap_std"]),
+            float(r["band_gap_p_metal"]),
+            tuple(r["band_gap_flags"]),
+            float(r["band_gap_if_insulator"]),
+        )
+
+    def get_band_gap_estimate(self, atoms: Atoms | None = None) -> GapEstimate:
+        """The band gap as a :class:`~ase_dostransformer.electronic.GapEstimate` (eV).
+
+        A model without a gap head: the empty window around the Fermi level of the predicted DOS, as
+        always (``electronic.band_gap_estimate``). With one: the head's reported gap, its edges in the
+        labels' convention (valence-band maximum at 0 eV, conduction-band minimum at the gap; 0, 0 for a
+        metal); when that gap carries a metal flag a :class:`~ase_dostransformer.errors.DOSTransformerWarning`
+        names it. :meth:`get_band_gap` gives the uncertainty, the metal probability and the flags.
+        """
+        from .electronic import GapEstimate, band_gap_estimate, has_gap_head
+
+        if not has_gap_head(self.electron_model):
+            return band_gap_estimate(self.get_electron_dos_normalised(atoms), self.electron_model.cfg.grid)
+        gap = self.get_band_gap(atoms)
+        if gap.gap > 0 and gap.metal_flagged:
+            import warnings
+
+            from .errors import DOSTransformerWarning
+
+            warnings.warn(
+                f"band gap {gap.gap:.2f} eV flagged {', '.join(gap.flags)} (p_metal {gap.p_metal:.2f}): "
+                "see get_band_gap()",
+                DOSTransformerWarning,
+                stacklevel=2,
+            )
+        return GapEstimate(gap.gap, 0.0, gap.gap)
 
     def refine(self, atoms: Atoms | None = None, relax_cell: bool = False) -> Refinement:
         """The teacher's phonon DOS of ``atoms`` (default: the attached atoms): escalation of a doubtful prediction.

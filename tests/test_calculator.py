@@ -58,9 +58,9 @@ def rutile() -> Atoms:
 def test_is_a_real_ase_calculator(calc):
     assert isinstance(calc, Calculator)
     assert "implemented_properties" in DOSCalculator.__dict__  # a class attribute of our own
-    assert DOSCalculator.implemented_properties == ["phonon_dos", "electron_dos"]
+    assert DOSCalculator.implemented_properties == ["phonon_dos", "electron_dos", "band_gap"]
     assert calc.implemented_properties is DOSCalculator.implemented_properties
-    assert not {"phonon_dos", "electron_dos"} & set(Calculator.implemented_properties)  # nothing leaked
+    assert not {"phonon_dos", "electron_dos", "band_gap"} & set(Calculator.implemented_properties)  # nothing leaked
     assert DOSCalculator.discard_results_on_any_change is True
 
 

@@ -91,7 +91,9 @@ OUT/summary.csv, OUT/summary.json for all structures. <name> is the file name; f
 multi-frame file their own id (material_id, mp_id, id, name or label in the extxyz info or database
 key-value pairs, when unique and safe as a folder name), else <file>_id<row> for a database, else
 <file>_<frame>. With --electron-model also electron_dos.dat (eV relative to the Fermi level,
-max-normalised), electron_dos.png, and the columns band_gap_estimate_eV and electron_dos_at_fermi.
+max-normalised), electron_dos.png, and the columns band_gap_estimate_eV (read off the DOS), band_gap_eV,
+band_gap_std_eV, p_metal and band_gap_flags (the model's gap head: a metal is never given a gap without a
+flag; a model without a head gives the DOS read, flagged from_dos) and electron_dos_at_fermi.
 
 summary columns: name, id, source, frame, status, error, formula, crystal_system,
 space_group, natoms; per --screening-temperatures T (default 300): cv_TK, entropy_TK (J/K/mol),
@@ -99,7 +101,8 @@ free_energy_TK, internal_energy_TK (kJ/mol), each _per_mol_cells and _per_mol_at
 debye_temperature_K (second moment: (h/k_B) sqrt(5/3 <nu^2>)), mean_frequency_THz,
 max_frequency_THz (highest frequency with DOS >= 10% of the peak); each followed by its _std (the
 spread over the ensemble's members, calibrated; empty for a single model); peak_frequency_THz,
-uncertainty, domain_score, cut_off, out_of_domain, band_gap_estimate_eV, electron_dos_at_fermi,
+uncertainty, domain_score, cut_off, out_of_domain, band_gap_estimate_eV, band_gap_eV, band_gap_std_eV,
+p_metal, band_gap_flags, electron_dos_at_fermi,
 warnings, output_dir; then input_<key> for the input's ids (db_id and key-value pairs of an ASE
 database row, extxyz info entries). summary.json holds the same plus the model's name, sha256 and
 version and what every column means.
@@ -170,6 +173,13 @@ COLUMN_UNITS = {
     "cut_off": "the DOS is still above --cut-off-threshold of its peak at the top of the model's window",
     "out_of_domain": "outside the training data: elements, size, vacuum, bonds, volume, representation, element pairs",
     "band_gap_estimate_eV": "empty window near 0 eV of the predicted electron DOS (electronic.py)",
+    "band_gap_eV": "band gap from the electron model's gap head (0 when called a metal); without a head the "
+    "DOS read (electronic.py)",
+    "band_gap_std_eV": "one standard deviation of the gap an insulator would have (ensembles: members' variance "
+    "plus their spread); empty without a gap head",
+    "p_metal": "probability that the crystal is a metal (mean over ensemble members); empty without a gap head",
+    "band_gap_flags": "metal (p_metal >= 0.5, gap 0), possibly_metallic (gap > 0 with p_metal >= 0.1), "
+    "states_at_fermi_level (gap > 0 but the predicted DOS has no empty window near 0 eV), from_dos (no gap head)",
     "electron_dos_at_fermi": "predicted electron DOS at 0 eV (max-normalised scale)",
     "input_*": "the input's own ids: db_id (ASE database row) and key-value pairs, extxyz info entries",
 }
@@ -615,7 +625,8 @@ def _predict_electron(
     net, identity = electron
     for start in range(0, len(records_atoms), run.batch_size):
         chunk = records_atoms[start : start + run.batch_size]
-        for (rec, _), p in zip(chunk, _predictions(run, net, [a for _, a in chunk]), strict=True):
+        done: list[tuple[Record, Any, np.ndarray]] = []
+        for (rec, atoms), p in zip(chunk, _predictions(run, net, [a for _, a in chunk]), strict=True):
             rec.warnings.extend(f"electron model: {m}" for m in p.messages)
             rec.out_of_domain = bool(rec.out_of_domain) or p.out_of_domain
             if p.error is not None or p.dos is None:
@@ -628,8 +639,47 @@ def _predict_electron(
                     rec.band_gap_estimate_eV = band_gap_estimate(p.dos, p.grid).gap
                 rec.electron_dos_at_fermi = dos_at_fermi_level(p.dos, p.grid)
                 run.kept[id(rec)].electron = np.asarray(p.dos, dtype=float)
+                done.append((rec, atoms, np.asarray(p.dos, dtype=float)))
             except Exception as exc:
                 rec.fail(f"electron DOS: {failure_reason(exc)}")
+        _band_gaps(run, net, done)
+
+
+def _band_gaps(run: _Run, net: Any, done: Sequence[tuple[Record, Any, np.ndarray]]) -> None:
+    """The band-gap columns of the structures whose electron DOS was written (:func:`~..electronic.predict_gap`).
+
+    The gap head's prediction when the model has one (one pass over the batch; a batch that fails is
+    retried one structure at a time and a structure that still fails is marked failed with its reason),
+    else the DOS read of the written spectrum (flag ``from_dos``).
+    """
+    from ..electronic import GapPrediction, gap_from_dos, has_gap_head, predict_gap_structures
+
+    def predict(items: Sequence[tuple[Record, Any, np.ndarray]]) -> list[GapPrediction]:
+        if not has_gap_head(net):
+            return [gap_from_dos(dos, net.cfg.grid) for _, _, dos in items]
+        structures = [atoms for _, atoms, _ in items]
+        return predict_gap_structures(net, structures, run.batch_size, run.device, run.symprec)
+
+    if not done:
+        return
+    try:
+        results: list[tuple[Record, GapPrediction | BaseException]] = [
+            (rec, gap) for (rec, _, _), gap in zip(done, predict(done), strict=True)
+        ]
+    except Exception:
+        results = []
+        for item in done:
+            try:
+                results.append((item[0], predict([item])[0]))
+            except Exception as exc:
+                results.append((item[0], exc))
+    for rec, gap in results:
+        if isinstance(gap, BaseException):
+            rec.fail(f"band gap: {failure_reason(gap)}")
+            continue
+        rec.band_gap_eV, rec.band_gap_flags = gap.gap, list(gap.flags)
+        rec.band_gap_std_eV = gap.gap_std if np.isfinite(gap.gap_std) else None
+        rec.p_metal = gap.p_metal if np.isfinite(gap.p_metal) else None
 
 
 def _refine(run: _Run, records: Sequence[Record]) -> None:

@@ -46,6 +46,11 @@ TRAIN_HELP = {
     "whose full-range spectra are trained on beside the DFT ones",
     "teacher_weight": "weight of the teacher targets in the loss",
     "mean_weight": "weight of the teacher's mean frequency (|log ratio|) in the teacher loss",
+    "gap_head": "electron models: also learn metal/insulator and the band gap with its uncertainty from the DFT "
+    "gaps of the dataset (a small head on the material vector; a --init_from model that has one keeps it)",
+    "gap_weight": "weight of the gap terms (metal cross-entropy + Gaussian NLL of insulator gaps) in the loss",
+    "gap_pos_weight": "weight of the metal class in the metal/insulator cross-entropy (default: the training "
+    "split's insulators / metals, recorded in metrics.json)",
 }
 
 
@@ -103,7 +108,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         elif f.name == "task":
             p.add_argument(flag, default=default, choices=task_choices(), help=task_help())
         else:
-            typ = int if f.name in ("threads", "limit") else {int: int, float: float}.get(type(default), str)
+            if f.name in ("threads", "limit"):
+                typ: type = int
+            elif f.name == "gap_pos_weight":
+                typ = float
+            else:
+                typ = {int: int, float: float}.get(type(default), str)
             p.add_argument(flag, type=typ, default=default, help=help_text)
     p.set_defaults(run=main, command_name="train")
     return p

@@ -61,6 +61,10 @@ FLAG_COLUMNS = (
     "cut_off",
     "out_of_domain",
     "band_gap_estimate_eV",
+    "band_gap_eV",
+    "band_gap_std_eV",
+    "p_metal",
+    "band_gap_flags",
     "electron_dos_at_fermi",
     "warnings",
     "output_dir",
@@ -105,6 +109,10 @@ class Record:
     cut_off: bool | None = None
     out_of_domain: bool | None = None
     band_gap_estimate_eV: float | None = None
+    band_gap_eV: float | None = None  # ase_dostransformer.electronic.GapPrediction: gap head, else the DOS read
+    band_gap_std_eV: float | None = None
+    p_metal: float | None = None
+    band_gap_flags: list[str] | None = None
     electron_dos_at_fermi: float | None = None
     warnings: list[str] = field(default_factory=list)
     output_dir: str = ""
@@ -122,6 +130,7 @@ class Record:
         row.update({name: self.quantities.get(name) for name in quantity_columns})
         row.update({name: getattr(self, name) for name in FLAG_COLUMNS})
         row["warnings"] = list(self.warnings)
+        row["band_gap_flags"] = None if self.band_gap_flags is None else list(self.band_gap_flags)
         row.update({name: self.teacher.get(name) for name in teacher_columns})
         return row
 
@@ -147,6 +156,7 @@ def summary_row(
     """The CSV row of ``rec``: warnings joined by ``"; "``, None and NaN as empty, floats to 6 significant digits."""
     row = rec.fields(quantity_columns, teacher_columns)
     row["warnings"] = "; ".join(rec.warnings)
+    row["band_gap_flags"] = None if rec.band_gap_flags is None else "; ".join(rec.band_gap_flags)
     row.update({ID_PREFIX + k: rec.ids.get(k) for k in id_keys})
     return {k: _csv_value(v) for k, v in row.items()}
 

@@ -47,6 +47,9 @@ class ModelConfig:
     # highest frequency that the crystal's volume enters (model/physical.py); "grid": the seed's head
     output: str = "grid"
     scaled_points: int = 64  # physical output: points of the head on the scaled axis omega / omega_max
+    # electron models only: a small MLP on the pooled material vector giving the metal probability and the
+    # gap of an insulator with its uncertainty (model/gap.py); off in every model file written before it
+    gap_head: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.grid, dict):
@@ -72,6 +75,10 @@ class ModelConfig:
                 )
             if self.scaled_points < 8:
                 raise OptionError(f"scaled_points must be >= 8, got {self.scaled_points}")
+        if not isinstance(self.gap_head, bool):
+            raise OptionError(f"gap_head must be True or False, got {self.gap_head!r}")
+        if self.gap_head and self.task != "electron":
+            raise OptionError(f"gap_head=True is for electron models, not {self.task!r} ones")
         if self.global_dim < 0:
             raise OptionError(f"global_dim must be >= 0, got {self.global_dim}")
         for name in ("layers", "transformer", "hidden", "heads"):

@@ -13,6 +13,7 @@ from .config import ModelConfig
 from .domain import DescribedModel
 from .embedders import build_embedder
 from .energy import build_energy_encoder
+from .gap import GapHead
 
 
 def max_atoms(batch: Batch) -> int | None:
@@ -29,7 +30,13 @@ class DOSTransformer(DescribedModel, nn.Module):
     ``forward`` returns both branches' spectra ``{"global": (B, L), "system": (B, L)}``;
     predictions use the system (prompt) branch and are clamped to be non-negative. The typed
     ``kind``, ``graph_recipe``, ``training_domain`` and ``source`` come from :class:`DescribedModel`.
+
+    With ``cfg.gap_head`` (electron models) ``gap_head`` is a :class:`~.gap.GapHead` on the pooled
+    material vector; :meth:`spectra_and_gap` gives the spectra and its raw ``(B, 3)`` outputs from one
+    pass. Without it ``gap_head`` is None and the model has exactly the weights it always had.
     """
+
+    gap_head: GapHead | None
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -47,6 +54,7 @@ class DOSTransformer(DescribedModel, nn.Module):
         self.self_attn = AttentionStack(cfg.transformer, d, cfg.heads, cfg.attn_drop, cfg.dropout, False, cfg.ff_mult)
         self.cross2 = AttentionStack(cfg.transformer, d, cfg.heads, cfg.attn_drop, cfg.dropout, True, cfg.ff_mult)
         self.head = nn.Linear(d, 1)
+        self.gap_head = GapHead(d + cfg.global_dim, max(d // 2, 8), cfg.dropout) if cfg.gap_head else None
 
     def set_seen_systems(self, systems: torch.Tensor) -> None:
         """Record which crystal systems the training data had; others get the mean prompt."""
@@ -80,14 +88,29 @@ class DOSTransformer(DescribedModel, nn.Module):
         that negative outputs still receive gradient). ``branches``: which spectra to compute;
         prediction needs only ``("system",)``, which skips the global branch's attention stacks.
         """
-        g, atoms, mask = self.encode(batch)
+        return self.spectra_and_gap(batch, energies, raw, branches)[0]
+
+    def spectra_and_gap(
+        self,
+        batch: Batch,
+        energies: torch.Tensor | None = None,
+        raw: bool = False,
+        branches: tuple[str, ...] = ("global", "system"),
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """``(spectra as forward returns them, the gap head's raw (B, 3) outputs or None)`` from one pass."""
+        g, atoms, mask, material = self._encode(batch)
         out = self.branch_outputs(batch, g, atoms, mask, self.energy(energies), branches)
         if not raw:
             out = {k: v.clamp_min(0.0) for k, v in out.items()}
-        return out
+        return out, None if self.gap_head is None else self.gap_head(material)
 
     def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(g, atoms, mask)``: the material vector ``(B, d)`` and the padded atom embeddings with their mask."""
+        g, atoms, mask, _ = self._encode(batch)
+        return g, atoms, mask
+
+    def _encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`encode` plus the pooled vector the material layer reads (the gap head's input)."""
         h = self.embedder(batch)
         pooled = scatter(h, batch.batch, dim=0, dim_size=batch.num_graphs, reduce=self.cfg.pool)
         if self.cfg.global_dim:
@@ -99,7 +122,7 @@ class DOSTransformer(DescribedModel, nn.Module):
             pooled = torch.cat([pooled, extra.to(pooled.dtype).view(batch.num_graphs, -1)], dim=-1)
         g = self.material(pooled)
         atoms, mask = to_dense_batch(h, batch.batch, batch_size=batch.num_graphs, max_num_nodes=max_atoms(batch))
-        return g, atoms, mask
+        return g, atoms, mask, pooled
 
     def branch_outputs(
         self,

@@ -4,7 +4,8 @@ It quacks like one :class:`DOSTransformer` (``cfg``, ``seen_systems``, ``forward
 calculator, the batch API and ``evaluate`` take it unchanged, and saves into one model file.
 :meth:`DOSEnsemble.spread` (and :func:`member_outputs` for any model) gives, from the same single
 pass, the members' spectra and each crystal's learned representation, which the uncertainty and the
-domain score (:mod:`.uncertainty`) are made of.
+domain score (:mod:`.uncertainty`) are made of, and (electron models with a gap head) each member's
+raw gap outputs, which :func:`ase_dostransformer.electronic.predict_gap` combines.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ class MemberOutputs:
     ``spectra``: ``(n_members, B, L)`` system-branch spectra, unclamped (their mean, clamped at 0, is
     the model's prediction). ``representation``: ``(B, n_members * hidden)``, each member's mean-pooled
     atom embedding (the vector its material layer reads, before any global features), concatenated in
-    member order.
+    member order. ``gap``: ``(n_members, B, 3)``, each member's raw gap-head outputs (:mod:`.gap`), when
+    every member has a gap head; None otherwise.
     """
 
     spectra: torch.Tensor
     representation: torch.Tensor
+    gap: torch.Tensor | None = None
 
     @property
     def mean(self) -> torch.Tensor:
@@ -54,10 +57,12 @@ def member_outputs(model: Any, batch: Batch, energies: torch.Tensor | None = Non
 
     ``model``: a :class:`DOSEnsemble` or a single :class:`DOSTransformer` (then ``n_members`` is 1).
     The representation is read off each member's material layer by a forward hook, so nothing is
-    computed twice.
+    computed twice; the gap heads read the same vector.
     """
-    spectra, pooled = [], []
-    for member in _members(model):
+    spectra, pooled, gaps = [], [], []
+    members = _members(model)
+    with_gap = all(m.gap_head is not None for m in members)
+    for member in members:
         seen: list[torch.Tensor] = []
         hidden = member.cfg.hidden
         handle = member.material.register_forward_hook(lambda _m, args, _out, seen=seen: seen.append(args[0]))
@@ -66,7 +71,9 @@ def member_outputs(model: Any, batch: Batch, energies: torch.Tensor | None = Non
         finally:
             handle.remove()
         pooled.append(seen[-1][:, :hidden])
-    return MemberOutputs(torch.stack(spectra), torch.cat(pooled, dim=-1))
+        if with_gap and member.gap_head is not None:
+            gaps.append(member.gap_head(seen[-1]))
+    return MemberOutputs(torch.stack(spectra), torch.cat(pooled, dim=-1), torch.stack(gaps) if gaps else None)
 
 
 def _check_compatible(cfg: ModelConfig, ref: ModelConfig, i: int) -> None:

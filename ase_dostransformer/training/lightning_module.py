@@ -2,16 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from ..errors import NonFiniteLossError
+from ..errors import DatasetError, NonFiniteLossError
 from ..kinds import get_kind
 from ..model import ModelConfig, build_model
+from ..model.gap import gap_parameters
 from .metrics import dostransformer_loss, spectrum_metrics
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def gap_loss_terms(raw: torch.Tensor, target: torch.Tensor, pos_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(BCE, NLL)`` of a gap head's raw ``(B, 3)`` outputs against DFT gaps ``(B,)`` (eV, NaN unknown).
+
+    BCE: the metal logit against ``gap < METAL_GAP`` (:data:`ase_dostransformer.electronic.METAL_GAP`),
+    metals weighted by ``pos_weight``, averaged over the crystals with a known gap. NLL: the Gaussian
+    negative log-likelihood of the gap under the head's mean and standard deviation, averaged over the
+    insulators. A term with no crystal to average over is 0 (and has no gradient).
+    """
+    from ..electronic import METAL_GAP
+
+    logit, mean, log_std = gap_parameters(raw.float())
+    target = target.view(-1).to(logit.dtype)
+    known = torch.isfinite(target)
+    safe = torch.where(known, target, torch.zeros_like(target))
+    metal = (safe < METAL_GAP).to(logit.dtype)
+    weight = torch.tensor(float(pos_weight), dtype=logit.dtype, device=logit.device)
+    bce_each = F.binary_cross_entropy_with_logits(logit, metal, pos_weight=weight, reduction="none")
+    k = known.to(logit.dtype)
+    bce = (bce_each * k).sum() / k.sum().clamp_min(1.0)
+    insulator = k * (1.0 - metal)
+    nll_each = 0.5 * ((safe - mean) / log_std.exp()) ** 2 + log_std + _LOG_SQRT_2PI
+    nll = (nll_each * insulator).sum() / insulator.sum().clamp_min(1.0)
+    return bce, nll
 
 
 class DOSTransformerModule(L.LightningModule):
@@ -19,6 +49,11 @@ class DOSTransformerModule(L.LightningModule):
 
     Validation reports the paper's per-spectrum metrics of the system branch
     (``val_mse``, ``val_mae``, ``val_r2``) and selects models on ``val_mse``.
+
+    A model with a gap head (electron, ``ModelConfig.gap_head``) adds ``gap_weight x (BCE + NLL)``
+    (:func:`gap_loss_terms`; ``gap_pos_weight`` weighs the metals) and logs ``train_gap_loss``,
+    ``val_gap_mae`` (eV, the reported gap on the validation crystals with a DFT gap: 0 for those called
+    metals) and ``val_metal_balanced_accuracy``; the graphs must carry ``band_gap`` (training/tasks.py).
     """
 
     def __init__(
@@ -31,6 +66,8 @@ class DOSTransformerModule(L.LightningModule):
         warmup_epochs: int = 5,
         max_epochs: int = 500,
         prompt_only: bool = False,
+        gap_weight: float = 0.1,
+        gap_pos_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -40,6 +77,14 @@ class DOSTransformerModule(L.LightningModule):
             for p in self.model.parameters():
                 p.requires_grad_(id(p) in keep)
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._val_gap: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._gap_weight, self._gap_pos_weight = float(gap_weight), float(gap_pos_weight)
+
+    def _gap_target(self, batch: Any) -> torch.Tensor:
+        target = getattr(batch, "band_gap", None)
+        if target is None:
+            raise DatasetError("a model with a gap head trains on graphs that carry band_gap (electron datasets)")
+        return target.view(-1)
 
     def forward(self, batch: Any) -> dict[str, torch.Tensor]:
         """The model's clamped spectra of both branches."""
@@ -47,8 +92,16 @@ class DOSTransformerModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """The loss of one batch; a non-finite loss raises :class:`NonFiniteLossError`."""
-        out = self.model(batch, raw=True)
-        return self._checked_and_logged(dostransformer_loss(out, batch.y, self.hparams.beta), batch, batch_idx)
+        out, raw_gap = self.model.spectra_and_gap(batch, raw=True)
+        loss = dostransformer_loss(out, batch.y, self.hparams.beta)
+        if raw_gap is not None:
+            bce, nll = gap_loss_terms(raw_gap, self._gap_target(batch), self._gap_pos_weight)
+            gap_loss = bce + nll
+            self.log(
+                "train_gap_loss", gap_loss, batch_size=batch.num_graphs, on_step=False, on_epoch=True, sync_dist=True
+            )
+            loss = loss + self._gap_weight * gap_loss
+        return self._checked_and_logged(loss, batch, batch_idx)
 
     def _checked_and_logged(self, loss: torch.Tensor, batch: Any, batch_idx: int) -> torch.Tensor:
         """``loss``, logged as ``train_loss``; :class:`NonFiniteLossError` when it is not finite."""
@@ -61,9 +114,11 @@ class DOSTransformerModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        """Keep the batch's system-branch predictions and targets for the epoch's metrics."""
-        out = self.model(batch, branches=("system",))
+        """Keep the batch's system-branch predictions and targets (and gap outputs) for the epoch's metrics."""
+        out, raw_gap = self.model.spectra_and_gap(batch, branches=("system",))
         self._val.append((out["system"].detach().float().cpu(), batch.y.detach().float().cpu()))
+        if raw_gap is not None:
+            self._val_gap.append((raw_gap.detach().float().cpu(), self._gap_target(batch).detach().float().cpu()))
 
     def on_validation_epoch_end(self) -> None:
         """Log ``val_mse``, ``val_mae`` and ``val_r2`` over the whole validation set (gathered from every rank)."""
@@ -78,6 +133,30 @@ class DOSTransformerModule(L.LightningModule):
         m = spectrum_metrics(pred.numpy(), true.numpy())
         for k in ("mse", "mae", "r2"):
             self.log(f"val_{k}", m[k], prog_bar=k != "mae", rank_zero_only=False)
+        if self._val_gap:
+            self._log_gap_metrics()
+
+    def _log_gap_metrics(self) -> None:
+        """``val_gap_mae`` and ``val_metal_balanced_accuracy`` of the gathered gap outputs (NaN when undefined)."""
+        from ..electronic import METAL_GAP, balanced_accuracy
+
+        raw = torch.cat([r for r, _ in self._val_gap])
+        gap = torch.cat([t for _, t in self._val_gap])
+        self._val_gap.clear()
+        if self.trainer.world_size > 1:
+            raw = cast(torch.Tensor, self.all_gather(raw.to(self.device))).reshape(-1, 3).cpu()
+            gap = cast(torch.Tensor, self.all_gather(gap.to(self.device))).reshape(-1).cpu()
+        logit, mean, _ = gap_parameters(raw)
+        called = (torch.sigmoid(logit) >= 0.5).numpy()
+        reported = torch.where(torch.sigmoid(logit) >= 0.5, torch.zeros_like(mean), mean).numpy()
+        gap_np = gap.numpy()
+        known = np.isfinite(gap_np)
+        metal = known & (np.where(known, gap_np, 0.0) < METAL_GAP)
+        gapped = known & ~metal
+        mae = float(np.abs(reported - gap_np)[gapped].mean()) if gapped.any() else float("nan")
+        balanced = balanced_accuracy(metal[known], called[known])
+        self.log("val_gap_mae", mae, rank_zero_only=False)
+        self.log("val_metal_balanced_accuracy", float("nan") if balanced is None else balanced, rank_zero_only=False)
 
     def configure_optimizers(self) -> Any:
         """AdamW on the trainable parameters, with the configured learning-rate schedule."""

@@ -62,6 +62,10 @@ class TrainOptions:
     teacher: str | None = None  # comma-separated teacher labelling folders to train on too (output physical)
     teacher_weight: float = 1.0  # weight of the teacher targets' loss against the DFT one
     mean_weight: float = 5.0  # weight of the teacher mean-frequency term (|log ratio|) inside the teacher loss
+    gap_head: bool = False  # electron: also learn metal/insulator and the band gap with its uncertainty (model/gap.py)
+    gap_weight: float = 0.1  # weight of the gap terms (metal cross-entropy + gap NLL) against the spectrum loss
+    # weight of the metal class in the cross-entropy; None: the training split's insulators / metals, set at setup
+    gap_pos_weight: float | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -86,7 +90,7 @@ class TrainOptions:
                 _at_least(name, getattr(self, name), 1)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise TrainOptionsError(f"--lr must be a positive finite number, got {self.lr}")
-        for name in ("weight_decay", "beta", "teacher_weight", "mean_weight"):
+        for name in ("weight_decay", "beta", "teacher_weight", "mean_weight", "gap_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise TrainOptionsError(f"--{name} must be a finite number >= 0, got {value}")
@@ -106,6 +110,14 @@ class TrainOptions:
             raise TrainOptionsError("--output physical is for --task phonon with --energy_encoding value")
         if self.teacher is not None and self.output != "physical":
             raise TrainOptionsError("--teacher labels train a physical model: add --output physical")
+        if self.gap_head and self.task != "electron":
+            raise TrainOptionsError(f"--gap_head is for --task electron, not {self.task!r}")
+        if self.gap_pos_weight is not None:
+            if isinstance(self.gap_pos_weight, bool) or not isinstance(self.gap_pos_weight, numbers.Real):
+                raise TrainOptionsError(f"--gap_pos_weight must be a number, got {self.gap_pos_weight!r}")
+            self.gap_pos_weight = float(self.gap_pos_weight)
+            if not (math.isfinite(self.gap_pos_weight) and self.gap_pos_weight > 0):
+                raise TrainOptionsError(f"--gap_pos_weight must be a positive finite number, got {self.gap_pos_weight}")
         if isinstance(self.devices, str) and self.devices.strip().isdigit():
             self.devices = int(self.devices)
         if isinstance(self.devices, int):

@@ -179,6 +179,8 @@ def run_identity(opts: Any, data_sha256: str, split: dict[str, np.ndarray]) -> d
     identity["data_sha256"] = data_sha256
     identity["split_sha256"] = split_checksum(split)
     identity["init_sha256"] = file_sha256(opts.init_from) if opts.init_from else None
+    if getattr(opts, "gap_head", False):  # runs without a gap head keep the identity they always had
+        identity |= {"gap_weight": opts.gap_weight, "gap_pos_weight": opts.gap_pos_weight}
     return identity
 
 

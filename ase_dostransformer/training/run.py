@@ -49,10 +49,16 @@ class EpochLog(Callback):
         if trainer.global_rank != 0 or (trainer.current_epoch + 1) % trainer.check_val_every_n_epoch:
             return
         m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        gap = (
+            f"gap_loss {m['train_gap_loss']:.4f}  val_gap_mae {m.get('val_gap_mae', float('nan')):.3f}  "
+            f"val_metal_bacc {m.get('val_metal_balanced_accuracy', float('nan')):.3f}  "
+            if "train_gap_loss" in m
+            else ""
+        )
         print(
             f"epoch {trainer.current_epoch:4d}  train_loss {m.get('train_loss', float('nan')):.4f}  "
             f"val_mse_x10 {10 * m.get('val_mse', float('nan')):.4f}  val_mae {m.get('val_mae', float('nan')):.4f}  "
-            f"val_r2 {m.get('val_r2', float('nan')):.4f}  {time.time() - self.t0:.0f}s",
+            f"val_r2 {m.get('val_r2', float('nan')):.4f}  {gap}{time.time() - self.t0:.0f}s",
             flush=True,
         )
 
@@ -81,6 +87,23 @@ def dataset_geometry(opts: TrainOptions, rows: Any, graphs: list) -> dict[str, l
     return geometry
 
 
+def gap_settings(opts: TrainOptions, graphs: list, split: dict[str, np.ndarray]) -> dict[str, float]:
+    """The gap head's loss settings; ``opts.gap_pos_weight`` from the training split when not given.
+
+    Sets ``opts.gap_head`` (a model from ``--init_from`` may bring its head) and ``opts.gap_pos_weight``
+    (insulators / metals of the training crystals with a known gap,
+    :func:`~ase_dostransformer.electronic.metal_pos_weight`), so ``metrics.json`` and the resume check
+    record what the run used.
+    """
+    from ..electronic import metal_pos_weight
+
+    opts.gap_head = True
+    if opts.gap_pos_weight is None:
+        gaps = [float(getattr(graphs[i], "band_gap", torch.tensor([float("nan")]))[0]) for i in split["train"]]
+        opts.gap_pos_weight = metal_pos_weight(gaps)
+    return {"gap_weight": opts.gap_weight, "gap_pos_weight": opts.gap_pos_weight}
+
+
 def train(opts: TrainOptions) -> dict[str, Any]:
     """Train a DOSTransformer of ``opts.task``; returns the report written to ``out/metrics.json``."""
     opts.validate()  # again: the options may have been changed since they were made
@@ -93,7 +116,11 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     data = task_data(opts)  # phonon or electron DOS; with --init_from, the starting model's architecture
     graphs, split, cfg = data.graphs, data.split, data.cfg
     module_type = PhysicalDOSModule if cfg.output == "physical" else DOSTransformerModule
-    extra = {"teacher_weight": opts.teacher_weight, "mean_weight": opts.mean_weight} if cfg.output == "physical" else {}
+    extra: dict[str, Any] = (
+        {"teacher_weight": opts.teacher_weight, "mean_weight": opts.mean_weight} if cfg.output == "physical" else {}
+    )
+    if cfg.gap_head:
+        extra |= gap_settings(opts, graphs, split)
     module = module_type(
         cfg.to_dict(),
         **extra,

@@ -3,12 +3,16 @@
 The kind (:mod:`ase_dostransformer.kinds`, from ``--task``) loads its dataset as graphs and sets its
 model-config defaults; this module adds the split, the architecture from the options and the
 starting weights of a fine-tuning run. Only :mod:`.run` imports it.
+
+Electron graphs also carry their material's DFT band gap as ``band_gap`` (a ``(1,)`` tensor, eV, NaN
+where the dataset row has none), the target of a model's gap head (:func:`attach_band_gaps`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from .splits import make_split
 
 __all__ = [
     "TaskData",
+    "attach_band_gaps",
     "describe_init",
     "edos_model_config",
     "evaluation_data",
@@ -61,6 +66,8 @@ def model_config(opts: TrainOptions, recipe: Any, kind: str | DOSKind | None = N
         recipe=recipe.to_dict(),
     )
     cfg = get_kind(kind if kind is not None else opts.task).model_config(base, recipe)
+    if opts.gap_head:  # after the kind's defaults: the config refuses a gap head on a phonon model
+        cfg = dataclasses.replace(cfg, gap_head=True)
     if opts.output == "physical":  # its own wide grid: the support follows the crystal, up to 4000 cm^-1
         from ..spectra import WIDE_PHONON_GRID
 
@@ -99,6 +106,8 @@ def _kind_data(opts: TrainOptions, recipe: dict | None = None) -> TaskData:
     ts = kind.training_set(opts.data, opts, recipe)
     split = training_split(ts, kind, opts.dataset, opts.seed, opts.limit)
     graphs, sha256 = ts.graphs, ts.sha256
+    if kind.name == "electron":
+        attach_band_gaps(graphs, opts.data, ts.ids)
     if opts.output == "physical":
         from .teacher_data import attach_teacher_target, with_teacher_labels
 
@@ -111,14 +120,39 @@ def _kind_data(opts: TrainOptions, recipe: dict | None = None) -> TaskData:
     return TaskData(sha256, graphs, split, model_config(opts, ts.recipe, kind))
 
 
+def attach_band_gaps(graphs: list, data: str | None, ids: Sequence[str] | None) -> None:
+    """Give each graph of an electron dataset its row's DFT gap as ``band_gap`` (``(1,)``, eV; NaN unknown).
+
+    The gaps come from the dataset's rows (``properties.band_gap``,
+    :func:`~ase_dostransformer.electronic.band_gap_targets`), which must be the graphs' materials in order.
+    """
+    from ..electronic import band_gap_targets
+    from ..errors import DatasetError
+    from ..io.electron_dataset import load_edos_dataset
+
+    if data is None:
+        raise TrainOptionsError("--task electron needs --data DIR")
+    ds = load_edos_dataset(data)
+    if (ids is not None and list(ids) != ds.ids) or len(ds) != len(graphs):
+        raise DatasetError(f"{data}: the dataset's rows are not the materials of its graphs")
+    for graph, gap in zip(graphs, band_gap_targets(ds.rows), strict=True):
+        graph.band_gap = torch.tensor([gap], dtype=torch.float32)
+
+
 def task_data(opts: TrainOptions) -> TaskData:
-    """Data and model config for ``opts.task``; with ``opts.init_from`` the config is the model file's."""
+    """Data and model config for ``opts.task``; with ``opts.init_from`` the config is the model file's.
+
+    ``--gap_head`` with a starting model that has none adds a fresh head to it (:func:`prepare_module`
+    loads every other weight).
+    """
     opts.validate()  # the task may have been changed since the options were made
     if opts.prompt_only and not opts.init_from:
         raise TrainOptionsError("--prompt_only fine-tunes a trained model: give it with --init_from MODEL_FILE")
     data = _kind_data(opts)
     if opts.init_from:
         data.cfg = init_config(opts.init_from, data.cfg)
+        if opts.gap_head and not data.cfg.gap_head:
+            data.cfg = dataclasses.replace(data.cfg, gap_head=True)
     return data
 
 
@@ -147,7 +181,13 @@ def prepare_module(module: Any, opts: TrainOptions, data: TaskData) -> None:
         from ..model.files import read_model_file
 
         state = read_model_file(opts.init_from)["state_dict"]
-        module.model.load_state_dict(state)
+        missing, unexpected = module.model.load_state_dict(state, strict=False)
+        fresh = [k for k in missing if not k.startswith("gap_head.")]  # a head added by --gap_head starts fresh
+        if fresh or unexpected:
+            raise TrainOptionsError(
+                f"--init_from {opts.init_from}: its weights do not fit the model (missing {fresh[:5]}, "
+                f"unexpected {list(unexpected)[:5]})"
+            )
         before = torch.nonzero(module.model.seen_systems).view(-1)
         train_systems = torch.cat([train_systems, before])
     module.model.set_seen_systems(train_systems)
