@@ -247,13 +247,16 @@ def test_electron_quantities_counts_metals_and_insulators() -> None:
     metal = np.exp(-(e**2))  # states at 0 eV
     insulator = np.where(np.abs(e) < 1.0, 0.0, 1.0)  # a 2 eV empty window around 0
     pred = np.stack([metal, insulator, insulator])
-    q = electron_quantities(pred, pred, np.array([0.0, 2.0, 0.1]))  # the third is a metal called an insulator
+    q = electron_quantities(pred, pred, np.array([0.0, 2.0, 0.0]))  # the third is a metal called an insulator
+    assert q["gap_source"] == "dos"  # no gap head: the gap is read off the DOS
     assert q["n_gap"] == 3
     assert q["n_metals"] == 2
     assert q["metal_insulator_accuracy"] == pytest.approx(2 / 3)
     assert q["metal_insulator_balanced_accuracy"] == pytest.approx((1 / 2 + 1) / 2)
+    assert q["majority_baseline_accuracy"] == pytest.approx(2 / 3)
+    assert q["metals_given_unflagged_gap"] == pytest.approx(1 / 2)  # the DOS read gives the third a gap, unflagged
     est = 2.0 - ELECTRON_GRID.step  # the empty window's bins
-    assert q["gap_mae_eV"] == pytest.approx((0 + abs(est - 2.0) + abs(est - 0.1)) / 3, abs=0.06)
+    assert q["gap_mae_eV"] == pytest.approx(abs(est - 2.0), abs=0.06)  # on the gapped crystal only
 
 
 @pytest.fixture
@@ -352,6 +355,10 @@ def test_killed_loop_continues_with_the_batch_it_chose(miniature: dict[str, Path
     # the CLI continues it: the same batch, round 0 not retrained
     model0 = miniature["out"] / "round-000" / "member-0" / "model.pt"
     stamp = model0.stat().st_mtime_ns
+    # a damaged checkpoint of an unfinished round-1 member is set aside, not resumed nor fatal
+    damaged = miniature["out"] / "round-001" / "member-0" / "checkpoints" / "last.ckpt"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"not a checkpoint")
     status = cli_main(
         [
             "active",
@@ -388,6 +395,9 @@ def test_killed_loop_continues_with_the_batch_it_chose(miniature: dict[str, Path
     assert state["rounds"][1]["selected"] == chosen
     assert state["rounds"][1]["done"]
     assert model0.stat().st_mtime_ns == stamp
+    (stale,) = (miniature["out"] / "round-001").glob("member-0.stale-*")
+    assert (stale / "checkpoints" / "last.ckpt").read_bytes() == b"not a checkpoint"
+    assert (miniature["out"] / "round-001" / "member-0" / "model.pt").is_file()
     rows = json.loads((miniature["out"] / CURVE_FILE).read_text())["rows"]
     assert [r["round"] for r in rows] == [0, 1]
     pool_ids = sorted([*POOL, FAILED], key=lambda i: f"{i}.extxyz")  # the pool folder's files, in order
@@ -402,3 +412,70 @@ def test_loop_config_refuses_what_cannot_run(tmp_path: Path) -> None:
     with pytest.raises(OptionError, match="batch"):
         LoopConfig(out=str(tmp_path), initial=[str(tmp_path)], batch=0)
     assert LoopConfig(out=str(tmp_path), initial=[str(tmp_path)], members=1, acquisition="random").members == 1
+
+
+# ------------------------------------------------------------------------- the active-vs-random experiment
+
+
+def _experiment():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("active_experiment", ROOT / "train" / "edos" / "active_experiment.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_experiment_split_is_fixed_and_keeps_test_crystals_out_of_the_pool(tmp_path: Path) -> None:
+    from ase_dostransformer.training.tasks import evaluation_data
+
+    exp = _experiment()
+    initial, labels = tmp_path / "initial", tmp_path / "pool-labels"
+    initial.mkdir()
+    labels.mkdir()
+    for mid in TRAIN + VALID + TEST:
+        shutil.copy(LABELS / f"{mid}.json.gz", initial)
+    for mid in [*POOL, TEST[1]]:  # TEST[1] (a metal) is already an initial label: never in the pool
+        shutil.copy(LABELS / f"{mid}.json.gz", labels)
+    (labels / "broken.json.gz").write_bytes(b"not gzip")  # a finished file dataset build cannot read
+    out = tmp_path / "exp"
+    split = exp.make_split(out, [initial], labels, test_from_pool=2, split_seed=0, log=lambda _: None)
+
+    # the initial labels are split as `dostransformer train --dataset random --seed 0` splits them
+    ids = json.loads((out / "data" / "initial" / "materials.json").read_text())
+    ids = [row["id"] for row in ids]
+    _, _, random = evaluation_data("edos", str(out / "data" / "initial"), "random", 0)
+    for part, key in (("train", "train"), ("valid", "valid"), ("test", "test_initial")):
+        assert sorted(split[key]) == sorted(ids[i] for i in random[part])
+    assert set(split["test_pool"]) < set(POOL)
+    assert len(split["test_pool"]) == 2
+    assert split["test"] == sorted(split["test_initial"] + split["test_pool"])
+    assert split["pool"] == sorted(set(POOL) - set(split["test_pool"]))
+    assert "already an initial label" in split["p_skipped"][TEST[1]]
+    assert "broken" in split["p_skipped"]
+    parts = [set(split[k]) for k in ("train", "valid", "test", "pool")]
+    assert sum(map(len, parts)) == len(set().union(*parts)) == len(TRAIN + VALID + TEST) + len(POOL)
+    gaps = {
+        mid: json.loads(gzip.decompress((LABELS / f"{mid}.json.gz").read_bytes()))["band_gap"]["gap"]
+        for mid in split["test"]
+    }
+    assert split["counts"]["metals_test"] == sum(g < 0.05 for g in gaps.values())
+
+    # deterministic, and fixed: a rerun reads the file even when more labels have finished since
+    assert exp.make_split(tmp_path / "again", [initial], labels, 2, 0, log=lambda _: None)["test"] == split["test"]
+    stamp = (out / exp.SPLIT_FILE).stat().st_mtime_ns
+    shutil.copy(LABELS / "mp-1000.json.gz", labels)  # a label that finishes after the split was made
+    assert exp.make_split(out, [initial], labels, 2, 0, log=lambda _: None) == split
+    assert (out / exp.SPLIT_FILE).stat().st_mtime_ns == stamp
+    with pytest.raises(OptionError, match="test_from_pool=2, not 3"):
+        exp.make_split(out, [initial], labels, 3, 0)
+
+    # the loops' inputs: the test labels to add to the initial ones, the pool as structure files
+    test_labels, structures = exp.prepare_inputs(out, split)
+    assert sorted(p.name for p in test_labels.iterdir()) == [f"{i}.json.gz" for i in split["test_pool"]]
+    assert (test_labels / f"{split['test_pool'][0]}.json.gz").read_bytes() == (
+        LABELS / f"{split['test_pool'][0]}.json.gz"
+    ).read_bytes()
+    labelled = split["train"] + split["valid"] + split["test"]
+    # what each loop will choose from (P never holds phonon test crystals: their check is left out, for speed)
+    assert assemble_pool([str(structures)], labelled, test_ids=[]).ids == split["pool"]

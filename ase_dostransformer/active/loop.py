@@ -37,22 +37,26 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import DatasetError, OptionError
+from ..errors import CheckpointError, DatasetError, OptionError
 from ..io.atomic import atomic_write_text
 from ..io.locks import lock_folder
 from .acquisition import ACQUISITIONS, CANDIDATE_FACTOR, diverse_uncertain, random_batch, relative_spread, standardise
 from .labeller import Labeller, label_path
 from .pool import POOL_FILE, Pool, assemble_pool, load_pool, save_pool
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..electronic import GapPrediction
+
 __all__ = [
     "CURVE_FILE",
+    "QUANTITY_KEYS",
     "RESUMABLE_FIELDS",
     "STATE_FILE",
     "LoopConfig",
@@ -68,8 +72,16 @@ STATE_FORMAT = "ase-dostransformer-active-loop"
 STATE_VERSION = 1
 #: Config fields that may differ when a loop is resumed; every other one must match its state.
 RESUMABLE_FIELDS = ("budget", "threads")
-#: Eigenvalue gaps below this (eV) count as metallic (the smoothed target hides narrower gaps).
-RESOLVABLE_GAP = 0.3
+#: The electron quantities of a learning-curve row (:func:`electron_quantities`).
+QUANTITY_KEYS = (
+    "gap_mae_eV",
+    "metal_insulator_accuracy",
+    "metal_insulator_balanced_accuracy",
+    "majority_baseline_accuracy",
+    "metals_given_unflagged_gap",
+    "metals_dos_at_fermi_positive",
+    "gap_within_90_interval",
+)
 
 
 @dataclass
@@ -334,7 +346,16 @@ def _train_members(config: LoopConfig, out: Path, r: int, log: Callable[[str], N
             continue
         init = str(previous[k] / "model.pt") if config.finetune and previous else None
         log(f"round {r}: training member {k + 1}/{config.members}" + (" (fine-tuning)" if init else ""))
-        train(config.train_options(str(run), str(data), str(split), config.seed * config.members + k, init))
+        options = config.train_options(str(run), str(data), str(split), config.seed * config.members + k, init)
+        try:
+            train(options)
+        except CheckpointError as exc:
+            # an unfinished run whose checkpoint no longer fits (the round's dataset was rebuilt by another
+            # version of the package, or the checkpoint is damaged): keep it aside and train afresh
+            stale = run.with_name(f"{run.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+            run.rename(stale)
+            log(f"round {r}: member {k + 1} cannot resume ({exc}); moved to {stale.name}, training afresh")
+            train(options)
 
 
 def _load_models(out: Path, r: int, members: int) -> Any:
@@ -348,40 +369,38 @@ def _load_models(out: Path, r: int, members: int) -> Any:
 # ---------------------------------------------------------------------------- evaluation
 
 
-def electron_quantities(pred: np.ndarray, true: np.ndarray, dft_gap: np.ndarray) -> dict[str, Any]:
-    """Metal/insulator accuracy and balanced accuracy, and the gap MAE, of predicted spectra.
+def electron_quantities(
+    pred: np.ndarray, true: np.ndarray, dft_gap: np.ndarray, gaps: Sequence[GapPrediction] | None = None
+) -> dict[str, Any]:
+    """Band gap and metal/insulator figures of a model on crystals with DFT gaps (:func:`~..electronic.gap_report`).
 
-    The gap is read off each prediction with :func:`~ase_dostransformer.electronic.band_gap_estimate`
-    and compared with the DFT eigenvalue gap ``dft_gap`` (eV; NaN where unknown, left out). A
-    crystal is an insulator when its DFT gap is above :data:`RESOLVABLE_GAP` and is called one when
-    its estimated gap is above 0. Balanced accuracy averages the recall of the classes present.
+    ``pred`` / ``true``: predicted and label spectra; ``dft_gap``: the DFT eigenvalue gaps (eV; NaN where
+    unknown, left out); ``gaps``: the model's :func:`~ase_dostransformer.electronic.predict_gap` results
+    when it has a gap head (then the headline figures are the head's), else the gap is read off ``pred``.
+    A crystal is a metal when its DFT gap is below :data:`~ase_dostransformer.electronic.METAL_GAP`.
+    The headline keys (``gap_mae_eV`` on the gapped crystals, ``metal_insulator_accuracy``,
+    ``metal_insulator_balanced_accuracy``, ``majority_baseline_accuracy``, ``metals_given_unflagged_gap``,
+    ``metals_dos_at_fermi_positive``, ``gap_within_90_interval``) come with ``gap_source`` (``"head"`` or
+    ``"dos"``) and ``gap_report``: every figure of the head, of the DOS read of the predictions and of the
+    DOS read of the labels (the floor of any DOS-read estimate).
     """
-    from ..electronic import band_gap_estimate
+    from ..electronic import gap_report
 
-    gap = np.asarray(dft_gap, dtype=float)
-    known = np.isfinite(gap)
-    est = np.array([band_gap_estimate(y).gap if np.max(y) > 0 else 0.0 for y in pred])
-    if not known.any():
-        return {
-            "n_gap": 0,
-            "gap_mae_eV": None,
-            "metal_insulator_accuracy": None,
-            "metal_insulator_balanced_accuracy": None,
-        }
-    truth = gap[known] > RESOLVABLE_GAP
-    called = est[known] > 0
-    recalls = [float((called[truth == c] == c).mean()) for c in (False, True) if (truth == c).any()]
+    report = gap_report(pred, true, dft_gap, gaps)
+    main = report["head"] if report["head"] is not None else report["from_dos"]
+    keys = QUANTITY_KEYS
     return {
-        "n_gap": int(known.sum()),
-        "n_metals": int((~truth).sum()),
-        "gap_mae_eV": float(np.abs(est[known] - gap[known]).mean()),
-        "metal_insulator_accuracy": float((called == truth).mean()),
-        "metal_insulator_balanced_accuracy": float(np.mean(recalls)),
+        "gap_source": "dos" if gaps is None else "head",
+        "n_gap": main["n_known"],
+        "n_metals": main["n_metals"],
+        **{k: main[k] for k in keys},
+        "gap_report": report,
     }
 
 
 def _evaluate(model: Any, ds: Any, train_ids: list[str], test_ids: list[str]) -> dict[str, Any]:
     from ..batching import predict_graphs
+    from ..electronic import band_gap_targets, has_gap_head, predict_gap
     from ..io.electron_dataset import edos_graphs
     from ..training.metrics import mean_spectrum_baseline, spectrum_metrics
 
@@ -389,13 +408,15 @@ def _evaluate(model: Any, ds: Any, train_ids: list[str], test_ids: list[str]) ->
     graphs = edos_graphs(ds)
     test = [index[i] for i in test_ids]
     true = ds.dos[test].astype(np.float64)
-    pred = predict_graphs(model, [graphs[i] for i in test])
+    test_graphs = [graphs[i] for i in test]
+    pred = predict_graphs(model, test_graphs)
     train_y = ds.dos[[index[i] for i in train_ids]]
-    gap = np.array([ds.rows[i]["properties"].get("band_gap", np.nan) for i in test], dtype=float)
+    gap = band_gap_targets([ds.rows[i] for i in test])
+    head = predict_gap(model, test_graphs) if has_gap_head(model) else None
     return {
         "test": spectrum_metrics(pred, true),
         "test_mean_baseline": spectrum_metrics(mean_spectrum_baseline(train_y, len(test)), true),
-        **electron_quantities(pred, true, gap),
+        **electron_quantities(pred, true, gap, head),
     }
 
 
