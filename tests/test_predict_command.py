@@ -17,7 +17,7 @@ from ase_dostransformer.cli.predict import parse_temperatures, run_predict
 from ase_dostransformer.io.phonopy_files import read_total_dos
 from ase_dostransformer.io.summary import summary_columns
 from ase_dostransformer.kinds.phonon import CUT_OFF_MESSAGE
-from ase_dostransformer.model import DOSTransformer, ModelConfig, save_model_file
+from ase_dostransformer.model import DOSTransformer, ModelConfig, load_model_file, save_model_file
 from ase_dostransformer.screening import quantity_columns
 
 
@@ -324,25 +324,74 @@ def test_ids_of_extxyz_and_ase_db_inputs(model_file, tmp_path):
     assert not (folder / "rows.db.lock").exists()  # reading wrote nothing beside the input
 
 
+def _gap_model_file(path, p_metal, gap, std):
+    """A tiny electron model with a gap head whose outputs are fixed: ``p_metal``, ``gap`` (eV), ``std`` (eV).
+
+    The head's last layer has zero weights and these numbers as its biases (see ``model/gap.py``), so
+    every crystal gets them whatever its embedding; the DOS is the untrained model's own.
+    """
+    from ase_dostransformer.graphs.electron import ElectronGraphRecipe
+    from ase_dostransformer.training.options import TrainOptions
+    from ase_dostransformer.training.tasks import edos_model_config
+
+    torch.manual_seed(0)
+    opts = TrainOptions(task="electron", gap_head=True, hidden=32, layers=1, transformer=1, heads=4)
+    net = DOSTransformer(edos_model_config(opts, ElectronGraphRecipe())).eval()
+    last = net.gap_head.net[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([np.log(p_metal / (1 - p_metal)), np.log(np.expm1(gap)), np.log(std)]))
+    return save_model_file(net, path)
+
+
 def test_write_back_round_trips_through_ase_readers(model_file, shipped, tmp_path):
-    """Write-back to extxyz (tiny model) and ASE db (shipped ensemble): ASE reads both, and read_predictions."""
+    """Write-back to extxyz (tiny model) and ASE db (shipped ensemble): ASE reads both, and read_predictions.
+
+    Each run has a tiny electron model with a gap head: a possibly metallic insulator (p_metal 0.3,
+    1.2 +- 0.25 eV) in extxyz, a metal (p_metal 0.8: gap 0, flag ``metal``) in the database.
+    """
     import ase.db
     from ase.io import read
 
+    from ase_dostransformer.electronic import predict_gap_structures
     from ase_dostransformer.io.checksums import file_sha256
     from ase_dostransformer.io.writeback import read_predictions
 
     frames = [bulk("NaCl", "rocksalt", a=5.64), bulk("Si", "diamond", a=5.43)]
     frames[0].info["material_id"], frames[1].info["material_id"] = "mp-22862", "mp-149"
     write(tmp_path / "in.extxyz", frames)
+    gap_heads = {".extxyz": (0.3, 1.2, 0.25), ".db": (0.8, 1.5, 0.4)}  # p_metal, gap, std
     for model, back in ((str(model_file), tmp_path / "back.extxyz"), (shipped, tmp_path / "back.db")):
         out = tmp_path / back.suffix[1:]
+        p_metal, gap, std = gap_heads[back.suffix]
+        electron = _gap_model_file(tmp_path / f"edos{back.suffix}.pt", p_metal, gap, std)
         run_predict(
-            [tmp_path / "in.extxyz"], model=model, out=out, temperatures=[300.0], progress=False, write_back=back
+            [tmp_path / "in.extxyz"],
+            model=model,
+            out=out,
+            temperatures=[300.0],
+            progress=False,
+            plots=False,
+            write_back=back,
+            electron_model=electron,
         )
         rows = _json_rows(out)
         records = read_predictions(back)
         assert [r.name for r in records] == ["mp-22862", "mp-149"]
+        direct = predict_gap_structures(load_model_file(electron)[0], frames)  # the gap head, called directly
+        for rec, want in zip(records, direct, strict=True):
+            row = rows[rec.name]
+            assert rec.p_metal == pytest.approx(p_metal, rel=1e-6)
+            assert rec.band_gap_std_eV == pytest.approx(std, rel=1e-6)
+            assert rec.band_gap_eV == (0.0 if p_metal >= 0.5 else pytest.approx(gap, rel=1e-6))
+            assert rec.band_gap_flags == list(want.flags)
+            assert rec.band_gap_flags[0] == ("metal" if p_metal >= 0.5 else "possibly_metallic")
+            for key in ("band_gap_eV", "band_gap_std_eV", "p_metal", "band_gap_estimate_eV", "electron_dos_at_fermi"):
+                assert getattr(rec, key) == row[key]  # exactly the summary's numbers
+                assert key not in rec.quantities  # not taken for a screening quantity
+            assert rec.band_gap_flags == row["band_gap_flags"]
+            assert rec.electron_model.name == str(electron)
+            assert rec.electron_dos.shape == (201,)
         for rec in records:
             row = rows[rec.name]
             freqs, dos = read_total_dos(out / rec.name / "total_dos.dat")
@@ -365,6 +414,8 @@ def test_write_back_round_trips_through_ase_readers(model_file, shipped, tmp_pat
             assert records[0].uncertainties == {}
             info = read(back, index=0).info  # ASE's own reader
             assert info["material_id"] == "mp-22862"
+            assert info["dt_p_metal"] == pytest.approx(0.3, rel=1e-6)
+            assert info["dt_band_gap_flags"].startswith("possibly_metallic")
             assert info["dt_model_sha256"] == file_sha256(model_file)
             assert info["dt_phonon_dos"].shape == (51,)
         else:
@@ -379,6 +430,40 @@ def test_write_back_round_trips_through_ase_readers(model_file, shipped, tmp_pat
             assert row.dt_crystal_system == "cubic"
             assert row.data["dt_phonon_dos"].shape == (shipped.cfg.grid.npoints,)
             assert row.dt_model_sha256 == file_sha256(shipped.source)
+            assert (row.dt_band_gap_eV, row.dt_band_gap_flags) == (0.0, "metal")
+
+
+@pytest.mark.parametrize("suffix", [".extxyz", ".db"])
+def test_write_back_of_empty_and_unknown_values(suffix, tmp_path):
+    """No warnings, a gap without flags, NaN and None: read back as such, the keys after them intact."""
+    from ase_dostransformer.io.writeback import read_predictions, write_predictions
+
+    spectrum = {"frequencies_THz": np.linspace(0.0, 10.0, 5), "phonon_dos": np.ones(5)}
+    gapped = {"band_gap_eV": 1.5, "band_gap_std_eV": 0.2, "p_metal": 0.01, "band_gap_flags": ""}
+    no_head = {
+        "band_gap_eV": 0.0,
+        "band_gap_std_eV": float("nan"),
+        "p_metal": None,
+        "band_gap_flags": "from_dos; metal",
+    }
+    entries = [
+        (
+            bulk("Si", "diamond", a=5.43),
+            {"name": name, "warnings": "", **gap, "model": "m", "model_sha256": "ab"},
+            spectrum,
+        )
+        for name, gap in (("gapped", gapped), ("no_head", no_head), ("phonon_only", {}))
+    ]
+    got = read_predictions(write_predictions(tmp_path / f"back{suffix}", entries))
+    assert [(r.name, r.model.name, r.model.sha256, r.warnings) for r in got] == [
+        (name, "m", "ab", []) for name in ("gapped", "no_head", "phonon_only")
+    ]  # an empty string swallowed the next key in extxyz before it was left out
+    assert [(r.band_gap_eV, r.band_gap_std_eV, r.p_metal, r.band_gap_flags) for r in got] == [
+        (1.5, 0.2, 0.01, []),
+        (0.0, None, None, ["from_dos", "metal"]),
+        (None, None, None, None),
+    ]
+    assert all(r.quantities == {} for r in got)
 
 
 def test_write_back_refuses_an_existing_file_or_an_input(model_file, tmp_path):

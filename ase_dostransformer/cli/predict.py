@@ -109,8 +109,10 @@ version and what every column means.
 
 --write-back FILE.extxyz|FILE.db: every predicted structure with its DOS (dt_frequencies_THz,
 dt_phonon_dos, dt_phonon_dos_std), the summary's quantities and flags and the model's name, sha256
-and version, under dt_* keys (extxyz info; database key-value pairs and data); read them back with
-ase_dostransformer.io.writeback.read_predictions.
+and version, under dt_* keys (extxyz info; database key-value pairs and data); with --electron-model
+also dt_electron_energies_eV, dt_electron_dos, dt_band_gap_estimate_eV, dt_band_gap_eV,
+dt_band_gap_std_eV, dt_p_metal, dt_band_gap_flags ("; "-joined, as dt_warnings) and
+dt_electron_dos_at_fermi; read them back with ase_dostransformer.io.writeback.read_predictions.
 
 out_of_domain is true for elements never seen in training, a cell with more atoms than any
 training cell, an empty layer over 6 A wide (a slab or molecule in a vacuum box), a shortest
@@ -803,6 +805,10 @@ def _write_back(run: _Run, records: Sequence[Record]) -> None:
             "domain_score": rec.domain_score,
             "peak_frequency_THz": rec.peak_frequency_THz,
             "band_gap_estimate_eV": rec.band_gap_estimate_eV,
+            "band_gap_eV": rec.band_gap_eV,
+            "band_gap_std_eV": rec.band_gap_std_eV,
+            "p_metal": rec.p_metal,
+            "band_gap_flags": None if rec.band_gap_flags is None else "; ".join(rec.band_gap_flags),
             "electron_dos_at_fermi": rec.electron_dos_at_fermi,
             "warnings": "; ".join(rec.warnings),
             **run.identity.to_dict(),

@@ -9,9 +9,13 @@ with :data:`PREFIX` (``dt_``):
   with an electron model ``dt_electron_energies_eV`` and ``dt_electron_dos`` (max-normalised);
 - the screening quantities and their ``_std`` uncertainties (``dt_entropy_300K_J_per_K_per_mol_atoms``,
   ...; the summary's column names, see :mod:`ase_dostransformer.screening`), ``dt_uncertainty``,
-  ``dt_domain_score``, ``dt_peak_frequency_THz``, the band-gap estimate and DOS at the Fermi level;
+  ``dt_domain_score``, ``dt_peak_frequency_THz``, the band-gap estimate and DOS at the Fermi level
+  (``dt_band_gap_estimate_eV``, ``dt_electron_dos_at_fermi``) and the electron model's band gap
+  (:class:`~ase_dostransformer.electronic.GapPrediction`: ``dt_band_gap_eV``, ``dt_band_gap_std_eV``,
+  ``dt_p_metal``; the last two absent without a gap head);
 - the flags and findings: ``dt_out_of_domain``, ``dt_cut_off``, ``dt_crystal_system``,
-  ``dt_space_group``, ``dt_warnings`` (joined by ``"; "``);
+  ``dt_space_group``, ``dt_warnings`` and ``dt_band_gap_flags`` (each joined by ``"; "``; the flags
+  absent without an electron model, empty for a gap without flags);
 - what made it (:class:`ModelIdentity`): ``dt_model`` (registered name or file), ``dt_model_sha256``,
   ``dt_model_version`` (the version of this package), the same with ``dt_electron_model*``;
 - where it came from: ``dt_name`` (its folder under ``--out``), ``dt_source``, ``dt_frame``,
@@ -20,7 +24,10 @@ with :data:`PREFIX` (``dt_``):
 In extxyz, scalars and arrays go to the frame's ``info``; in an ASE database, scalars are key-value
 pairs and arrays go to the row's ``data``. The input's own ids (an extxyz frame's ``info``, a
 database row's key-value pairs) are kept beside them. The file is written atomically. Values that
-are unknown (NaN, None) are left out. :func:`read_predictions` reads either format back.
+are unknown (NaN, None) are left out; so are empty strings in extxyz (ASE writes them unquoted, and
+the key after one would be read as its value): an absent ``dt_warnings`` reads back as no warnings,
+an absent ``dt_band_gap_flags`` beside a ``dt_band_gap_eV`` as no flags. :func:`read_predictions`
+reads either format back.
 """
 
 from __future__ import annotations
@@ -70,6 +77,10 @@ _FIXED = (
     "domain_score",
     "peak_frequency_THz",
     "band_gap_estimate_eV",
+    "band_gap_eV",
+    "band_gap_std_eV",
+    "p_metal",
+    "band_gap_flags",
     "electron_dos_at_fermi",
     "warnings",
     "model",
@@ -201,6 +212,7 @@ def _write_extxyz(tmp: Path, prepared: Sequence[tuple[Any, dict[str, Any], dict[
         copy.info = {k: v for k, v in copy.info.items() if not str(k).startswith(PREFIX)}
         copy.info.update(kv)
         copy.info.update(data)
+        copy.info = {k: v for k, v in copy.info.items() if not (isinstance(v, str) and not v)}  # see the docstring
         images.append(copy)
     write(tmp, images, format="extxyz")
 
@@ -263,6 +275,10 @@ class PredictionRecord:
     electron_dos: np.ndarray | None = None
     band_gap_estimate_eV: float | None = None
     electron_dos_at_fermi: float | None = None
+    band_gap_eV: float | None = None  # the electron model's GapPrediction: its gap head, else the DOS read
+    band_gap_std_eV: float | None = None
+    p_metal: float | None = None
+    band_gap_flags: list[str] | None = None  # None without an electron model
 
 
 def read_predictions(path: str | os.PathLike) -> list[PredictionRecord]:
@@ -318,6 +334,9 @@ def _record(atoms: Any, scalars: dict[str, Any], data: dict[str, Any], path: Pat
             str(ours["electron_model"]), get("electron_model_sha256"), get("electron_model_version")
         )
     warnings_text = str(ours.get("warnings", "") or "")
+    flags = None  # no electron model; a gap without flags has them empty (in extxyz: left out)
+    if "band_gap_flags" in ours or "band_gap_eV" in ours:
+        flags = [f for f in str(ours.get("band_gap_flags", "") or "").split("; ") if f]
     return PredictionRecord(
         atoms=atoms,
         name=str(ours.get("name", "")),
@@ -344,4 +363,8 @@ def _record(atoms: Any, scalars: dict[str, Any], data: dict[str, Any], path: Pat
         electron_dos=array("electron_dos"),
         band_gap_estimate_eV=get("band_gap_estimate_eV"),
         electron_dos_at_fermi=get("electron_dos_at_fermi"),
+        band_gap_eV=get("band_gap_eV"),
+        band_gap_std_eV=get("band_gap_std_eV"),
+        p_metal=get("p_metal"),
+        band_gap_flags=flags,
     )
