@@ -6,6 +6,8 @@
   2.5/A, grid 0.3 A, density convergence 1e-3) and tighter ones (``dft_gpaw_tight``: k-density 4/A,
   grid 0.2 A, GPAW's default convergence), compared as training targets (per-spectrum MSE x10 and
   R^2 after the dataset's processing) and by band gap;
+- label folders: how many labels each training folder holds (``dft_gpaw``, ``dft_gpaw_metals`` and the
+  pool sample ``dft_gpaw_pool``) and how many are metals (DFT gap below ``electronic.METAL_GAP``);
 - published gaps: ``dft_gpaw_reference`` (Si, GaAs, MgO, NaCl at the lattice constants of Betzinger,
   Friedrich and Bluegel, PRB 81, 195117 (2010), all-electron FLAPW PBE) against their PBE gaps.
 
@@ -24,11 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ase_dostransformer.electronic import METAL_GAP
 from ase_dostransformer.io.electron_dataset import process_edos
 from ase_dostransformer.io.electron_sources import read_dft_result
 from ase_dostransformer.training.metrics import spectrum_metrics
 
 HERE = Path(__file__).resolve().parent
+#: The folders of training labels.
+LABEL_FOLDERS = ("dft_gpaw", "dft_gpaw_metals", "dft_gpaw_pool")
 #: PBE gaps (eV) of Betzinger, Friedrich and Bluegel (2010) at their lattice constants (A): Gamma-Gamma
 #: for the direct-gap GaAs, MgO and NaCl; for Si the Gamma-X gap (its conduction minimum lies near X).
 PUBLISHED_PBE_GAPS = {
@@ -46,8 +51,8 @@ def load(path: Path) -> dict:
 
 
 def results(folder: Path) -> dict[str, Path]:
-    """Id -> result file in ``folder``."""
-    files = sorted(folder.glob("*.json.gz")) + sorted(folder.glob("*.json"))
+    """Id -> result file in ``folder`` (not the labelling queue ``queue.json`` of ``dft_gpaw_pool``)."""
+    files = sorted(folder.glob("*.json.gz")) + sorted(f for f in folder.glob("*.json") if f.name != "queue.json")
     return {f.name.removesuffix(".gz").removesuffix(".json"): f for f in files}
 
 
@@ -77,6 +82,16 @@ def cost(folder: Path) -> dict:
         }
 
     return {"all": stats(rows), "by_atoms": {str(n): stats(v) for n, v in sorted(by_n.items())}}
+
+
+def label_counts(folders: tuple[str, ...] = LABEL_FOLDERS) -> dict:
+    """Labels and metals (DFT gap < ``METAL_GAP`` eV) per training folder, and in all."""
+    out: dict[str, dict] = {}
+    for name in folders:
+        gaps = [float(next(read_dft_result(p)).properties["band_gap"]) for p in results(HERE / name).values()]
+        out[name] = {"labels": len(gaps), "metals": sum(g < METAL_GAP for g in gaps)}
+    out["all"] = {k: sum(v[k] for v in out.values()) for k in ("labels", "metals")}
+    return out
 
 
 def failures(folder: Path) -> dict:
@@ -138,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         "cost": cost(HERE / "dft_gpaw"),
         "failures": failures(HERE / "dft_gpaw"),
         "settings_check": settings_check(HERE / "dft_gpaw", HERE / "dft_gpaw_tight"),
+        "label_folders": label_counts(),
+        "pool_cost": cost(HERE / "dft_gpaw_pool"),
+        "pool_failures": failures(HERE / "dft_gpaw_pool"),
         "reference_gaps": reference_gaps(HERE / "dft_gpaw_reference"),
     }
     print(json.dumps(report, indent=2))
