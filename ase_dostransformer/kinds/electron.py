@@ -76,13 +76,21 @@ class ElectronKind(DOSKind):
         return list(load_edos_dataset(self._folder(data)).atoms)
 
     def training_set(self, data: str | None, options: Any, recipe: Mapping[str, Any] | None = None) -> TrainingSet:
-        """A built electron-DOS dataset and its graphs (made with the dataset's own recipe)."""
+        """A built electron-DOS dataset and its graphs (made with the dataset's own recipe).
+
+        Each graph carries its row's DFT gap as ``band_gap`` (``(1,)``, eV; NaN where unknown), the
+        target of a gap head (:func:`~ase_dostransformer.electronic.band_gap_targets`).
+        """
+        import torch
+
+        from ..electronic import band_gap_targets
         from ..io.electron_dataset import edos_graphs, load_edos_dataset
 
         ds = load_edos_dataset(self._folder(data))
-        return TrainingSet(
-            ds.sha256, edos_graphs(ds), ds.recipe, ids=ds.ids, systems=ds.systems, num_species=ds.num_species
-        )
+        graphs = edos_graphs(ds)
+        for graph, gap in zip(graphs, band_gap_targets(ds.rows), strict=True):
+            graph.band_gap = torch.tensor([gap], dtype=torch.float32)
+        return TrainingSet(ds.sha256, graphs, ds.recipe, ids=ds.ids, systems=ds.systems, num_species=ds.num_species)
 
     def _folder(self, data: str | None) -> str:
         if not data:

@@ -5,14 +5,14 @@ model-config defaults; this module adds the split, the architecture from the opt
 starting weights of a fine-tuning run. Only :mod:`.run` imports it.
 
 Electron graphs also carry their material's DFT band gap as ``band_gap`` (a ``(1,)`` tensor, eV, NaN
-where the dataset row has none), the target of a model's gap head (:func:`attach_band_gaps`).
+where the dataset row has none), the target of a model's gap head (set by the electron kind's
+``training_set``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from .splits import make_split
 
 __all__ = [
     "TaskData",
-    "attach_band_gaps",
     "describe_init",
     "edos_model_config",
     "evaluation_data",
@@ -106,8 +105,6 @@ def _kind_data(opts: TrainOptions, recipe: dict | None = None) -> TaskData:
     ts = kind.training_set(opts.data, opts, recipe)
     split = training_split(ts, kind, opts.dataset, opts.seed, opts.limit)
     graphs, sha256 = ts.graphs, ts.sha256
-    if kind.name == "electron":
-        attach_band_gaps(graphs, opts.data, ts.ids)
     if opts.output == "physical":
         from .teacher_data import attach_teacher_target, with_teacher_labels
 
@@ -118,25 +115,6 @@ def _kind_data(opts: TrainOptions, recipe: dict | None = None) -> TaskData:
         else:
             graphs = [attach_teacher_target(g, None, True) for g in graphs]
     return TaskData(sha256, graphs, split, model_config(opts, ts.recipe, kind))
-
-
-def attach_band_gaps(graphs: list, data: str | None, ids: Sequence[str] | None) -> None:
-    """Give each graph of an electron dataset its row's DFT gap as ``band_gap`` (``(1,)``, eV; NaN unknown).
-
-    The gaps come from the dataset's rows (``properties.band_gap``,
-    :func:`~ase_dostransformer.electronic.band_gap_targets`), which must be the graphs' materials in order.
-    """
-    from ..electronic import band_gap_targets
-    from ..errors import DatasetError
-    from ..io.electron_dataset import load_edos_dataset
-
-    if data is None:
-        raise TrainOptionsError("--task electron needs --data DIR")
-    ds = load_edos_dataset(data)
-    if (ids is not None and list(ids) != ds.ids) or len(ds) != len(graphs):
-        raise DatasetError(f"{data}: the dataset's rows are not the materials of its graphs")
-    for graph, gap in zip(graphs, band_gap_targets(ds.rows), strict=True):
-        graph.band_gap = torch.tensor([gap], dtype=torch.float32)
 
 
 def task_data(opts: TrainOptions) -> TaskData:
