@@ -53,7 +53,8 @@ class DOSTransformerModule(L.LightningModule):
     A model with a gap head (electron, ``ModelConfig.gap_head``) adds ``gap_weight x (BCE + NLL)``
     (:func:`gap_loss_terms`; ``gap_pos_weight`` weighs the metals) and logs ``train_gap_loss``,
     ``val_gap_mae`` (eV, the reported gap on the validation crystals with a DFT gap: 0 for those called
-    metals) and ``val_metal_balanced_accuracy``; the graphs must carry ``band_gap`` (training/tasks.py).
+    metals) and ``val_metal_balanced_accuracy``; the graphs must carry ``band_gap`` (set by the electron
+    kind's ``training_set``).
     """
 
     def __init__(
@@ -147,8 +148,9 @@ class DOSTransformerModule(L.LightningModule):
             raw = cast(torch.Tensor, self.all_gather(raw.to(self.device))).reshape(-1, 3).cpu()
             gap = cast(torch.Tensor, self.all_gather(gap.to(self.device))).reshape(-1).cpu()
         logit, mean, _ = gap_parameters(raw)
-        called = (torch.sigmoid(logit) >= 0.5).numpy()
-        reported = torch.where(torch.sigmoid(logit) >= 0.5, torch.zeros_like(mean), mean).numpy()
+        called_metal = torch.sigmoid(logit) >= 0.5
+        called = called_metal.numpy()
+        reported = torch.where(called_metal, torch.zeros_like(mean), mean).numpy()
         gap_np = gap.numpy()
         known = np.isfinite(gap_np)
         metal = known & (np.where(known, gap_np, 0.0) < METAL_GAP)
