@@ -50,14 +50,15 @@ the gap. The band-gap estimate below finds the empty window near 0 eV under eith
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import DatasetError, OptionError, PredictionError
+from .errors import OptionError, PredictionError
 from .io.conversions import check_spectrum
+from .io.electron_dataset import band_gap_targets  # noqa: F401  (re-exported: the gap targets of dataset rows)
 from .spectra import ELECTRON_GRID, EnergyGrid
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -333,28 +334,6 @@ def predict_gap_structures(
 
 
 # ---------------------------------------------------------------------------------- evaluation
-
-
-def band_gap_targets(rows: Iterable[Mapping[str, Any]]) -> np.ndarray:
-    """The DFT gap (eV) of each dataset row (``row["properties"]["band_gap"]``), NaN where it is not known.
-
-    Raises :class:`~ase_dostransformer.errors.DatasetError` naming the row for a gap that is not a
-    number or is negative (a missing one is NaN: left out of the gap terms and metrics).
-    """
-    gaps = []
-    for i, row in enumerate(rows):
-        value = (row.get("properties") or {}).get("band_gap")
-        if value is None:
-            gaps.append(math.nan)
-            continue
-        try:
-            gap = float(value)
-        except (TypeError, ValueError):
-            raise DatasetError(f"row {i} ({row.get('id')}): band_gap {value!r} is not a number") from None
-        if math.isfinite(gap) and gap < 0:
-            raise DatasetError(f"row {i} ({row.get('id')}): band_gap {gap} eV is negative")
-        gaps.append(gap if math.isfinite(gap) else math.nan)
-    return np.asarray(gaps, dtype=float)
 
 
 def is_metal(dft_gap: Any) -> np.ndarray:

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -408,3 +409,25 @@ def _featurise_rows(ds: EDOSDataset, recipe: ElectronGraphRecipe) -> list:
         except ValueError as exc:
             raise DatasetError(f"material {row['id']}: {exc}") from exc
     return graphs
+
+
+def band_gap_targets(rows: Iterable[Mapping[str, Any]]) -> np.ndarray:
+    """The DFT gap (eV) of each dataset row (``row["properties"]["band_gap"]``), NaN where it is not known.
+
+    Raises :class:`~ase_dostransformer.errors.DatasetError` naming the row for a gap that is not a
+    number or is negative (a missing one is NaN: left out of the gap terms and metrics).
+    """
+    gaps = []
+    for i, row in enumerate(rows):
+        value = (row.get("properties") or {}).get("band_gap")
+        if value is None:
+            gaps.append(math.nan)
+            continue
+        try:
+            gap = float(value)
+        except (TypeError, ValueError):
+            raise DatasetError(f"row {i} ({row.get('id')}): band_gap {value!r} is not a number") from None
+        if math.isfinite(gap) and gap < 0:
+            raise DatasetError(f"row {i} ({row.get('id')}): band_gap {gap} eV is negative")
+        gaps.append(gap if math.isfinite(gap) else math.nan)
+    return np.asarray(gaps, dtype=float)

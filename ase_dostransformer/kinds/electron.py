@@ -79,12 +79,11 @@ class ElectronKind(DOSKind):
         """A built electron-DOS dataset and its graphs (made with the dataset's own recipe).
 
         Each graph carries its row's DFT gap as ``band_gap`` (``(1,)``, eV; NaN where unknown), the
-        target of a gap head (:func:`~ase_dostransformer.electronic.band_gap_targets`).
+        target of a gap head (:func:`~ase_dostransformer.io.electron_dataset.band_gap_targets`).
         """
         import torch
 
-        from ..electronic import band_gap_targets
-        from ..io.electron_dataset import edos_graphs, load_edos_dataset
+        from ..io.electron_dataset import band_gap_targets, edos_graphs, load_edos_dataset
 
         ds = load_edos_dataset(self._folder(data))
         graphs = edos_graphs(ds)
