@@ -32,7 +32,10 @@ metals it runs high (read ``METAL_FLAG_P`` in that light).
 
 An ensemble (:class:`~ase_dostransformer.model.ensemble.DOSEnsemble`) combines its members: ``p_metal``
 is the mean of the member probabilities, the gap the mean of the member means, and ``gap_std`` the
-square root of the mean member variance plus the variance of the member means.
+square root of the mean member variance plus the variance of the member means. The reported
+``gap_std`` is then multiplied by the model's calibration factor (:func:`gap_std_scale`: fitted on the
+validation crystals when training writes the model, refitted by ``dostransformer calibrate`` for an
+ensemble), so that ``gap +- 1.64 gap_std`` holds 90% of the validation gaps.
 :func:`gap_metrics` and :func:`gap_report` score either source against DFT gaps (the training report
 ``train/edos/report.py`` and the active-learning loop both use them).
 
@@ -84,6 +87,12 @@ Z90 = 1.6449
 #: :mod:`ase_dostransformer.io.electron_dataset` (17 points) times the grid step (0.05 eV). A DOS-read
 #: window narrower than the reported gap by more than this puts states inside the gap.
 SMOOTHING_WIDTH = 0.85
+#: Key of a model file's meta holding the factor its gap head's standard deviations are multiplied by
+#: (:func:`fit_gap_std_scale`, fitted on the validation crystals when the model is written, refitted by
+#: ``dostransformer calibrate`` for an ensemble). Absent: 1.
+GAP_STD_SCALE_KEY = "gap_std_scale"
+#: The fewest gapped validation crystals :func:`fit_gap_std_scale` fits a scale on.
+MIN_GAPPED_FOR_SCALE = 5
 
 
 @dataclass(frozen=True)
@@ -259,6 +268,57 @@ def combine_members(logits: Any, means: Any, stds: Any) -> tuple[np.ndarray, np.
     return p, gap, std
 
 
+def gap_std_scale(model: Any) -> float:
+    """The factor by which ``model`` scales its gap standard deviations (meta :data:`GAP_STD_SCALE_KEY`; else 1)."""
+    value = (getattr(model, "meta", None) or {}).get(GAP_STD_SCALE_KEY, 1.0)
+    scale = float(1.0 if value is None else value)
+    if not (math.isfinite(scale) and scale > 0):
+        raise OptionError(f"the model's {GAP_STD_SCALE_KEY} must be a finite number > 0, got {value!r}")
+    return scale
+
+
+def fit_gap_std_scale(dft_gap: Any, predictions: Sequence[GapPrediction], coverage: float = 0.9) -> float | None:
+    """The factor that makes ``gap_if_insulator +- Z90 x factor x gap_std`` cover ``coverage`` of the gapped crystals.
+
+    Fitted on VALIDATION crystals (never the test ones): ``predictions`` are a gap head's results with
+    the stds as they stand, ``dft_gap`` their DFT gaps (eV, NaN unknown). Only crystals with a DFT gap
+    of at least :data:`METAL_GAP` count (the head's std is the spread of the gap *if the crystal is an
+    insulator*). The factor is the ``coverage`` quantile of ``|gap_if_insulator - DFT| / (Z90 x
+    gap_std)``, nudged up by 1e-6 so the boundary crystal stays inside; None with fewer than
+    :data:`MIN_GAPPED_FOR_SCALE` such crystals or predictions without a head (``"from_dos"``).
+    """
+    if not 0.0 < coverage < 1.0:
+        raise OptionError(f"coverage must be in (0, 1), got {coverage}")
+    gap = np.asarray(dft_gap, dtype=float).reshape(-1)
+    if len(predictions) != len(gap):
+        raise OptionError(f"{len(predictions)} predictions for {len(gap)} DFT gaps")
+    if_insulator = np.array([p.gap_if_insulator for p in predictions], dtype=float)
+    std = np.array([p.gap_std for p in predictions], dtype=float)
+    use = np.isfinite(gap) & (np.where(np.isfinite(gap), gap, 0.0) >= METAL_GAP)
+    use &= np.isfinite(if_insulator) & np.isfinite(std) & (std > 0)
+    if use.sum() < MIN_GAPPED_FOR_SCALE:
+        return None
+    ratio = np.abs(if_insulator[use] - gap[use]) / (Z90 * std[use])
+    return max(float(np.quantile(ratio, coverage, method="higher")) * (1 + 1e-6), 1e-3)
+
+
+def calibrate_gap_std(model: Any, valid_graphs: Sequence[Data], batch_size: int = 64) -> float | None:
+    """The :data:`GAP_STD_SCALE_KEY` value for ``model`` fitted on its VALIDATION graphs (:func:`fit_gap_std_scale`).
+
+    The graphs carry their DFT gaps as ``band_gap`` (the electron kind's training set sets it). The
+    scale already in the model's meta is taken into account, so refitting a calibrated model gives the
+    same value. None for a model without a gap head, or too few gapped validation crystals.
+    """
+    if not has_gap_head(model) or not valid_graphs:
+        return None
+    missing = [i for i, g in enumerate(valid_graphs) if getattr(g, "band_gap", None) is None]
+    if missing:
+        raise OptionError(f"validation graph {missing[0]} carries no band_gap: calibrating a gap head needs DFT gaps")
+    dft_gap = np.array([float(g.band_gap.reshape(-1)[0]) for g in valid_graphs])
+    factor = fit_gap_std_scale(dft_gap, predict_gap(model, valid_graphs, batch_size=batch_size))
+    return None if factor is None else gap_std_scale(model) * factor
+
+
 def has_gap_head(model: Any) -> bool:
     """Whether ``model`` (a DOSTransformer or every member of a DOSEnsemble) has a gap head."""
     members = getattr(model, "models", None) or [model]
@@ -291,6 +351,7 @@ def predict_gap(
         return [gap_from_dos(y, grid) for y in predict_graphs(model, graphs, batch_size, device)]
     if batch_size < 1:
         raise OptionError(f"batch_size must be >= 1, got {batch_size}")
+    scale = gap_std_scale(model)
     dev = resolve_device(device)
     model = model.to(dev).eval()
     out: list[GapPrediction] = []
@@ -309,6 +370,7 @@ def predict_gap(
                 error.structure = bad  # type: ignore[attr-defined]
                 raise error
             p, gap, std = combine_members(logit, mean, np.exp(log_std))
+            std = std * scale
             out.extend(gap_prediction(p[k], gap[k], std[k], dos[k], grid) for k in range(len(group)))
     return out
 

@@ -28,6 +28,7 @@ from ase_dostransformer.errors import OptionError
 from ase_dostransformer.io.atoms_json import atoms_from_dict
 from ase_dostransformer.io.locks import LOCK_FILE
 from ase_dostransformer.io.phdos import load_phonon_dataset
+from ase_dostransformer.model import load_model_file
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT / "train" / "edos" / "dft_gpaw"
@@ -285,6 +286,7 @@ def test_two_round_loop_end_to_end_and_resume(miniature: dict[str, Path]) -> Non
         pool=[str(miniature["pool"])],
         budget=2,
         batch=2,
+        gap_head=True,
         **TINY,
     )
     logs: list[str] = []
@@ -304,7 +306,10 @@ def test_two_round_loop_end_to_end_and_resume(miniature: dict[str, Path]) -> Non
     n0, n1 = curve[0]["n_labels"], curve[1]["n_labels"]
     assert n0 == len(TRAIN)
     assert n1 == n0 + len(picked["labelled"]) > n0
+    member, _ = load_model_file(out / "round-001" / "member-0" / "model.pt")
+    assert member.gap_head is not None  # --gap-head reaches the members, and their head heads the curve
     for row in curve:
+        assert row["gap_source"] == "head"
         assert row["n_test"] == len(TEST) == row["test"]["n"]
         for key in ("mse_x10", "mae", "r2"):
             assert np.isfinite(row["test"][key])
@@ -359,6 +364,12 @@ def test_killed_loop_continues_with_the_batch_it_chose(miniature: dict[str, Path
     damaged = miniature["out"] / "round-001" / "member-0" / "checkpoints" / "last.ckpt"
     damaged.parent.mkdir(parents=True)
     damaged.write_bytes(b"not a checkpoint")
+    # a loop started before the gap options existed resumes: a missing field holds its default
+    state_path = miniature["out"] / STATE_FILE
+    old_state = json.loads(state_path.read_text())
+    for key in ("gap_head", "gap_weight"):
+        del old_state["config"][key]
+    state_path.write_text(json.dumps(old_state))
     status = cli_main(
         [
             "active",

@@ -16,16 +16,20 @@ from torch_geometric.data import Batch
 from torch_geometric.utils import scatter, to_dense_batch
 
 from ase_dostransformer.electronic import (
+    GAP_STD_SCALE_KEY,
     METAL_FLAG_P,
     METAL_GAP,
     SMOOTHING_WIDTH,
     GapPrediction,
     band_gap_estimate,
     band_gap_targets,
+    calibrate_gap_std,
     combine_members,
+    fit_gap_std_scale,
     gap_from_dos,
     gap_metrics,
     gap_prediction,
+    gap_std_scale,
     metal_pos_weight,
     predict_gap,
 )
@@ -203,6 +207,23 @@ def test_gap_metrics_on_hand_made_predictions() -> None:
         gap_metrics(dft, preds[:4])
 
 
+def test_gap_std_scale_fitted_by_hand() -> None:
+    # |error| / (1.6449 std) = 0.5, 1, 2, 3, 4, 6 on the six gapped crystals; the metal and the unknown are left out
+    z = 1.6449
+    dft = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, np.nan])
+    errors = [0.5, 1.0, 2.0, 3.0, 4.0, 6.0]
+    preds = [gap_prediction(0.0, 1.0 + e * z * 0.1, 0.1) for e in errors]
+    preds += [gap_prediction(0.9, 50.0, 0.01), gap_prediction(0.0, 50.0, 0.01)]
+    assert fit_gap_std_scale(dft, preds) == pytest.approx(6.0, rel=1e-5)  # 90% of six: the sixth
+    assert fit_gap_std_scale(dft, preds, coverage=0.5) == pytest.approx(3.0, rel=1e-5)
+    scaled = [gap_prediction(p.p_metal, p.gap_if_insulator, p.gap_std * 3.0) for p in preds]
+    assert gap_metrics(dft, scaled)["gap_within_90_interval"] == pytest.approx(3 / 6)  # 0.5, 1, 2 (3 on the edge: out)
+    assert fit_gap_std_scale(dft[:4], preds[:4]) is None  # too few gapped crystals to fit on
+    assert fit_gap_std_scale(dft[:6], [gap_from_dos(INSULATOR_DOS)] * 6) is None  # no head, no std
+    with pytest.raises(OptionError, match="coverage"):
+        fit_gap_std_scale(dft, preds, coverage=1.0)
+
+
 # ----------------------------------------------------------------------------------- an old model file
 
 
@@ -348,6 +369,38 @@ def test_ensemble_combines_its_members(gap_run) -> None:
         assert g.gap_std > rms * 1.001  # the members' disagreement adds to their own variance
     single = predict_gap(a, graphs)
     assert single[0].gap_std == pytest.approx(math.exp(log_std[0, 0]), rel=1e-5)
+
+
+def test_gap_std_scale_is_fitted_on_validation_written_and_applied(gap_run, gap_data: Path, tmp_path: Path) -> None:
+    from ase_dostransformer.io.electron_dataset import load_edos_dataset
+    from ase_dostransformer.training.run import export_run
+    from ase_dostransformer.training.tasks import evaluation_data
+
+    run, summary = gap_run
+    model, _ = load_model_file(run / "model.pt")
+    assert gap_std_scale(model) == 1.0  # its own validation part holds too few gapped crystals to fit on
+    sha, graphs, _ = evaluation_data("electron", str(gap_data), "random", 0)
+    gaps = band_gap_targets(load_edos_dataset(gap_data).rows)
+    gapped = np.flatnonzero(gaps >= METAL_GAP)
+    assert len(gapped) == 5
+    # written into the file when the validation part has enough gapped crystals
+    split = {"train": np.flatnonzero(gaps < METAL_GAP), "valid": gapped, "test": gapped}
+    opts = TrainOptions(**(summary["options"] | {"out": str(tmp_path)}))
+    export_run(opts, next((run / "checkpoints").glob("*.ckpt")), {}, sha, graphs, split)
+    calibrated, meta = load_model_file(tmp_path / "model.pt")
+    scale = meta[GAP_STD_SCALE_KEY]
+    assert scale == pytest.approx(calibrate_gap_std(model, [graphs[i] for i in gapped]), rel=1e-5)
+    assert json.loads((tmp_path / "metrics.json").read_text())[GAP_STD_SCALE_KEY] == pytest.approx(scale)
+    # applied: every std times the scale, and the calibrated intervals cover 90% of those crystals (here: all 5)
+    raw = predict_gap(model, [graphs[i] for i in gapped])
+    got = predict_gap(calibrated, [graphs[i] for i in gapped])
+    assert [g.gap_std for g in got] == pytest.approx([scale * r.gap_std for r in raw], rel=1e-5)
+    assert [g.gap_if_insulator for g in got] == pytest.approx([r.gap_if_insulator for r in raw], rel=1e-6)
+    assert gap_metrics(gaps[gapped], got)["gap_within_90_interval"] == 1.0
+    assert calibrate_gap_std(calibrated, [graphs[i] for i in gapped]) == pytest.approx(scale, rel=1e-5)  # a fixed point
+    calibrated.meta[GAP_STD_SCALE_KEY] = -1.0
+    with pytest.raises(OptionError, match="gap_std_scale"):
+        predict_gap(calibrated, graphs[:1])
 
 
 def test_fine_tuning_adds_a_gap_head_to_a_model_without_one(gap_run, gap_data: Path, tmp_path: Path) -> None:

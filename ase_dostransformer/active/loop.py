@@ -90,7 +90,8 @@ class LoopConfig:
 
     Training options follow ``train/edos/train.sh`` (value energy encoding, fp32) except ``epochs``,
     ``hidden``, ``lr``, ``batch_size``, ``eval`` (validation every N epochs) and ``es`` (early-stopping
-    patience in epochs, 0 for none), which are set here.
+    patience in epochs, 0 for none), which are set here; ``gap_head`` / ``gap_weight`` give the members
+    a band-gap head (``dostransformer train --gap_head``), whose figures then head the learning curve.
     """
 
     out: str
@@ -113,6 +114,8 @@ class LoopConfig:
     max_atoms: int | None = None
     candidate_factor: int = CANDIDATE_FACTOR
     threads: int | None = 1
+    gap_head: bool = False
+    gap_weight: float = 0.1
 
     def __post_init__(self) -> None:
         self.initial = [_absolute(p) for p in self.initial]
@@ -160,6 +163,8 @@ class LoopConfig:
             threads=self.threads,
             init_from=init_from,
             resume=True,
+            gap_head=self.gap_head,
+            gap_weight=self.gap_weight,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -218,8 +223,10 @@ def _load_state(out: Path, config: LoopConfig) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise DatasetError(f"{path}: not the state file of an active-learning loop")
     stored = state["config"]
+    defaults = {f.name: f.default for f in dataclasses.fields(LoopConfig) if f.default is not dataclasses.MISSING}
     for name, value in config.to_dict().items():
-        if name not in RESUMABLE_FIELDS and name != "out" and stored.get(name) != value:
+        # a field the stored loop predates holds its default there
+        if name not in RESUMABLE_FIELDS and name != "out" and stored.get(name, defaults.get(name)) != value:
             raise OptionError(
                 f"{out} holds a loop with {name}={stored.get(name)!r}, not {value!r}: use another --out, "
                 f"or the same settings to resume it (only {', '.join(RESUMABLE_FIELDS)} may change)"

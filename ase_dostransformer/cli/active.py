@@ -70,6 +70,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="uncertainty: choose among this many times --batch most uncertain crystals",
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--gap-head", action="store_true", help="members learn metal/insulator and the gap too")
+    p.add_argument("--gap-weight", type=float, default=0.1, help="weight of the gap head's loss terms")
     p.set_defaults(run=main, command_name="active")
     return p
 
@@ -111,6 +113,8 @@ def main(args: argparse.Namespace) -> int:
         max_atoms=args.max_atoms,
         candidate_factor=args.candidate_factor,
         threads=args.threads,
+        gap_head=args.gap_head,
+        gap_weight=args.gap_weight,
     )
     result = run_loop(config, make_labeller(args.labeller, args.gpaw_python, args.workers))
     print(f"{result.rounds_run} rounds run; {result.spent} of {config.budget} spent; {config.out}/learning_curve.json")

@@ -2,7 +2,9 @@
 
 The calibration (:mod:`ase_dostransformer.model.uncertainty`) takes its reference representations
 from the TRAINING crystals and its interval scale, distance weight and domain threshold from the
-VALIDATION crystals of the split the model was trained with; the test crystals are not read. The
+VALIDATION crystals of the split the model was trained with; the test crystals are not read. An
+electron ensemble with gap heads also gets the factor its gap standard deviations are multiplied by
+(:func:`ase_dostransformer.electronic.calibrate_gap_std`, on the same validation crystals). The
 written file holds the same weights, config and meta, plus the calibration.
 """
 
@@ -51,6 +53,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from ..batching import predict_graphs_members
+    from ..electronic import GAP_STD_SCALE_KEY, calibrate_gap_std
     from ..errors import DatasetError, OptionError
     from ..kinds import get_kind
     from ..model import DOSEnsemble
@@ -107,7 +110,11 @@ def main(args: argparse.Namespace) -> int:
             "recipe": model.graph_recipe.to_dict(),
         },
     )
-    path = save_model_file(model, args.out, meta=model.meta, calibration=calibration)
+    meta = dict(model.meta)
+    gap_scale = calibrate_gap_std(model, valid_graphs, batch_size=args.batch_size)  # None: no gap head
+    if gap_scale is not None:
+        meta[GAP_STD_SCALE_KEY] = gap_scale
+    path = save_model_file(model, args.out, meta=meta, calibration=calibration)
     fit = calibration.fit
     print(f"calibrated on {fit['n_train']} training and {fit['n_valid']} validation crystals ({args.dataset})")
     print(f"interval scale {calibration.interval_scale:.4f}: dos +- {Z_90:.3f} dos_std covers", end=" ")
@@ -117,5 +124,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"domain score: reference distance {calibration.distance_scale:.3f}, threshold", end=" ")
     print(f"{calibration.score_threshold:.3f} (validation {100 * fit['score_quantile']:.0f}th percentile)")
     print(f"bonded element pairs seen in training: {fit['train_pairs']}")
+    if gap_scale is not None:
+        print(f"gap head: standard deviations x {gap_scale:.3f} (90% intervals cover 90% of the validation gaps)")
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0

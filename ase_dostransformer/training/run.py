@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from ..electronic import GAP_STD_SCALE_KEY, calibrate_gap_std
 from ..graphs.validation import graphs_shortest_bond, training_geometry
 from ..io.atomic import atomic_write_text
 from ..io.locks import lock_run_folder
@@ -227,6 +228,10 @@ def export_run(
         **run_info,
         "metrics": report,
     }
+    # a gap head's standard deviations, scaled so that 90% intervals cover 90% of the validation gaps
+    gap_scale = calibrate_gap_std(model, [graphs[i] for i in split.get("valid", ())])
+    gap_calibration = {} if gap_scale is None else {GAP_STD_SCALE_KEY: gap_scale}
+    summary.update(gap_calibration)
     meta_keys = ("seed", "data_sha256", "split_sizes", "best_epoch", "metrics", "options", "code")
     train_graphs = [graphs[i] for i in split["train"]]
     domain = {
@@ -236,7 +241,7 @@ def export_run(
         # shortest bond and volume per atom: outside their training range a structure is flagged
         **dataset_geometry(opts, split["train"], train_graphs),
     }
-    save_model_file(model, out / "model.pt", meta={k: summary[k] for k in meta_keys} | domain)
+    save_model_file(model, out / "model.pt", meta={k: summary[k] for k in meta_keys} | domain | gap_calibration)
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2))
     print(format_report(report), flush=True)
     return summary
