@@ -8,7 +8,12 @@
   :mod:`~ase_dostransformer.graphs.crystal_system`), also kept as ``space_group``;
 - optional per-material global features (the original's DFT energies per atom), only when a recipe
   names them in ``global_features`` and the caller supplies their values: off by default, because a
-  model that needs DFT outputs cannot screen new structures.
+  model that needs DFT outputs cannot screen new structures;
+- foundation features (``foundation=True``, off by default), as in the phonon recipe: each atom's
+  frozen features from the shipped universal potential in a standard orientation
+  (:func:`~ase_dostransformer.graphs.foundation.crystal_foundation_features`), ``graph.foundation`` of
+  shape ``(N, 128)``, read by the ``foundation`` embedders and cached with the graphs (kept by
+  :meth:`~ElectronGraphRecipe.compact`). Off, the recipe and its ``to_dict`` are exactly as before.
 """
 
 from __future__ import annotations
@@ -82,10 +87,14 @@ class ElectronGraphRecipe:
     name: str = "edos-v1"
     #: Symmetry tolerance (A) of the crystal-system detection; :meth:`featurise` may override it.
     symprec: float = SYMPREC
+    #: Attach the universal potential's per-atom features as ``graph.foundation`` (the ``foundation`` embedders).
+    foundation: bool = False
 
     def __post_init__(self) -> None:
         # from JSON a tuple comes back as a list: keep the dataclass hashable and comparable
         object.__setattr__(self, "global_features", tuple(self.global_features))
+        if not isinstance(self.foundation, bool):
+            raise OptionError(f"foundation must be True or False, got {self.foundation!r}")
         if self.neighbours < 1 or self.cutoff <= 0 or self.gaussians < 2 or self.gaussian_width <= 0:
             raise OptionError(f"invalid electron graph recipe {self}")
         check_symprec(self.symprec)
@@ -106,9 +115,11 @@ class ElectronGraphRecipe:
         return len(self.global_features)
 
     def to_dict(self) -> dict:
-        """A JSON-friendly dict."""
+        """A JSON-friendly dict; ``foundation`` only when on (the default recipe's dict and cache key are unchanged)."""
         d = asdict(self)
         d["global_features"] = list(self.global_features)
+        if not d["foundation"]:  # added later: absent when off, so older cache keys and model files hold
+            del d["foundation"]
         return d
 
     @classmethod
@@ -152,6 +163,10 @@ class ElectronGraphRecipe:
         g = self.global_vector(global_features)
         if g is not None:
             data.global_features = torch.from_numpy(g).reshape(1, -1)
+        if self.foundation:
+            from .foundation import crystal_foundation_features
+
+            data.foundation = torch.from_numpy(crystal_foundation_features(crystal))
         if y is not None:
             data.y = torch.as_tensor(np.asarray(y, dtype=np.float32)).reshape(1, -1)
         return self.expand(data)
@@ -169,7 +184,7 @@ class ElectronGraphRecipe:
 
     @staticmethod
     def compact(data: Data) -> Data:
-        """A copy without ``x`` and ``edge_attr`` (see :meth:`expand`)."""
+        """A copy without ``x`` and ``edge_attr`` (see :meth:`expand`); everything else (``foundation``) is kept."""
         return Data(**{k: v for k, v in data.to_dict().items() if k not in ("x", "edge_attr")})
 
     def global_vector(self, values: Mapping[str, float] | Sequence[float] | None) -> np.ndarray | None:

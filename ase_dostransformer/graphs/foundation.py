@@ -4,8 +4,10 @@
 corrected by :func:`~ase_dostransformer.teacher.potential.load_teacher`) up to its per-atom
 ``readout`` features: the invariant norms of the tensor features after both interaction blocks,
 layer-normed and projected to 128 channels, i.e. what the energy head reads. They are computed
-without gradient (the potential stays frozen) and cached with the graphs (the phonon recipe's
-``foundation=True``, :mod:`ase_dostransformer.graphs.phonon`); the embedders that read them are in
+without gradient (the potential stays frozen) and cached with the graphs: a recipe with
+``foundation=True`` (phonon, :mod:`ase_dostransformer.graphs.phonon`, and electron,
+:mod:`ase_dostransformer.graphs.electron`) attaches :func:`crystal_foundation_features` of each
+crystal as ``graph.foundation``. The embedders that read them are in
 :mod:`ase_dostransformer.model.embedders`. Featurisation, so it lives with the graphs.
 """
 
@@ -23,7 +25,16 @@ from ..errors import InvalidStructureError, OptionError
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
 
-__all__ = ["FEATURE_DIM", "MAX_ATOMS_PER_PASS", "foundation_features", "foundation_potential"]
+    from .arrays import CrystalArrays
+
+__all__ = [
+    "FEATURE_DIM",
+    "MAX_ATOMS_PER_PASS",
+    "crystal_foundation_features",
+    "foundation_features",
+    "foundation_potential",
+    "standard_orientation",
+]
 
 #: Channels of a foundation feature (the shipped TensorNet's ``units``).
 FEATURE_DIM = 128
@@ -112,3 +123,29 @@ def foundation_features(atoms_list: Sequence[Atoms], device: str = "cpu", model:
         atoms_in_group += len(atoms)
     flush()
     return [np.ascontiguousarray(f, dtype=np.float32) for f in out]
+
+
+def standard_orientation(crystal: CrystalArrays) -> Atoms:
+    """The crystal as periodic ``Atoms`` in a standard orientation: its cell rebuilt from its lengths and angles.
+
+    Any rigid rotation of the input gives the same cell (up to the rounding of the lengths and angles)
+    and the same fractional coordinates, hence the same input to the potential.
+    """
+    from ase import Atoms
+    from ase.cell import Cell
+
+    standard = Cell.fromcellpar(Cell(crystal.cell).cellpar())
+    return Atoms(numbers=crystal.numbers, scaled_positions=crystal.scaled_positions, cell=standard, pbc=True)
+
+
+def crystal_foundation_features(crystal: CrystalArrays, device: str = "cpu") -> np.ndarray:
+    """``(N, 128)`` float32 foundation features of one validated crystal, computed in its standard orientation.
+
+    What a graph recipe with ``foundation=True`` attaches as ``graph.foundation`` (the one place that
+    computes it). The potential's features are rotation-invariant only up to float32 rounding; in the
+    standard orientation (:func:`standard_orientation`) a rotated crystal gets identical inputs.
+
+    Raises:
+        InvalidStructureError: an element the potential does not know.
+    """
+    return foundation_features([standard_orientation(crystal)], device=device)[0]

@@ -15,7 +15,8 @@
 - the prompt: the crystal system from the space group found at tolerance ``symprec`` (A; see
   :mod:`~ase_dostransformer.graphs.crystal_system`), also kept as ``space_group``;
 - foundation features (``foundation=True``, off by default): each atom's frozen features from the
-  shipped universal potential (:func:`~ase_dostransformer.graphs.foundation.foundation_features`),
+  shipped universal potential, in a standard orientation
+  (:func:`~ase_dostransformer.graphs.foundation.crystal_foundation_features`),
   ``graph.foundation`` of shape ``(N, 128)``, cached with the graph (the option is part of the
   recipe, hence of the cache key). Off, the recipe and its ``to_dict`` are exactly as before.
 """
@@ -140,16 +141,9 @@ class PhononGraphRecipe:
         if self.edge_taper > 0:
             data.edge_weight = torch.from_numpy(weight.astype(np.float32))
         if self.foundation:
-            from ase import Atoms
-            from ase.cell import Cell
+            from .foundation import crystal_foundation_features
 
-            from .foundation import foundation_features
-
-            # in a standard orientation (the cell rebuilt from its lengths and angles): the potential's features
-            # are rotation-invariant only up to float32 rounding, and a rotated crystal gets identical inputs here
-            standard = Cell.fromcellpar(Cell(crystal.cell).cellpar())
-            cell = Atoms(numbers=crystal.numbers, scaled_positions=crystal.scaled_positions, cell=standard, pbc=True)
-            data.foundation = torch.from_numpy(foundation_features([cell])[0])
+            data.foundation = torch.from_numpy(crystal_foundation_features(crystal))
         if self.volume:
             data.volume_per_atom = torch.tensor([abs(float(np.linalg.det(crystal.cell))) / n], dtype=torch.float32)
         if y is not None:

@@ -76,20 +76,33 @@ class ElectronKind(DOSKind):
         return list(load_edos_dataset(self._folder(data)).atoms)
 
     def training_set(self, data: str | None, options: Any, recipe: Mapping[str, Any] | None = None) -> TrainingSet:
-        """A built electron-DOS dataset and its graphs (made with the dataset's own recipe).
+        """A built electron-DOS dataset and its graphs, made with ``recipe`` or the dataset's own recipe.
 
+        ``recipe`` is a model's when one is evaluated (its graphs must be those it was trained on).
+        Without it: the dataset's recipe, with the universal potential's features (``foundation=True``)
+        for a ``foundation`` embedder (``options.embedder``). Graphs of a recipe other than that of the
+        dataset's own ``graphs.pt`` are built once per dataset and recipe and cached
+        (:func:`~ase_dostransformer.io.electron_dataset.edos_graphs`).
         Each graph carries its row's DFT gap as ``band_gap`` (``(1,)``, eV; NaN where unknown), the
         target of a gap head (:func:`~ase_dostransformer.io.electron_dataset.band_gap_targets`).
         """
+        import dataclasses
+
         import torch
 
         from ..io.electron_dataset import band_gap_targets, edos_graphs, load_edos_dataset
 
         ds = load_edos_dataset(self._folder(data))
-        graphs = edos_graphs(ds)
+        if recipe:
+            made = self.recipe_from_dict(recipe)
+        else:
+            # the foundation embedders read the universal potential's features, cached with the graphs
+            foundation = getattr(options, "embedder", "") in ("foundation", "foundation_gn")
+            made = dataclasses.replace(ds.recipe, foundation=foundation)
+        graphs = edos_graphs(ds, made)
         for graph, gap in zip(graphs, band_gap_targets(ds.rows), strict=True):
             graph.band_gap = torch.tensor([gap], dtype=torch.float32)
-        return TrainingSet(ds.sha256, graphs, ds.recipe, ids=ds.ids, systems=ds.systems, num_species=ds.num_species)
+        return TrainingSet(ds.sha256, graphs, made, ids=ds.ids, systems=ds.systems, num_species=ds.num_species)
 
     def _folder(self, data: str | None) -> str:
         if not data:

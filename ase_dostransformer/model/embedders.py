@@ -120,7 +120,8 @@ def _foundation_input(batch: Batch) -> torch.Tensor:
     feats = getattr(batch, "foundation", None)
     if feats is None:
         raise OptionError(
-            "this embedder reads foundation features: make the graphs with the phonon recipe's foundation=True"
+            "this embedder reads foundation features: make the graphs with the graph recipe's foundation=True "
+            "(phonon or electron)"
         )
     return feats.detach()  # frozen: no gradient ever flows back towards the potential
 
@@ -166,7 +167,7 @@ EMBEDDERS: dict[str, type[nn.Module]] = {
     "graph_network": GraphNetworkEmbedder,
     "mlp": MLPEmbedder,
     "tensornet": TensorNetEmbedder,
-    # the frozen universal potential's per-atom features (graphs of the phonon recipe with foundation=True)
+    # the frozen universal potential's per-atom features (graphs of a phonon or electron recipe with foundation=True)
     "foundation": FoundationEmbedder,
     "foundation_gn": FoundationGraphNetworkEmbedder,
 }
