@@ -287,6 +287,7 @@ def test_two_round_loop_end_to_end_and_resume(miniature: dict[str, Path]) -> Non
         budget=2,
         batch=2,
         gap_head=True,
+        embedder="foundation",
         **TINY,
     )
     logs: list[str] = []
@@ -308,6 +309,8 @@ def test_two_round_loop_end_to_end_and_resume(miniature: dict[str, Path]) -> Non
     assert n1 == n0 + len(picked["labelled"]) > n0
     member, _ = load_model_file(out / "round-001" / "member-0" / "model.pt")
     assert member.gap_head is not None  # --gap-head reaches the members, and their head heads the curve
+    assert member.cfg.embedder == "foundation" and member.graph_recipe.foundation  # so does the encoder
+    assert state["recipe"]["foundation"] is True  # the pool's graphs carry the potential's features too
     for row in curve:
         assert row["gap_source"] == "head"
         assert row["n_test"] == len(TEST) == row["test"]["n"]
@@ -423,6 +426,8 @@ def test_loop_config_refuses_what_cannot_run(tmp_path: Path) -> None:
     with pytest.raises(OptionError, match="batch"):
         LoopConfig(out=str(tmp_path), initial=[str(tmp_path)], batch=0)
     assert LoopConfig(out=str(tmp_path), initial=[str(tmp_path)], members=1, acquisition="random").members == 1
+    with pytest.raises(OptionError, match="embedder must be one of"):
+        LoopConfig(out=str(tmp_path), initial=[str(tmp_path)], embedder="transformer")
 
 
 # ------------------------------------------------------------------------- the active-vs-random experiment

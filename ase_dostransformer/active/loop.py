@@ -91,7 +91,9 @@ class LoopConfig:
     Training options follow ``train/edos/train.sh`` (value energy encoding, fp32) except ``epochs``,
     ``hidden``, ``lr``, ``batch_size``, ``eval`` (validation every N epochs) and ``es`` (early-stopping
     patience in epochs, 0 for none), which are set here; ``gap_head`` / ``gap_weight`` give the members
-    a band-gap head (``dostransformer train --gap_head``), whose figures then head the learning curve.
+    a band-gap head (``dostransformer train --gap_head``), whose figures then head the learning curve;
+    ``embedder`` is the members' structure encoder (``foundation``: the universal potential's features,
+    computed for every labelled and pool crystal with the loop's graph recipe).
     """
 
     out: str
@@ -116,6 +118,7 @@ class LoopConfig:
     threads: int | None = 1
     gap_head: bool = False
     gap_weight: float = 0.1
+    embedder: str = "graph_network"
 
     def __post_init__(self) -> None:
         self.initial = [_absolute(p) for p in self.initial]
@@ -136,6 +139,10 @@ class LoopConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise OptionError(f"{name} must be an integer >= 1 or None, got {value!r}")
+        from ..model.embedders import EMBEDDERS
+
+        if self.embedder not in EMBEDDERS:
+            raise OptionError(f"embedder must be one of {tuple(EMBEDDERS)}, got {self.embedder!r}")
         if self.acquisition not in ACQUISITIONS:
             raise OptionError(f"acquisition must be one of {ACQUISITIONS}, got {self.acquisition!r}")
         if self.acquisition == "uncertainty" and self.members < 2:
@@ -165,6 +172,7 @@ class LoopConfig:
             resume=True,
             gap_head=self.gap_head,
             gap_weight=self.gap_weight,
+            embedder=self.embedder,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -406,13 +414,14 @@ def electron_quantities(
 
 
 def _evaluate(model: Any, ds: Any, train_ids: list[str], test_ids: list[str]) -> dict[str, Any]:
+    """Test metrics of ``model`` on ``test_ids`` of ``ds``, its graphs made with the model's own recipe."""
     from ..batching import predict_graphs
     from ..electronic import band_gap_targets, has_gap_head, predict_gap
     from ..io.electron_dataset import edos_graphs
     from ..training.metrics import mean_spectrum_baseline, spectrum_metrics
 
     index = {mid: i for i, mid in enumerate(ds.ids)}
-    graphs = edos_graphs(ds)
+    graphs = edos_graphs(ds, model.graph_recipe)
     test = [index[i] for i in test_ids]
     true = ds.dos[test].astype(np.float64)
     test_graphs = [graphs[i] for i in test]
@@ -448,7 +457,7 @@ def _select(
         u = relative_spread(outputs.members)
         ds = load_edos_dataset(_round_dir(out, r - 1) / "data")
         train_ids = set(json.loads((_round_dir(out, r - 1) / "split.json").read_text())["train"])
-        ds_graphs = edos_graphs(ds)
+        ds_graphs = edos_graphs(ds, model.graph_recipe)
         labelled = predict_graphs_members(
             model, [g for g, mid in zip(ds_graphs, ds.ids, strict=True) if mid in train_ids]
         )
@@ -538,12 +547,16 @@ class _Run:
 
     def finish(self, r: int, t0: float) -> None:
         """Build round ``r``'s dataset, train its members, evaluate them and add its row to the curve."""
+        from ..graphs.foundation import FOUNDATION_EMBEDDERS
+
         config, state = self.config, self.state
         acquired = [i for x in state["rounds"][1 : r + 1] for i in x.get("labelled", [])]
         ds, skipped = _build(config, self.out, r, acquired, self.log)
         if r == 0:
             state["split"] = _fixed_split(config, ds.ids)
-            state["recipe"] = ds.recipe.to_dict()
+            # the loop's graph recipe: the dataset's, with the universal potential's features for that encoder
+            foundation = config.embedder in FOUNDATION_EMBEDDERS
+            state["recipe"] = dataclasses.replace(ds.recipe, foundation=foundation).to_dict()
             state["rounds"] = [{"round": 0, "selected": []}]
             self.save()
         rnd, split = state["rounds"][r], state["split"]

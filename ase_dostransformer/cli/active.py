@@ -72,6 +72,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--gap-head", action="store_true", help="members learn metal/insulator and the gap too")
     p.add_argument("--gap-weight", type=float, default=0.1, help="weight of the gap head's loss terms")
+    p.add_argument(
+        "--embedder",
+        default="graph_network",
+        help="the members' structure encoder (as dostransformer train; foundation: the universal potential's features)",
+    )
     p.set_defaults(run=main, command_name="active")
     return p
 
@@ -115,6 +120,7 @@ def main(args: argparse.Namespace) -> int:
         threads=args.threads,
         gap_head=args.gap_head,
         gap_weight=args.gap_weight,
+        embedder=args.embedder,
     )
     result = run_loop(config, make_labeller(args.labeller, args.gpaw_python, args.workers))
     print(f"{result.rounds_run} rounds run; {result.spent} of {config.budget} spent; {config.out}/learning_curve.json")

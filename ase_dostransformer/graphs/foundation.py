@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "FEATURE_DIM",
+    "FOUNDATION_EMBEDDERS",
     "MAX_ATOMS_PER_PASS",
     "crystal_foundation_features",
     "foundation_features",
@@ -38,6 +39,9 @@ __all__ = [
 
 #: Channels of a foundation feature (the shipped TensorNet's ``units``).
 FEATURE_DIM = 128
+#: The embedders (``--embedder``, :mod:`ase_dostransformer.model.embedders`) that read these features:
+#: a model with one of them is trained on graphs of a recipe with ``foundation=True``.
+FOUNDATION_EMBEDDERS = ("foundation", "foundation_gn")
 #: Atoms per forward pass of the potential when many structures are featurised together (larger passes
 #: were slower on one CPU thread; ``benchmarks/bench_foundation.py``).
 MAX_ATOMS_PER_PASS = 32

@@ -90,6 +90,7 @@ class ElectronKind(DOSKind):
 
         import torch
 
+        from ..graphs.foundation import FOUNDATION_EMBEDDERS
         from ..io.electron_dataset import band_gap_targets, edos_graphs, load_edos_dataset
 
         ds = load_edos_dataset(self._folder(data))
@@ -97,7 +98,7 @@ class ElectronKind(DOSKind):
             made = self.recipe_from_dict(recipe)
         else:
             # the foundation embedders read the universal potential's features, cached with the graphs
-            foundation = getattr(options, "embedder", "") in ("foundation", "foundation_gn")
+            foundation = getattr(options, "embedder", "") in FOUNDATION_EMBEDDERS
             made = dataclasses.replace(ds.recipe, foundation=foundation)
         graphs = edos_graphs(ds, made)
         for graph, gap in zip(graphs, band_gap_targets(ds.rows), strict=True):

@@ -102,6 +102,7 @@ class PhononKind(DOSKind):
         ``foundation`` embedder (``options.embedder``) the universal potential's features.
         """
         from ..graphs.cache import cached_graphs
+        from ..graphs.foundation import FOUNDATION_EMBEDDERS
         from ..io.phdos import load_phonon_dataset
 
         made = (
@@ -110,7 +111,7 @@ class PhononKind(DOSKind):
             else self.recipe_type()(
                 element_features=bool(getattr(options, "element_features", False)),
                 # the foundation embedders read the universal potential's features, cached with the graphs
-                foundation=getattr(options, "embedder", "") in ("foundation", "foundation_gn"),
+                foundation=getattr(options, "embedder", "") in FOUNDATION_EMBEDDERS,
                 # the physical output's frequency scale reads the volume per atom
                 volume=getattr(options, "output", "grid") == "physical",
             )
