@@ -309,7 +309,8 @@ def test_two_round_loop_end_to_end_and_resume(miniature: dict[str, Path]) -> Non
     assert n1 == n0 + len(picked["labelled"]) > n0
     member, _ = load_model_file(out / "round-001" / "member-0" / "model.pt")
     assert member.gap_head is not None  # --gap-head reaches the members, and their head heads the curve
-    assert member.cfg.embedder == "foundation" and member.graph_recipe.foundation  # so does the encoder
+    assert member.cfg.embedder == "foundation"  # so does the encoder
+    assert member.graph_recipe.foundation
     assert state["recipe"]["foundation"] is True  # the pool's graphs carry the potential's features too
     for row in curve:
         assert row["gap_source"] == "head"
