@@ -142,7 +142,16 @@ def test_split_file_few_shot_prompt_fine_tuning(trained, edos_data: Path, tmp_pa
         )
     )
     assert summary["split_sizes"] == {"train": 1, "valid": len(held) - 1, "test": 3}
-    after, _ = load_model_file(tmp_path / "ft" / "model.pt")
+    after, meta = load_model_file(tmp_path / "ft" / "model.pt")
+    # its recorded domain: the one crystal it was tuned on, widened by everything the starting weights saw
+    _, start_meta = load_model_file(start / "model.pt")
+    own = set(ds.atoms[ds.ids.index(held[0])].numbers.tolist())
+    assert set(meta["train_elements"]) == set(start_meta["train_elements"]) | own
+    assert len(meta["train_elements"]) > len(own)
+    assert meta["train_max_atoms"] == max(start_meta["train_max_atoms"], len(ds.atoms[ds.ids.index(held[0])]))
+    for key in ("train_shortest_bond", "train_volume_per_atom"):
+        assert meta[key][0] <= start_meta[key][0]
+        assert meta[key][1] >= start_meta[key][1]
     systems = {ds.rows[ds.ids.index(m)]["system"] for m in held[:1]}
     from ase_dostransformer.graphs.crystal_system import CRYSTAL_SYSTEMS
 

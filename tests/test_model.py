@@ -199,6 +199,20 @@ def test_ensemble_is_the_mean_of_its_members_and_round_trips(tmp_path, graphs) -
         DOSEnsemble([members[0], DOSTransformer(small_config(task="edos"))])
 
 
+def test_training_domains_merge_as_unions() -> None:
+    from ase_dostransformer.model.files import merge_training_domains
+
+    a = {"train_elements": [11, 17], "train_max_atoms": 4, "train_volume_per_atom": [10.0, 30.0]}
+    b = {"train_elements": [8, 11], "train_max_atoms": 8, "train_volume_per_atom": [5.0, 20.0], "seed": 3}
+    both = {"train_elements": [8, 11, 17], "train_max_atoms": 8, "train_volume_per_atom": [5.0, 30.0]}
+    assert merge_training_domains([a, b]) == both
+    a["train_shortest_bond"] = [1.5, 3.0]  # only one has it: unknown for an ensemble, kept for a fine-tuned model
+    assert "train_shortest_bond" not in merge_training_domains([a, b])
+    assert merge_training_domains([a, b], require_all=False) == both | {"train_shortest_bond": [1.5, 3.0]}
+    assert merge_training_domains([a, {}]) == {}
+    assert merge_training_domains([a, {}], require_all=False) == a
+
+
 def test_ensemble_mixes_seed_and_element_feature_recipes(tmp_path) -> None:
     """A seed-recipe member reads the one-hot prefix of graphs built with element descriptors."""
     from ase_dostransformer.model.ensemble import DOSEnsemble

@@ -40,8 +40,10 @@ __all__ = [
     "VERSION",
     "ModelFileError",
     "UnverifiedModelFileWarning",
+    "DOMAIN_KEYS",
     "combine_model_files",
     "load_model_file",
+    "merge_training_domains",
     "read_model_file",
     "save_model_file",
 ]
@@ -94,17 +96,34 @@ def combine_model_files(
             raise ModelFileError(f"{p} is already an ensemble")
         members.append(m)
         metas.append(mt)
-    merged: dict[str, Any] = {
-        k: metas[0][k] for k in ("data_sha256", "train_elements", "train_max_atoms") if k in metas[0]
-    }
-    if all("train_elements" in mt for mt in metas):  # the ensemble's domain: everything any member saw
-        merged["train_elements"] = sorted({int(z) for mt in metas for z in mt["train_elements"]})
-    if all("train_max_atoms" in mt for mt in metas):
-        merged["train_max_atoms"] = max(int(mt["train_max_atoms"]) for mt in metas)
-    for key in ("train_shortest_bond", "train_volume_per_atom"):
-        if all(key in mt for mt in metas):
-            merged[key] = [min(float(mt[key][0]) for mt in metas), max(float(mt[key][1]) for mt in metas)]
+    merged: dict[str, Any] = {k: metas[0][k] for k in ("data_sha256",) if k in metas[0]}
+    merged |= merge_training_domains(metas)  # the ensemble's domain: everything any member saw
     return save_model_file(DOSEnsemble(members), out, meta=merged | {"members": metas} | (meta or {}))
+
+
+#: The training-domain keys of a model file's meta (:class:`~ase_dostransformer.model.domain.TrainingDomain`).
+DOMAIN_KEYS = ("train_elements", "train_max_atoms", "train_shortest_bond", "train_volume_per_atom")
+
+
+def merge_training_domains(metas: Sequence[dict[str, Any]], require_all: bool = True) -> dict[str, Any]:
+    """The union of the training domains recorded in ``metas``: elements, largest cell, bond and volume ranges.
+
+    ``require_all``: a key is merged only when every meta has it (an ensemble member without one has an
+    unknown domain, so the ensemble's is unknown too); otherwise over the metas that have it (a
+    fine-tuned model: its own run's domain widened by its starting file's, whose weights it carries).
+    """
+    out: dict[str, Any] = {}
+    for key in DOMAIN_KEYS:
+        have = [mt[key] for mt in metas if key in mt]
+        if not have or (require_all and len(have) < len(metas)):
+            continue
+        if key == "train_elements":
+            out[key] = sorted({int(z) for v in have for z in v})
+        elif key == "train_max_atoms":
+            out[key] = max(int(v) for v in have)
+        else:
+            out[key] = [min(float(v[0]) for v in have), max(float(v[1]) for v in have)]
+    return out
 
 
 def _json_default(obj: Any) -> Any:

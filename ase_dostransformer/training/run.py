@@ -21,6 +21,7 @@ from ..io.locks import lock_run_folder
 from ..io.torch_files import safe_torch_load
 from ..kinds import get_kind
 from ..model import ModelConfig, save_model_file
+from ..model.files import merge_training_domains, read_model_file
 from .data_module import GraphDataModule
 from .evaluate import evaluate_split, format_report
 from .lightning_module import DOSTransformerModule, PhysicalDOSModule
@@ -241,6 +242,8 @@ def export_run(
         # shortest bond and volume per atom: outside their training range a structure is flagged
         **dataset_geometry(opts, split["train"], train_graphs),
     }
+    if opts.init_from:  # a fine-tuned model still carries what its starting weights saw
+        domain = merge_training_domains([domain, read_model_file(opts.init_from).get("meta") or {}], require_all=False)
     save_model_file(model, out / "model.pt", meta={k: summary[k] for k in meta_keys} | domain | gap_calibration)
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2))
     print(format_report(report), flush=True)
