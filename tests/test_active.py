@@ -443,6 +443,17 @@ def _experiment():
     return module
 
 
+def test_experiment_passes_the_model_recipe_to_its_loops(tmp_path: Path) -> None:
+    exp = _experiment()
+    plain = exp.loop_config(exp.parse_args(["--out", str(tmp_path)]), tmp_path, "random", 1, 150)
+    assert (plain["gap_head"], plain["embedder"], plain["seed"], plain["budget"]) == (False, "graph_network", 1, 150)
+    args = exp.parse_args(["--out", str(tmp_path), "--gap-head", "--embedder", "foundation"])
+    config = exp.loop_config(args, tmp_path, "uncertainty", 0, 300)
+    assert (config["gap_head"], config["embedder"], config["acquisition"]) == (True, "foundation", "uncertainty")
+    with pytest.raises(OptionError, match="embedder"):
+        exp.loop_config(exp.parse_args(["--out", str(tmp_path), "--embedder", "gnn"]), tmp_path, "random", 0, 1)
+
+
 def test_experiment_split_is_fixed_and_keeps_test_crystals_out_of_the_pool(tmp_path: Path) -> None:
     from ase_dostransformer.training.tasks import evaluation_data
 

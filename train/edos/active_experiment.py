@@ -38,7 +38,8 @@ of ``--batch`` (default 300 in batches of 150: points at +0, +150, +300 labels),
 models per round (2, the fewest that disagree; random acquisition trains as many, so both curves
 are the same ensemble evaluated the same way). Training follows ``train/edos/train.sh`` (hidden 128,
 value energy encoding, lr 5e-4, batch 8, at most 45 epochs, validation every 3, early stopping after
-15, fp32), each round from scratch unless ``--finetune``.
+15, fp32), each round from scratch unless ``--finetune``; ``--gap-head`` and ``--embedder`` as in
+``dostransformer train`` (the shipped model's recipe: then the gap figures of the curves are the head's).
 
 Round 0 of every acquisition with the same seed is the same training (same labels, split and member
 seeds), so it is trained once: the first acquisition's loop runs with budget 0 (round 0 only), and
@@ -316,6 +317,8 @@ def loop_config(args: argparse.Namespace, out: Path, acquisition: str, seed: int
         hidden=args.hidden,
         split=str(out / SPLIT_FILE),
         threads=args.threads,
+        gap_head=args.gap_head,
+        embedder=args.embedder,
     )
     return config.to_dict()
 
@@ -633,6 +636,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--epochs", type=int, default=45, help="maximum epochs per model (train.sh: 45)")
     ap.add_argument("--hidden", type=int, default=128, help="model width (train.sh: 128)")
     ap.add_argument("--finetune", action="store_true", help="start each round's models from the previous round's")
+    ap.add_argument("--gap-head", action="store_true", help="members learn the gap too (train --gap_head)")
+    ap.add_argument("--embedder", default="graph_network", help="members' encoder (train --embedder; e.g. foundation)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per loop")
     ap.add_argument("--jobs", type=int, default=1, help="loops side by side (one process each)")
     ap.add_argument("--plot", default=str(DEFAULT_PLOT), help="the learning-curve figure")
