@@ -54,7 +54,7 @@ def report_run(data: str, run: Path) -> dict:
     summary = json.loads((run / "metrics.json").read_text())
     seed = int(summary.get("options", {}).get("seed", 0))
     split_name = summary["options"]["dataset"]  # random, crystal_ood, element_ood or a split file
-    _, graphs, split = evaluation_data("electron", data, split_name, seed)
+    _, graphs, split = evaluation_data("electron", data, split_name, seed, model.cfg.recipe)  # the model's own graphs
     ds = load_edos_dataset(data)
     metrics = evaluate_split(model, graphs, split, parts=("valid", "test"))
     test = split["test"]
