@@ -1,10 +1,12 @@
-"""Electron DOS of a few crystals through ASE's calculator interface: gap estimates and a plot.
+"""Electron DOS of a few crystals through ASE's calculator interface: band gaps, metal or not, and a plot.
 
     python examples/electron_dos.py [--electron-model NAME_OR_FILE] [--out edos.png]
 
 ``--electron-model`` (or $DOSTRANSFORMER_ELECTRON_MODEL) picks another model; the default is the
 shipped ``electron`` model. The predicted DOS is max-normalised on -5..5 eV around the Fermi level (for an
-insulator 0 eV is the valence-band top); the gap is the empty window read off it.
+insulator 0 eV is the valence-band top). The gap comes from the model's gap head with its standard
+deviation, its metal probability and any flags (``DOSCalculator.get_band_gap``); a model without a head
+reads the gap off its DOS (flag ``from_dos``).
 """
 
 from __future__ import annotations
@@ -41,14 +43,15 @@ def main(argv: list[str] | None = None) -> None:
     fig = Figure(figsize=(7.0, 4.0), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    print(f"{'crystal':<8}{'gap estimate (eV)':>18}{'DOS at 0 eV':>13}")
+    print(f"{'crystal':<8}{'gap (eV)':>9}{'+- std':>8}{'p_metal':>9}{'DOS at 0 eV':>13}  flags")
     for offset, (name, make) in enumerate(CRYSTALS.items()):
         atoms = make()
         atoms.calc = calc
         dos = calc.get_electron_dos()  # ase GridDOSData, eV relative to the Fermi level
-        gap = calc.get_band_gap_estimate()
+        gap = calc.get_band_gap()  # a GapPrediction: the head's gap, its std, p_metal and flags
         at_zero = float(calc.get_electron_dos_normalised()[len(calc.energies_ev) // 2])
-        print(f"{name:<8}{gap.gap:>18.2f}{at_zero:>13.3f}")
+        flags = ", ".join(gap.flags) or "-"
+        print(f"{name:<8}{gap.gap:>9.2f}{gap.gap_std:>8.2f}{gap.p_metal:>9.2f}{at_zero:>13.3f}  {flags}")
         ax.plot(dos.get_energies(), dos.get_weights() + 1.1 * offset, label=name)
     ax.axvline(0.0, color="0.5", linestyle="--", linewidth=1)
     ax.set_xlabel("E - E$_F$ (eV)")

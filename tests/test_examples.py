@@ -96,7 +96,8 @@ def test_screening_example(env, tmp_path):
 
 def test_electron_dos_example(env, tmp_path):
     env = dict(env)
-    if "edos" not in list_models():
+    shipped = "electron" in list_models()
+    if not shipped:
         from ase_dostransformer.graphs.electron import ElectronGraphRecipe
         from ase_dostransformer.training.options import TrainOptions
         from ase_dostransformer.training.tasks import edos_model_config
@@ -105,7 +106,18 @@ def test_electron_dos_example(env, tmp_path):
         cfg = edos_model_config(TrainOptions(hidden=32, layers=1, transformer=1, heads=4), ElectronGraphRecipe())
         env["DOSTRANSFORMER_ELECTRON_MODEL"] = str(save_model_file(DOSTransformer(cfg), tmp_path / "edos.pt"))
     out = run("electron_dos.py", "--out", str(tmp_path / "edos.png"), env=env)
-    rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in out.splitlines()[1:7]}
+    rows = {}
+    for line in out.splitlines()[1:7]:  # crystal, gap, std, p_metal, DOS at 0 eV, flags
+        name, gap, std, p_metal, at_zero, flags = line.split(maxsplit=5)
+        rows[name] = (float(gap), float(std), float(p_metal), float(at_zero), flags)
     assert set(rows) == {"Si", "GaAs", "NaCl", "MgO", "Cu", "Al"}
-    assert all(gap >= 0 and 0 <= at_zero <= 1.5 for gap, at_zero in rows.values())
+    assert all(gap >= 0 and 0 <= at_zero <= 1.5 for gap, _, _, at_zero, _ in rows.values())
+    if shipped:  # the shipped model's gap head: the metals called metals, the insulators given gaps in order
+        assert rows["Cu"][0] == rows["Al"][0] == 0.0
+        assert "metal" in rows["Cu"][4]
+        assert rows["Cu"][2] > 0.5
+        assert 0.2 < rows["Si"][0] < 1.2
+        assert rows["Si"][0] < rows["MgO"][0] < rows["NaCl"][0] + 1.0
+        assert rows["NaCl"][0] > 3.0
+        assert all(rows[c][1] > 0 for c in ("Si", "GaAs", "NaCl", "MgO"))  # each gap with its uncertainty
     assert (tmp_path / "edos.png").stat().st_size > 5000

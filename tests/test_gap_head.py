@@ -241,7 +241,7 @@ def test_shipped_edos_model_loads_and_predicts_as_before() -> None:
     from ase_dostransformer.model.files import read_model_file
     from ase_dostransformer.pretrained import model_path
 
-    path = model_path("electron")
+    path = model_path("electron-v1")  # the electron model shipped before the head existed
     blob = read_model_file(path)
     assert "gap_head" not in blob["config"]  # written before the head existed
     model, _ = load_model_file(path)
@@ -254,7 +254,7 @@ def test_shipped_edos_model_loads_and_predicts_as_before() -> None:
     with torch.no_grad():
         old = _old_forward(model, Batch.from_data_list(graphs)).double().numpy()
     np.testing.assert_array_equal(pred, old)
-    if blob.get("sha256") and path.name == "edos.pt":  # the file shipped when the head was added
+    if blob.get("sha256") and path.name == "electron-v1.pt":  # the file shipped when the head was added
         from ase_dostransformer.io.checksums import file_sha256
 
         if file_sha256(path) == "4a18da45ef35b2ea65f87c3cdb46f09a4f23d7e8b7ee56e206440f7b539d01a9":

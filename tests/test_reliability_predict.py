@@ -117,10 +117,12 @@ def test_cell_in_bohr_is_out_of_domain(model):
 def test_shipped_models_get_their_training_geometry_and_training_crystals_are_inside():
     from ase_dostransformer.pretrained import load_model
 
-    # the physical default also trained on teacher crystals (Cs, Rb: up to ~75 A^3 per atom)
-    for name, largest in (("phonon", 80.0), ("phonon-paper", 60.0), ("edos", 60.0)):
+    # the physical default also trained on teacher crystals (Cs, Rb: up to ~75 A^3 per atom); the electron model
+    # on elemental metals too (bcc K, Rb, Cs: nearest neighbours up to ~4.9 A, ~87 A^3 per atom)
+    limits = {"phonon": (4.1, 80.0), "phonon-paper": (4.1, 60.0), "edos": (5.0, 90.0), "electron-v1": (4.1, 60.0)}
+    for name, (longest, largest) in limits.items():
         meta = model_meta(load_model(name, device="cpu"))
-        assert meta["train_shortest_bond"][0] < meta["train_shortest_bond"][1] < 4.1
+        assert meta["train_shortest_bond"][0] < meta["train_shortest_bond"][1] < longest
         assert 5.0 < meta["train_volume_per_atom"][0] < meta["train_volume_per_atom"][1] < largest
     geometry = training_geometry([bulk("Si", "diamond", a=5.43), bulk("NaCl", "rocksalt", a=5.64)])
     assert geometry["train_shortest_bond"] == pytest.approx([2.3513, 2.82], abs=1e-3)

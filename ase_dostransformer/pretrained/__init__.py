@@ -38,7 +38,7 @@ DEFAULT_MODEL = "phonon"
 #: Former names of registered models: still accepted by :func:`model_path` and :func:`load_model`.
 MODEL_ALIASES = {"edos": "electron"}
 #: The models shipped with the package.
-SHIPPED_MODELS = ("phonon", "phonon-paper", "electron")
+SHIPPED_MODELS = ("phonon", "phonon-paper", "electron", "electron-v1")
 
 __all__ = [
     "DEFAULT_MODEL",
