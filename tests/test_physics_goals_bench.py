@@ -88,6 +88,30 @@ def test_rows_are_parsed_in_table_order(goals):
         goals.parse_rows("test,bogus")
 
 
+def test_teacher_summary_of_hand_made_rows(goals):
+    def row(r2, s_model, s_teacher, cv20, cv50):
+        return {
+            "r2_full_range": r2,
+            "model_s300": s_model,
+            "teacher_s300": s_teacher,
+            "record_s300_per_atom": s_teacher,
+            "model_cv20": cv20,
+            "teacher_cv20": 1.0,
+            "model_cv50": cv50,
+            "teacher_cv50": 1.0,
+        }
+
+    rows = [row(0.9, 11.0, 10.0, 1.1, 1.0), row(0.7, 9.5, 10.0, 1.3, 0.9), row(0.5, 10.0, 10.0, 1.0, 1.2)]
+    out = goals.teacher_summary([*rows, {"id": "x", "failed": True}])
+    assert (out["n"], out["failed"]) == (4, 1)
+    assert out["r2_mean"] == pytest.approx(0.7)
+    assert out["s300_median_abs_rel_error"] == pytest.approx(0.05)  # |+10%|, |-5%|, 0
+    assert out["cv20_median_ratio"] == pytest.approx(1.1)
+    assert out["cv20_within_15pct"] == pytest.approx(2 / 3)  # 1.3 is out
+    assert out["cv50_within_15pct"] == pytest.approx(2 / 3)  # 1.2 is out
+    assert "valid" in goals.ROWS
+
+
 def test_two_crystals_exported_through_the_file_match_the_model_output(goals, tmp_path):
     from ase_dostransformer.pretrained import load_model
 
