@@ -35,7 +35,8 @@ is the mean of the member probabilities, the gap the mean of the member means, a
 square root of the mean member variance plus the variance of the member means. The reported
 ``gap_std`` is then multiplied by the model's calibration factor (:func:`gap_std_scale`: fitted on the
 validation crystals when training writes the model, refitted by ``dostransformer calibrate`` for an
-ensemble), so that ``gap +- 1.64 gap_std`` holds 90% of the validation gaps.
+ensemble, on top of the factors its members were written with), so that ``gap_if_insulator +- 1.64
+gap_std`` holds at least 90% of the validation insulators' DFT gaps.
 :func:`gap_metrics` and :func:`gap_report` score either source against DFT gaps (the training report
 ``train/edos/report.py`` and the active-learning loop both use them).
 
@@ -166,9 +167,9 @@ class GapPrediction:
 
     ``gap``: the reported gap (0.0 for a crystal called a metal). ``gap_std``: one standard deviation of
     the gap the model expects if the crystal is an insulator (ensemble: members' variance plus their
-    spread). ``p_metal``: probability of a metal, in [0, 1], under equal class priors (see the module
-    docstring). ``flags``: any of ``"metal"``,
-    ``"possibly_metallic"``, ``"states_at_fermi_level"`` (see the module docstring) and ``"from_dos"``
+    spread), times the model's calibration factor (:func:`gap_std_scale`). ``p_metal``: probability of
+    a metal, in [0, 1], under equal class priors (see the module docstring). ``flags``: any of
+    ``"metal"``, ``"possibly_metallic"``, ``"states_at_fermi_level"`` (see the module docstring) and ``"from_dos"``
     (a model without a gap head: the gap is the DOS read, ``gap_std`` and ``p_metal`` are NaN).
     ``gap_if_insulator``: the head's gap before the metal rule (NaN for ``"from_dos"``).
     """
@@ -270,11 +271,32 @@ def combine_members(logits: Any, means: Any, stds: Any) -> tuple[np.ndarray, np.
 
 def gap_std_scale(model: Any) -> float:
     """The factor by which ``model`` scales its gap standard deviations (meta :data:`GAP_STD_SCALE_KEY`; else 1)."""
-    value = (getattr(model, "meta", None) or {}).get(GAP_STD_SCALE_KEY, 1.0)
+    return _checked_scale((getattr(model, "meta", None) or {}).get(GAP_STD_SCALE_KEY))
+
+
+def _checked_scale(value: Any) -> float:
     scale = float(1.0 if value is None else value)
     if not (math.isfinite(scale) and scale > 0):
-        raise OptionError(f"the model's {GAP_STD_SCALE_KEY} must be a finite number > 0, got {value!r}")
+        raise OptionError(f"a model's {GAP_STD_SCALE_KEY} must be a finite number > 0, got {value!r}")
     return scale
+
+
+def member_gap_std_scales(model: Any) -> np.ndarray:
+    """Each member's own factor (:func:`gap_std_scale`) applied before an ensemble combines its members.
+
+    A single model: ``[1.0]`` (its own factor applies after). An ensemble's members keep the factors they
+    were written with: a member's ``meta`` (an ensemble assembled in memory) or its entry in the ensemble
+    file's ``meta["members"]`` (``dostransformer ensemble`` keeps them); 1 where a member has none.
+    """
+    members = getattr(model, "models", None)
+    if not members:
+        return np.ones(1)
+    stored = (getattr(model, "meta", None) or {}).get("members") or []
+    out = []
+    for k, member in enumerate(members):
+        meta = getattr(member, "meta", None) or (stored[k] if k < len(stored) else {}) or {}
+        out.append(_checked_scale(meta.get(GAP_STD_SCALE_KEY)))
+    return np.asarray(out)
 
 
 def fit_gap_std_scale(dft_gap: Any, predictions: Sequence[GapPrediction], coverage: float = 0.9) -> float | None:
@@ -306,8 +328,9 @@ def calibrate_gap_std(model: Any, valid_graphs: Sequence[Data], batch_size: int 
     """The :data:`GAP_STD_SCALE_KEY` value for ``model`` fitted on its VALIDATION graphs (:func:`fit_gap_std_scale`).
 
     The graphs carry their DFT gaps as ``band_gap`` (the electron kind's training set sets it). The
-    scale already in the model's meta is taken into account, so refitting a calibrated model gives the
-    same value. None for a model without a gap head, or too few gapped validation crystals.
+    factors already applied (the model's own, an ensemble's members') are taken into account: the value
+    replaces the model's own factor, and refitting a calibrated model gives it again (times 1 + 1e-6).
+    None for a model without a gap head, or too few gapped validation crystals.
     """
     if not has_gap_head(model) or not valid_graphs:
         return None
@@ -351,7 +374,7 @@ def predict_gap(
         return [gap_from_dos(y, grid) for y in predict_graphs(model, graphs, batch_size, device)]
     if batch_size < 1:
         raise OptionError(f"batch_size must be >= 1, got {batch_size}")
-    scale = gap_std_scale(model)
+    scale, member_scales = gap_std_scale(model), member_gap_std_scales(model)[:, None]
     dev = resolve_device(device)
     model = model.to(dev).eval()
     out: list[GapPrediction] = []
@@ -369,7 +392,7 @@ def predict_gap(
                 error = PredictionError(f"the gap head produced non-finite values for structure {bad}")
                 error.structure = bad  # type: ignore[attr-defined]
                 raise error
-            p, gap, std = combine_members(logit, mean, np.exp(log_std))
+            p, gap, std = combine_members(logit, mean, np.exp(log_std) * member_scales)
             std = std * scale
             out.extend(gap_prediction(p[k], gap[k], std[k], dos[k], grid) for k in range(len(group)))
     return out

@@ -371,7 +371,7 @@ def test_killed_loop_continues_with_the_batch_it_chose(miniature: dict[str, Path
     # a loop started before the gap options existed resumes: a missing field holds its default
     state_path = miniature["out"] / STATE_FILE
     old_state = json.loads(state_path.read_text())
-    for key in ("gap_head", "gap_weight"):
+    for key in ("gap_head", "gap_weight", "embedder"):
         del old_state["config"][key]
     state_path.write_text(json.dumps(old_state))
     status = cli_main(

@@ -80,11 +80,11 @@ def test_recipe_dict_unchanged_when_off_and_round_trips_when_on() -> None:
     assert not hasattr(off.featurise(bulk("Si", "diamond", a=5.43)), "foundation")
 
 
-def test_shipped_edos_model_keeps_its_recipe() -> None:
+def test_first_electron_model_keeps_its_recipe() -> None:
     from ase_dostransformer.model import load_model_file
     from ase_dostransformer.pretrained import model_path
 
-    model, _ = load_model_file(model_path("electron"))
+    model, _ = load_model_file(model_path("electron-v1"))  # written before the option existed
     assert "foundation" not in model.cfg.recipe
     assert model.graph_recipe.foundation is False
     assert model.graph_recipe.to_dict() == DEFAULT_DICT
@@ -241,3 +241,29 @@ def test_tiny_foundation_model_predicts_dos_and_gap(foundation_run, tmp_path: Pa
     assert row["band_gap_eV"] == pytest.approx(gap.gap, abs=1e-5)
     assert row["p_metal"] == pytest.approx(gap.p_metal, abs=1e-5)
     assert len(list(out.rglob("electron_dos.dat"))) == 1
+
+
+def test_fine_tuning_a_foundation_model_needs_no_embedder_option(foundation_run, tmp_path: Path) -> None:
+    """A run started from a foundation model gets graphs of its recipe (train.sh's few-shot step has no --embedder)."""
+    from ase_dostransformer.model import load_model_file
+    from ase_dostransformer.training.run import train
+
+    data, out, _ = foundation_run
+    start, start_meta = load_model_file(out / "model.pt")
+    opts = TrainOptions(
+        out=str(tmp_path / "ft"),
+        data=str(data),
+        task="electron",
+        dataset="random",
+        epochs=1,
+        init_from=str(out / "model.pt"),
+        prompt_only=True,
+        **(TINY | {"lr": 1e-3}),
+    )
+    assert opts.embedder == "graph_network"  # the option's default, not the model's encoder
+    summary = train(opts)
+    tuned, meta = load_model_file(tmp_path / "ft" / "model.pt")
+    assert tuned.cfg.embedder == "foundation"
+    assert tuned.graph_recipe.foundation
+    assert summary["init_from"] == str(out / "model.pt")
+    assert set(meta["train_elements"]) == set(start_meta["train_elements"])

@@ -398,6 +398,58 @@ def test_gap_std_scale_is_fitted_on_validation_written_and_applied(gap_run, gap_
     assert [g.gap_if_insulator for g in got] == pytest.approx([r.gap_if_insulator for r in raw], rel=1e-6)
     assert gap_metrics(gaps[gapped], got)["gap_within_90_interval"] == 1.0
     assert calibrate_gap_std(calibrated, [graphs[i] for i in gapped]) == pytest.approx(scale, rel=1e-5)  # a fixed point
+
+    # an ensemble keeps its members' factors: in memory, and through an ensemble file (two copies: no spread)
+    from ase_dostransformer.cli import main as cli_main
+    from ase_dostransformer.model.files import combine_model_files
+
+    in_memory = predict_gap(DOSEnsemble([calibrated, load_model_file(tmp_path / "model.pt")[0]]), graphs[:3])
+    ens_file = combine_model_files([tmp_path / "model.pt"] * 2, tmp_path / "ens.pt")
+    from_file = predict_gap(load_model_file(ens_file)[0], graphs[:3])
+    alone = predict_gap(calibrated, graphs[:3])
+    assert [g.gap_std for g in in_memory] == pytest.approx([g.gap_std for g in alone], rel=1e-5)
+    assert [g.gap_std for g in from_file] == pytest.approx([g.gap_std for g in alone], rel=1e-5)
+    # `dostransformer calibrate` fits the ensemble's own factor on the split's validation part, on top of them
+    from ase_dostransformer.model.files import save_model_file
+
+    other, _ = load_model_file(tmp_path / "model.pt")
+    torch.manual_seed(3)
+    with torch.no_grad():  # a second member that disagrees a little (the spectral calibration needs a spread)
+        for p in other.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    pair = combine_model_files(
+        [tmp_path / "model.pt", save_model_file(other, tmp_path / "other.pt", meta=meta)], tmp_path / "pair.pt"
+    )
+    ids = load_edos_dataset(gap_data).ids
+    split_file = tmp_path / "split.json"
+    metals = [ids[i] for i in split["train"]]
+    split_file.write_text(json.dumps({"train": metals[:2], "valid": [ids[i] for i in gapped], "test": metals[2:]}))
+    args = ["calibrate", str(pair), "--out", str(tmp_path / "cal.pt"), "--data", str(gap_data)]
+    assert cli_main([*args, "--dataset", str(split_file), "--threads", "1"]) == 0
+    cal, cal_meta = load_model_file(tmp_path / "cal.pt")
+    factor = cal_meta[GAP_STD_SCALE_KEY]
+    assert factor == pytest.approx(calibrate_gap_std(load_model_file(pair)[0], [graphs[i] for i in gapped]))
+    before = predict_gap(load_model_file(pair)[0], graphs[:3])
+    assert [g.gap_std for g in predict_gap(cal, graphs[:3])] == pytest.approx([factor * g.gap_std for g in before])
+    assert gap_metrics(gaps[gapped], predict_gap(cal, [graphs[i] for i in gapped]))["gap_within_90_interval"] == 1.0
+
+    # fine-tuned on a split whose validation part is too small to fit on: the starting file's factor is kept
+    from ase_dostransformer.training.run import train
+
+    tuned = tmp_path / "tuned"
+    train(
+        TrainOptions(
+            out=str(tuned),
+            data=str(gap_data),
+            task="electron",
+            dataset="random",
+            epochs=1,
+            init_from=str(tmp_path / "model.pt"),
+            **TINY,
+        )
+    )
+    assert load_model_file(tuned / "model.pt")[1][GAP_STD_SCALE_KEY] == pytest.approx(scale)
+
     calibrated.meta[GAP_STD_SCALE_KEY] = -1.0
     with pytest.raises(OptionError, match="gap_std_scale"):
         predict_gap(calibrated, graphs[:1])

@@ -213,6 +213,20 @@ def test_training_domains_merge_as_unions() -> None:
     assert merge_training_domains([a, {}], require_all=False) == a
 
 
+def test_fine_tuned_domain_widens_only_what_the_run_measured() -> None:
+    from ase_dostransformer.training.run import fine_tuned_domain
+
+    # a starting file without the geometry record (electron-v1's meta): its shipped geometry is used
+    start = {
+        "data_sha256": "e0a4eb5b9bac97fae2509ac155425d5c1661649aebfb55c5d8804930f0feee1a",
+        "train_elements": [8, 3],
+    }
+    own = {"train_elements": [12, 8], "train_volume_per_atom": [9.0, 10.0]}
+    tuned = fine_tuned_domain(own, start)
+    assert tuned == {"train_elements": [3, 8, 12], "train_volume_per_atom": [5.6334, 49.9653]}
+    assert "train_shortest_bond" not in tuned  # the run did not measure it: unknown, not the start's range alone
+
+
 def test_ensemble_mixes_seed_and_element_feature_recipes(tmp_path) -> None:
     """A seed-recipe member reads the one-hot prefix of graphs built with element descriptors."""
     from ase_dostransformer.model.ensemble import DOSEnsemble

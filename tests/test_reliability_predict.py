@@ -119,7 +119,7 @@ def test_shipped_models_get_their_training_geometry_and_training_crystals_are_in
 
     # the physical default also trained on teacher crystals (Cs, Rb: up to ~75 A^3 per atom); the electron model
     # on elemental metals too (bcc K, Rb, Cs: nearest neighbours up to ~4.9 A, ~87 A^3 per atom)
-    limits = {"phonon": (4.1, 80.0), "phonon-paper": (4.1, 60.0), "edos": (5.0, 90.0), "electron-v1": (4.1, 60.0)}
+    limits = {"phonon": (4.1, 80.0), "phonon-paper": (4.1, 60.0), "electron": (5.0, 90.0), "electron-v1": (4.1, 60.0)}
     for name, (longest, largest) in limits.items():
         meta = model_meta(load_model(name, device="cpu"))
         assert meta["train_shortest_bond"][0] < meta["train_shortest_bond"][1] < longest

@@ -14,13 +14,14 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from ..electronic import GAP_STD_SCALE_KEY, calibrate_gap_std
+from ..electronic import GAP_STD_SCALE_KEY, calibrate_gap_std, has_gap_head
 from ..graphs.validation import graphs_shortest_bond, training_geometry
 from ..io.atomic import atomic_write_text
 from ..io.locks import lock_run_folder
 from ..io.torch_files import safe_torch_load
 from ..kinds import get_kind
 from ..model import ModelConfig, save_model_file
+from ..model.domain import TrainingDomain
 from ..model.files import merge_training_domains, read_model_file
 from .data_module import GraphDataModule
 from .evaluate import evaluate_split, format_report
@@ -87,6 +88,40 @@ def dataset_geometry(opts: TrainOptions, rows: Any, graphs: list) -> dict[str, l
         have = geometry.get(key, [low, high])
         geometry[key] = [min(have[0], low), max(have[1], high)]
     return geometry
+
+
+def gap_std_calibration(model: Any, valid_graphs: list, init_from: str | None) -> dict[str, Any]:
+    """The meta entry of a gap head's std factor (empty for a model without a head), and a printed line.
+
+    Fitted on the validation graphs (:func:`~ase_dostransformer.electronic.calibrate_gap_std`: 90% of
+    their gaps inside +- 1.64 std); with too few gapped validation crystals (a few-shot split), a
+    fine-tuned model keeps its starting file's factor, else it has none (factor 1).
+    """
+    if not has_gap_head(model):
+        return {}
+    scale = calibrate_gap_std(model, valid_graphs)
+    if scale is not None:
+        print(f"gap head: standard deviations x {scale:.3f}, fitted on the validation crystals", flush=True)
+        return {GAP_STD_SCALE_KEY: scale}
+    start = (read_model_file(init_from).get("meta") or {}).get(GAP_STD_SCALE_KEY) if init_from else None
+    if start is not None:
+        print(f"gap head: too few gapped validation crystals to fit on; the starting file's factor {start:.3f} is kept")
+        return {GAP_STD_SCALE_KEY: float(start)}
+    print("gap head: too few gapped validation crystals to calibrate the standard deviations (factor 1)", flush=True)
+    return {}
+
+
+def fine_tuned_domain(own: dict[str, Any], start_meta: dict[str, Any]) -> dict[str, Any]:
+    """The training domain of a model fine-tuned from a file with meta ``start_meta``.
+
+    The union of the run's own domain and the starting file's effective one (a shipped file without the
+    geometry record gets its model's from ``pretrained/training_domain.json``, as at prediction time),
+    over the keys the run measured itself: a key the run could not measure stays unknown rather than
+    taking the starting file's narrower or wider range alone.
+    """
+    start = TrainingDomain.from_meta(start_meta).to_meta()
+    merged = merge_training_domains([own, start], require_all=False)
+    return {k: v for k, v in merged.items() if k in own}
 
 
 def gap_settings(opts: TrainOptions, graphs: list, split: dict[str, np.ndarray]) -> dict[str, float]:
@@ -229,9 +264,7 @@ def export_run(
         **run_info,
         "metrics": report,
     }
-    # a gap head's standard deviations, scaled so that 90% intervals cover 90% of the validation gaps
-    gap_scale = calibrate_gap_std(model, [graphs[i] for i in split.get("valid", ())])
-    gap_calibration = {} if gap_scale is None else {GAP_STD_SCALE_KEY: gap_scale}
+    gap_calibration = gap_std_calibration(model, [graphs[i] for i in split.get("valid", ())], opts.init_from)
     summary.update(gap_calibration)
     meta_keys = ("seed", "data_sha256", "split_sizes", "best_epoch", "metrics", "options", "code")
     train_graphs = [graphs[i] for i in split["train"]]
@@ -243,7 +276,7 @@ def export_run(
         **dataset_geometry(opts, split["train"], train_graphs),
     }
     if opts.init_from:  # a fine-tuned model still carries what its starting weights saw
-        domain = merge_training_domains([domain, read_model_file(opts.init_from).get("meta") or {}], require_all=False)
+        domain = fine_tuned_domain(domain, read_model_file(opts.init_from).get("meta") or {})
     save_model_file(model, out / "model.pt", meta={k: summary[k] for k in meta_keys} | domain | gap_calibration)
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2))
     print(format_report(report), flush=True)

@@ -120,18 +120,30 @@ def _kind_data(opts: TrainOptions, recipe: dict | None = None) -> TaskData:
 def task_data(opts: TrainOptions) -> TaskData:
     """Data and model config for ``opts.task``; with ``opts.init_from`` the config is the model file's.
 
-    ``--gap_head`` with a starting model that has none adds a fresh head to it (:func:`prepare_module`
-    loads every other weight).
+    The graphs of a fine-tuning run are made with the starting file's recipe (a model on foundation
+    features gets them without ``--embedder`` repeating it); ``--gap_head`` with a starting model that
+    has none adds a fresh head to it (:func:`prepare_module` loads every other weight).
     """
     opts.validate()  # the task may have been changed since the options were made
     if opts.prompt_only and not opts.init_from:
         raise TrainOptionsError("--prompt_only fine-tunes a trained model: give it with --init_from MODEL_FILE")
-    data = _kind_data(opts)
+    data = _kind_data(opts, _init_recipe(opts))
     if opts.init_from:
         data.cfg = init_config(opts.init_from, data.cfg)
         if opts.gap_head and not data.cfg.gap_head:
             data.cfg = dataclasses.replace(data.cfg, gap_head=True)
     return data
+
+
+def _init_recipe(opts: TrainOptions) -> dict | None:
+    """The graph recipe of ``opts.init_from`` when it is a model of the same kind (else None: the options decide)."""
+    if not opts.init_from:
+        return None
+    from ..model.files import read_model_file
+
+    config = read_model_file(opts.init_from)["config"]
+    same_kind = get_kind(config.get("task", "phonon")).name == get_kind(opts.task).name
+    return config.get("recipe") if same_kind else None  # another kind: init_config names the mismatch
 
 
 def init_config(path: str, data_cfg: ModelConfig) -> ModelConfig:
