@@ -389,6 +389,8 @@ def row_valid(ctx: Context) -> dict[str, Any]:
     idx = np.asarray(ds.split["valid"])
     _, exported = ctx.predict_exported([ds.atoms[i] for i in idx])
     ok = [k for k, e in enumerate(exported) if e is not None]
+    if not ok:
+        raise SystemExit(f"valid row: none of the {len(idx)} validation crystals could be predicted and exported")
     from_file = np.stack([on_dataset_grid(exported[k].cm1, exported[k].dos) for k in ok])
     out = {"n_dft": len(idx), "failed_dft": len(idx) - len(ok), "dft": spectrum_metrics(from_file, ds.dos[idx[ok]])}
     out["teacher"] = teacher_summary(teacher_results(ctx, "valid", {str(ds.ids[i]) for i in idx}))
@@ -398,6 +400,8 @@ def row_valid(ctx: Context) -> dict[str, Any]:
 def teacher_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     """R^2 mean and median, S(300 K) errors and Cv ratios of :func:`teacher_results` rows."""
     rows = [r for r in results if not r.get("failed")]
+    if not rows:
+        raise SystemExit(f"no teacher comparison: {len(results)} crystals with a teacher record, none predicted")
     r2 = np.array([r["r2_full_range"] for r in rows])
     s_err = relative_errors([r["model_s300"] for r in rows], [r["teacher_s300"] for r in rows])
     out: dict[str, Any] = {

@@ -110,6 +110,8 @@ def test_teacher_summary_of_hand_made_rows(goals):
     assert out["cv20_within_15pct"] == pytest.approx(2 / 3)  # 1.3 is out
     assert out["cv50_within_15pct"] == pytest.approx(2 / 3)  # 1.2 is out
     assert "valid" in goals.ROWS
+    with pytest.raises(SystemExit, match="none predicted"):
+        goals.teacher_summary([{"id": "x", "failed": True}])
 
 
 def test_two_crystals_exported_through_the_file_match_the_model_output(goals, tmp_path):
