@@ -547,16 +547,15 @@ class _Run:
 
     def finish(self, r: int, t0: float) -> None:
         """Build round ``r``'s dataset, train its members, evaluate them and add its row to the curve."""
-        from ..graphs.foundation import FOUNDATION_EMBEDDERS
+        from ..graphs.foundation import recipe_for_embedder
 
         config, state = self.config, self.state
         acquired = [i for x in state["rounds"][1 : r + 1] for i in x.get("labelled", [])]
         ds, skipped = _build(config, self.out, r, acquired, self.log)
         if r == 0:
             state["split"] = _fixed_split(config, ds.ids)
-            # the loop's graph recipe: the dataset's, with the universal potential's features for that encoder
-            foundation = config.embedder in FOUNDATION_EMBEDDERS
-            state["recipe"] = dataclasses.replace(ds.recipe, foundation=foundation).to_dict()
+            # the loop's graph recipe: the one its members train on (the electron kind's rule)
+            state["recipe"] = recipe_for_embedder(ds.recipe, config.embedder).to_dict()
             state["rounds"] = [{"round": 0, "selected": []}]
             self.save()
         rnd, split = state["rounds"][r], state["split"]

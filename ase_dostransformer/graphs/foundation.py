@@ -34,6 +34,7 @@ __all__ = [
     "crystal_foundation_features",
     "foundation_features",
     "foundation_potential",
+    "recipe_for_embedder",
     "standard_orientation",
 ]
 
@@ -127,6 +128,17 @@ def foundation_features(atoms_list: Sequence[Atoms], device: str = "cpu", model:
         atoms_in_group += len(atoms)
     flush()
     return [np.ascontiguousarray(f, dtype=np.float32) for f in out]
+
+
+def recipe_for_embedder(recipe: Any, embedder: str) -> Any:
+    """``recipe`` (a frozen dataclass with a ``foundation`` field) with the features ``embedder`` reads.
+
+    The one rule of which graphs an encoder trains on: a :data:`FOUNDATION_EMBEDDERS` encoder gets the
+    universal potential's features, any other the recipe without them.
+    """
+    import dataclasses
+
+    return dataclasses.replace(recipe, foundation=embedder in FOUNDATION_EMBEDDERS)
 
 
 def standard_orientation(crystal: CrystalArrays) -> Atoms:

@@ -86,11 +86,9 @@ class ElectronKind(DOSKind):
         Each graph carries its row's DFT gap as ``band_gap`` (``(1,)``, eV; NaN where unknown), the
         target of a gap head (:func:`~ase_dostransformer.io.electron_dataset.band_gap_targets`).
         """
-        import dataclasses
-
         import torch
 
-        from ..graphs.foundation import FOUNDATION_EMBEDDERS
+        from ..graphs.foundation import recipe_for_embedder
         from ..io.electron_dataset import band_gap_targets, edos_graphs, load_edos_dataset
 
         ds = load_edos_dataset(self._folder(data))
@@ -98,8 +96,7 @@ class ElectronKind(DOSKind):
             made = self.recipe_from_dict(recipe)
         else:
             # the foundation embedders read the universal potential's features, cached with the graphs
-            foundation = getattr(options, "embedder", "") in FOUNDATION_EMBEDDERS
-            made = dataclasses.replace(ds.recipe, foundation=foundation)
+            made = recipe_for_embedder(ds.recipe, getattr(options, "embedder", ""))
         graphs = edos_graphs(ds, made)
         for graph, gap in zip(graphs, band_gap_targets(ds.rows), strict=True):
             graph.band_gap = torch.tensor([gap], dtype=torch.float32)
