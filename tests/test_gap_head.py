@@ -30,6 +30,7 @@ from ase_dostransformer.electronic import (
     gap_metrics,
     gap_prediction,
     gap_std_scale,
+    is_metal,
     metal_pos_weight,
     predict_gap,
 )
@@ -302,13 +303,19 @@ def test_tiny_model_with_a_gap_head_learns_the_gaps(gap_run, gap_data: Path) -> 
     loss = _logged(run, "train_gap_loss")
     assert len(loss) == 8
     assert np.mean(loss[-3:]) < loss[0] - 0.2  # the gap terms go down (3.27 -> 2.65 when written)
-    assert len(_logged(run, "val_metal_balanced_accuracy")) == 8
-    assert "val_gap_mae" in next(csv.DictReader(next((run / "logs").rglob("metrics.csv")).open()))
     # the class weight: the training split's insulators / metals, recorded with the options
     ds = load_edos_dataset(gap_data)
     from ase_dostransformer.training.tasks import evaluation_data
 
     _, _, split = evaluation_data("electron", str(gap_data), "random", 0)
+    # the validation figures of electronic.gap_metrics, every epoch: a balanced accuracy in [0, 1] (the
+    # recall of the one class when the validation part holds one), a gap MAE only over gapped crystals
+    valid_gaps = band_gap_targets([ds.rows[i] for i in split["valid"]])
+    balanced, mae = _logged(run, "val_metal_balanced_accuracy"), _logged(run, "val_gap_mae")
+    assert len(balanced) == len(mae) == 8
+    assert all(0.0 <= b <= 1.0 for b in balanced)
+    gapped = int((~is_metal(valid_gaps[np.isfinite(valid_gaps)])).sum())
+    assert all((0.0 <= m < 10.0) if gapped else np.isnan(m) for m in mae)
     train_gaps = band_gap_targets([ds.rows[i] for i in split["train"]])
     assert summary["options"]["gap_pos_weight"] == pytest.approx(metal_pos_weight(train_gaps))
     assert summary["options"]["gap_head"] is True
