@@ -33,14 +33,20 @@ def gpaw_python() -> str | None:
     return None
 
 
-@pytest.mark.slow
-def test_gpaw_si_runner_is_resumable_and_builds_a_row(tmp_path: Path) -> None:
+def gpaw_python_or_skip() -> str:
+    """An interpreter that imports GPAW, or the test is skipped saying how to get one."""
     exe = gpaw_python()
     if exe is None:
         pytest.skip(
             "GPAW absent: no interpreter imports gpaw "
             "(apt-get install gpaw gpaw-data, or set DOSTRANSFORMER_GPAW_PYTHON)"
         )
+    return exe
+
+
+@pytest.mark.slow
+def test_gpaw_si_runner_is_resumable_and_builds_a_row(tmp_path: Path) -> None:
+    exe = gpaw_python_or_skip()
     out = tmp_path / "dft"
     cmd = [exe, str(RUNNER), "--bulk", "Si", "Xx:nosuchlattice", "--out", str(out), "--kdensity", "1.5"]
     cmd += ["--dos-kdensity", "2.5"]
@@ -52,6 +58,12 @@ def test_gpaw_si_runner_is_resumable_and_builds_a_row(tmp_path: Path) -> None:
     assert result["settings"]["xc"] == "PBE"
     assert result["nbands"] == result["compact"]["nbands_computed"] == 26  # every dzp orbital of two Si atoms
     assert 0.4 < result["band_gap"]["gap"] < 1.0  # PBE Si: about 0.6 eV (coarse mesh here)
+    assert result["settings"]["mode"] == "lcao"
+    assert "ecut" not in result["settings"]
+    assert (result["settings"]["grid_spacing"], result["settings"]["nbands"]) == (0.2, "nao")
+    assert result["nelectrons"] == 8.0
+    assert result["band_gap_filled"]["bands_occupied"] == 4
+    assert result["band_gap_filled"]["gap"] == pytest.approx(result["band_gap"]["gap"])
     failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
     assert failures[0]["id"] == "Xx_nosuchlattice"
     assert failures[0]["reason"]
@@ -104,3 +116,93 @@ def test_compact_results_keep_the_dos(tmp_path: Path) -> None:
     assert a.efermi == pytest.approx(b.efermi, abs=1e-4)
     ya = process_edos(a.energies, a.densities, a.efermi)
     np.testing.assert_allclose(ya, process_edos(b.energies, b.densities, b.efermi), atol=2e-3)
+
+
+@pytest.mark.slow
+def test_gpaw_si_plane_waves(tmp_path: Path) -> None:
+    """--mode pw: converged empty bands past the window, the settings recorded, and the dataset reads it."""
+    exe = gpaw_python_or_skip()
+    out = tmp_path / "pw"
+    cmd = [exe, str(RUNNER), "--bulk", "Si", "--out", str(out), "--mode", "pw", "--ecut", "250"]
+    cmd += ["--kdensity", "1.5", "--dos-kdensity", "2.5"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(gzip.decompress((out / "Si.json.gz").read_bytes()))
+    settings = result["settings"]
+    assert (settings["mode"], settings["ecut"], settings["basis"], settings["nbands"]) == ("pw", 250.0, None, "auto")
+    assert settings["grid_spacing"] is None  # GPAW's grid for the cutoff
+    # 4 occupied + max(1.5 x free-electron estimate, 4 per atom) = 12 converged bands, 2 more unconverged
+    assert (settings["nbands_converged"], settings["nbands_dos"], settings["nbands_tries"]) == (12, 14, 1)
+    assert result["compact"]["nbands_computed"] == 12
+    eps = np.asarray(result["eigenvalues"])
+    assert eps[..., -1].min() - result["efermi"] >= 6.0  # the converged bands reach past the window
+    assert 0.4 < result["band_gap"]["gap"] < 1.0
+    assert result["band_gap_filled"]["gap"] == pytest.approx(result["band_gap"]["gap"])
+    report = build_edos_dataset([out], tmp_path / "ds")
+    assert report.kept == 1
+    # an explicit band count that falls short fails with the reason instead of writing a cut-off DOS
+    short = [*cmd[:5], str(tmp_path / "short"), *cmd[6:], "--nbands", "-1"]  # 4 occupied + 1: 5 of 7 bands
+    run = subprocess.run(short, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert run.returncode == 1
+    failure = json.loads((tmp_path / "short" / "failures.jsonl").read_text())
+    assert "(5 of 7)" in failure["reason"]
+    assert "pass a larger --nbands" in failure["reason"]
+    assert not (tmp_path / "short" / "Si.json.gz").exists()
+
+
+def test_runner_arguments_by_mode(capsys) -> None:
+    runner = _runner()
+    lcao = runner.parse_args(["--out", "x"])
+    assert (lcao.mode, lcao.h, lcao.nbands, lcao.ecut) == ("lcao", 0.2, "nao", None)  # the labels' defaults
+    pw = runner.parse_args(["--out", "x", "--mode", "pw"])
+    assert (pw.mode, pw.h, pw.nbands, pw.ecut) == ("pw", None, "auto", 500.0)
+    pw = runner.parse_args(["--out", "x", "--mode", "pw", "--ecut", "350", "--nbands", "-8", "--h", "0.18"])
+    assert (pw.ecut, pw.nbands, pw.h) == (350.0, "-8", 0.18)
+    bad = {
+        "--ecut is the plane-wave cutoff: it needs --mode pw": ["--ecut", "400"],
+        "--nbands auto is for --mode pw": ["--nbands", "auto"],
+        "must be 'auto' or a non-zero integer, got 'nao'": ["--mode", "pw", "--nbands", "nao"],
+        "got '0'": ["--mode", "pw", "--nbands", "0"],
+        "--ecut must be > 0 eV, got -5.0": ["--mode", "pw", "--ecut", "-5"],
+        "--dos-kdensity must be > 0": ["--dos-kdensity", "0"],
+        "invalid choice: 'fd'": ["--mode", "fd"],
+    }
+    for message, argv in bad.items():
+        with pytest.raises(SystemExit) as exit_info:
+            runner.parse_args(["--out", "x", *argv])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_plane_wave_band_count() -> None:
+    """The free-electron estimate of the empty bands, by hand: V = 100 A^3 holding 8 valence electrons."""
+    runner = _runner()
+    e0 = runner.HBAR2_2M * (3 * np.pi**2 * 0.08) ** (2 / 3)  # 6.77 eV
+
+    def states(energy: float) -> float:
+        return 100.0 / (6 * np.pi**2) * (energy / runner.HBAR2_2M) ** 1.5
+
+    assert states(e0) == pytest.approx(4.0)  # the 8 electrons fill 4 bands
+    assert states(e0 + 7.0) - states(e0) == pytest.approx(7.603, abs=1e-3)
+    assert runner.pw_empty_bands(100.0, 8, natoms=2) == 12  # ceil(1.5 x 7.603)
+    assert runner.pw_empty_bands(100.0, 8, natoms=4) == 16  # at least 4 per atom
+    assert runner.pw_nbands(8, 12) == (18, 16)  # 4 occupied + 12 converged, 2 more unconverged
+    assert runner.pw_nbands(41, 60) == (90, 81)  # ceil(41 / 2) + 60 converged, and a 10% buffer
+    with pytest.raises(ValueError, match="positive volume"):
+        runner.pw_empty_bands(0.0, 8, natoms=2)
+
+
+def test_band_gap_filled() -> None:
+    """The gap above the last band the electrons fill: gapped, overlapping, and a partly filled band."""
+    runner = _runner()
+    eps = np.array([[[-3.0, 0.0, 1.5, 4.0], [-2.5, 0.4, 1.2, 5.0]]])  # [spin][k][band]
+    gapped = runner.band_gap_filled(eps, 4.0)
+    assert gapped == {"gap": pytest.approx(0.8), "vbm": 0.4, "cbm": 1.2, "bands_occupied": 2}
+    # a Fermi level between the k-points' edges would call it a metal; the filling does not look at one
+    assert runner.band_gap(eps, 1.3)["gap"] == 0.0
+    assert runner.band_gap_filled(eps, 6.0)["gap"] == pytest.approx(4.0 - 1.5)
+    overlap = np.array([[[-3.0, 0.0, 1.5], [-2.5, 1.0, 0.8]]])
+    assert runner.band_gap_filled(overlap, 4.0)["gap"] == pytest.approx(-0.2)
+    assert runner.band_gap_filled(eps, 5.0)["gap"] is None  # half a band: a metal by filling
+    assert runner.band_gap_filled(eps, 8.0)["gap"] is None  # no empty band computed
+    assert runner.band_gap_filled(np.concatenate([eps, eps]), 4.0)["gap"] is None  # two spins: not handled
