@@ -4,7 +4,7 @@
 # metals, dft_gpaw_pool: the active-learning pool sample; gpaw_runner.py makes them, see section 3 of README.md).
 # The model reads the frozen features of the shipped universal potential (--embedder foundation) and has a
 # band-gap head (--gap_head: metal probability, gap, calibrated uncertainty). Each training run uses 1 thread;
-# on a 2-core machine the three ran side by side (about 35-40 min each, the GPAW labelling sharing the cores).
+# on a 2-core machine the three ran side by side (32-40 min each, two active-learning loops sharing the cores).
 # The previous default, `electron-v1`, is reproduced by train/edos/v1/train.sh.
 #   bash train/edos/train.sh
 set -euo pipefail
