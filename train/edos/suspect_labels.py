@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gzip
 import importlib.util
 import json
 import sys
@@ -53,7 +52,7 @@ import numpy as np
 from ase_dostransformer.electronic import METAL_GAP, band_gap_estimate
 from ase_dostransformer.errors import DatasetError, OptionError
 from ase_dostransformer.io.electron_dataset import process_edos
-from ase_dostransformer.io.electron_sources import EDOSRecord, read_dft_result
+from ase_dostransformer.io.electron_sources import EDOSRecord, load_json, read_dft_result
 
 HERE = Path(__file__).resolve().parent
 #: The folders of training labels searched by default.
@@ -100,8 +99,7 @@ class LabelCheck:
 def load_result(path: Path) -> dict:
     """A runner result file (``.json`` or ``.json.gz``)."""
     try:
-        raw = path.read_bytes()
-        obj = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
+        obj = load_json(path)
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: not a readable result file ({type(exc).__name__}: {exc})") from exc
     if not isinstance(obj, dict) or "eigenvalues" not in obj or "efermi" not in obj:
