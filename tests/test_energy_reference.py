@@ -24,11 +24,13 @@ from ase_dostransformer.io.electron_sources import (
     DOS_GAP_TOL,
     ENERGY_REFERENCE_CONVENTION,
     EDOSRecord,
+    filled_band_edges,
     gaussian_dos,
     load_json,
     read_edos_source,
     reference_from_dos,
     reference_from_eigenvalues,
+    result_nelectrons,
 )
 
 ROOT = Path(__file__).resolve().parents[1] / "train" / "edos"
@@ -329,3 +331,61 @@ def test_the_reference_gap_can_be_a_global_feature(tmp_path: Path) -> None:
     assert graph.global_features.tolist() == [[0.0, pytest.approx(-4.1)]]
     props = {"energy_reference": "vbm", "gap_source": "dos", "band_gap": 1.5, "flag": True, "n": 2}
     assert numeric_properties(props) == {"band_gap": 1.5, "n": 2.0}
+
+
+# ------------------------------------------------------------------ a Fermi level that cuts a band edge
+
+CSAU = ROOT / "dft_gpaw" / "mp-2667.json.gz"  # CsAu: GPAW's SCF Fermi level cuts its valence-band top
+
+
+def test_a_fermi_level_cutting_a_band_edge_is_settled_by_band_filling(tmp_path: Path) -> None:
+    """CsAu's label: the SCF mesh's Fermi level lies 0.66 eV below the valence-band top of the DOS mesh.
+
+    Its bands on the DOS mesh are 6.96 k-weighted bands below that Fermi level (a whole 7 within
+    FILLING_TOL), and the 7th and 8th stored bands are 1.21 eV apart (plane waves: 1.12 eV), so it is
+    gapped and referenced to the 7th band's top. The band-crossing rule alone calls it a metal.
+    """
+    obj = load_json(CSAU)
+    eps = np.asarray(obj["eigenvalues"], dtype=float)
+    w = np.asarray(obj["weights"], dtype=float)
+    ef = float(obj["efermi"])
+    assert reference_from_eigenvalues(eps, ef).kind == "fermi"  # no weights: no filling check
+    vbm, cbm = filled_band_edges(eps, w, ef)
+    assert (vbm, cbm) == (eps[..., 6].max(), eps[..., 7].min())
+    assert cbm - vbm == pytest.approx(1.214, abs=1e-3)
+    assert vbm > ef + 0.6  # the Fermi level lies inside the valence band
+    (rec,) = read_edos_source(CSAU)
+    assert isinstance(rec, EDOSRecord)
+    assert rec.properties["energy_reference"] == "vbm"
+    assert rec.properties["gap_source"] == "band_filling"
+    assert rec.properties["band_gap"] == pytest.approx(1.214, abs=1e-3)
+    assert (rec.efermi, rec.properties["efermi_dft"]) == (pytest.approx(vbm), ef)
+    assert "cuts a band edge" in rec.warnings[0]
+    y = process_edos(rec.energies, rec.densities, rec.efermi)
+    grid = np.linspace(-5, 5, len(y))
+    assert y[(grid > 0.2) & (grid < 0.9)].max() < 2e-3  # the target's gap starts at 0 eV (peak 1)
+    # a result that records its electrons: 20 (Cs 9 + Au 11 valence in GPAW's setups), 3 bands dropped
+    # below by the compact form, so 14 in the 13 stored bands: 7 full; an odd count fills no whole band
+    assert result_nelectrons(obj | {"nelectrons": 20.0}) == 14.0
+    for nel, kind in ((20.0, "vbm"), (21.0, "fermi")):
+        path = tmp_path / f"csau-{nel:g}.json"
+        path.write_text(json.dumps(obj | {"nelectrons": nel}))
+        (rec,) = read_edos_source(path)
+        assert isinstance(rec, EDOSRecord)
+        assert rec.properties["energy_reference"] == kind, nel
+    # an electron count moves the filled band: 16 electrons in the stored bands fill 8
+    assert filled_band_edges(eps, w, ef, nelectrons=16.0) == (eps[..., 7].max(), eps[..., 8].min())
+
+
+def test_a_metal_stays_a_metal_under_band_filling() -> None:
+    """Cu: 5.5 k-weighted bands below the Fermi level, no whole filling; two spins are never filled."""
+    obj = load_json(LABELS["Cu-fcc"])
+    eps = np.asarray(obj["eigenvalues"], dtype=float)
+    w = np.asarray(obj["weights"], dtype=float)
+    assert filled_band_edges(eps, w, float(obj["efermi"])) is None
+    assert reference_from_eigenvalues(eps, float(obj["efermi"]), w).kind == "fermi"
+    assert filled_band_edges(np.concatenate([eps, eps]), w, float(obj["efermi"]), nelectrons=10.0) is None
+    # a whole filling whose last full and first empty bands overlap is a metal too (a semimetal)
+    semimetal = np.array([[[-1.0, 0.2, 3.0], [-0.8, -0.1, 0.1]]])  # band 1 tops at 0.2, band 2 starts at 0.1
+    assert filled_band_edges(semimetal, [0.5, 0.5], 0.15, nelectrons=4.0) == (0.2, 0.1)
+    assert reference_from_eigenvalues(semimetal, 0.15, [0.5, 0.5], 4.0).kind == "fermi"

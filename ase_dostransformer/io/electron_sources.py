@@ -15,8 +15,10 @@ land at different depths), which would shift otherwise equal spectra against eac
 gap and the VBM come from:
 
 - eigenvalues, when the source has them (``ase``: :func:`band_edges`, a band crossing the Fermi level
-  makes a metal; ``vasprun``: pymatgen's ``Vasprun.eigenvalue_band_properties`` from the
-  occupations, with the same band-crossing check);
+  makes a metal unless the electrons fill whole bands with a gap above the last one
+  (:func:`filled_band_edges`, ``gap_source`` ``"band_filling"``: a Fermi level found on a coarser SCF
+  mesh can cut a band edge of the DOS mesh); ``vasprun``: pymatgen's
+  ``Vasprun.eigenvalue_band_properties`` from the occupations, with the same band-crossing check);
 - otherwise the total DOS (``mp-json``, ``pymatgen-dos``, a ``vasprun.xml`` without eigenvalues):
   pymatgen's ``Dos.get_interpolated_gap`` finds the empty window around the Fermi level, a DOS value
   counting as empty below :data:`DOS_GAP_TOL` times the mean DOS of the source's energy range. A
@@ -31,7 +33,7 @@ gap and the VBM come from:
 
 Every record carries ``properties["energy_reference"]`` (``"vbm"`` or ``"fermi"``),
 ``properties["band_gap"]`` (eV, 0 for a metal), ``properties["efermi_dft"]`` (the code's own Fermi
-level) and ``properties["gap_source"]`` (``"eigenvalues"`` or ``"dos"``). A gap a source reports
+level) and ``properties["gap_source"]`` (``"eigenvalues"``, ``"band_filling"`` or ``"dos"``). A gap a source reports
 itself (a Materials Project row's ``band_gap``) is kept as ``properties["band_gap_reported"]``.
 """
 
@@ -57,13 +59,22 @@ FORMATS = ("auto", "mp-json", "pymatgen-dos", "vasprun", "ase")
 DFT_RESULT_FORMAT = "ase-dostransformer-dft-result"
 #: Gaussian width (eV) used to broaden eigenvalues, in ``ase.dft.dos.DOS``'s convention.
 DEFAULT_WIDTH = 0.1
-#: The 0 eV of the target of a material with a band gap: "vbm" (the valence-band maximum, Materials
-#: Project's convention) rather than the code's Fermi level, which may sit anywhere in the gap.
-INSULATOR_REFERENCE = "vbm"
-#: Values of ``properties["energy_reference"]``: the valence-band maximum (gapped) or the Fermi level (metal).
+#: States broadened at once in :func:`gaussian_dos` (bounds its memory to a few MB).
+GAUSSIAN_CHUNK = 1024
+#: A state's Gaussian is summed within this many widths of it (``exp(-64)``: nothing is lost beyond).
+GAUSSIAN_REACH = 8.0
+#: Values of ``properties["energy_reference"]``: the valence-band maximum (gapped; Materials Project's
+#: convention, rather than the code's Fermi level, which may sit anywhere in the gap) or the Fermi level (metal).
 ENERGY_REFERENCES = ("vbm", "fermi")
 #: Values of ``properties["gap_source"]``: what the gap and the VBM were read from.
-GAP_SOURCES = ("eigenvalues", "dos")
+GAP_SOURCES = ("eigenvalues", "band_filling", "dos")
+#: The k-weighted number of bands below a Fermi level counts as whole (the electrons fill whole bands)
+#: when it is this close to a whole number (:func:`filled_band_edges` without an electron count).
+FILLING_TOL = 0.05
+#: A gap between the last filled and the first empty band at least this wide (eV) makes a material
+#: gapped when its Fermi level cuts a band edge (:func:`reference_from_eigenvalues`); the same as
+#: :data:`ase_dostransformer.electronic.METAL_GAP`, the boundary every evaluation uses.
+FILLED_GAP_MIN = 0.05
 #: DOS-only sources: a DOS value is empty (inside a gap) below this fraction of the mean DOS over the
 #: source's energy range (the relative ``tol`` of pymatgen's ``Dos.get_interpolated_gap``; 10x
 #: pymatgen's default 1e-4 so that 0.1 eV Gaussian tails do not close gaps above ~0.45 eV; the metal
@@ -86,7 +97,8 @@ ENERGY_REFERENCE_CONVENTION = (
     "0 eV is the valence-band maximum of a material with a band gap at its Fermi level and the Fermi "
     "level of a metal (properties.energy_reference 'vbm' or 'fermi'; properties.band_gap, "
     "properties.efermi_dft = the code's Fermi level, properties.gap_source). The gap and the VBM come "
-    "from eigenvalues when the source has them ('ase': a band crossing the Fermi level makes a metal; "
+    "from eigenvalues when the source has them ('ase': a band crossing the Fermi level makes a metal "
+    "unless the electrons fill whole bands below a gap, gap_source 'band_filling'; "
     "'vasprun': pymatgen Vasprun.eigenvalue_band_properties), otherwise from the total DOS: pymatgen "
     f"Dos.get_interpolated_gap with the empty threshold {DOS_GAP_TOL:g} x the mean DOS, a smeared band "
     "edge placed from a Gaussian fit of its tail"
@@ -291,12 +303,64 @@ class EnergyReference:
         }
 
 
-def reference_from_eigenvalues(eigenvalues: Any, efermi: float) -> EnergyReference:
-    """The reference from eigenvalues ``[spin][k][band]`` and the Fermi level (:func:`band_edges`)."""
-    edges = band_edges(np.asarray(eigenvalues, dtype=float), efermi)
-    if edges is None or INSULATOR_REFERENCE != "vbm":
-        return EnergyReference.metal(efermi, "eigenvalues")
-    return EnergyReference(edges[0], "vbm", edges[1] - edges[0], float(efermi), "eigenvalues")
+def reference_from_eigenvalues(
+    eigenvalues: Any, efermi: float, weights: Any = None, nelectrons: float | None = None
+) -> EnergyReference:
+    """The reference from eigenvalues ``[spin][k][band]`` and the Fermi level.
+
+    Gapped when no band crosses the Fermi level (:func:`band_edges`; ``gap_source`` ``"eigenvalues"``).
+    When one does, and ``weights`` are given, the band filling decides (:func:`filled_band_edges`,
+    ``gap_source`` ``"band_filling"``): a Fermi level found on another k-mesh (a code's SCF mesh, coarser
+    than the DOS mesh) can cut a band edge of these eigenvalues although the electrons fill whole bands
+    with a gap of at least :data:`FILLED_GAP_MIN` between them; such a material is gapped, with a warning.
+    """
+    eps = np.asarray(eigenvalues, dtype=float)
+    edges = band_edges(eps, efermi)
+    if edges is not None:
+        return EnergyReference(edges[0], "vbm", edges[1] - edges[0], float(efermi), "eigenvalues")
+    if weights is not None:
+        filled = filled_band_edges(eps, weights, efermi, nelectrons)
+        if filled is not None and filled[1] - filled[0] >= FILLED_GAP_MIN:
+            vbm, cbm = filled
+            warning = (
+                f"the Fermi level ({efermi:.3f} eV) cuts a band edge, but the electrons fill whole bands "
+                f"with a {cbm - vbm:.2f} eV gap: referenced to the filled bands' top"
+            )
+            return EnergyReference(vbm, "vbm", cbm - vbm, float(efermi), "band_filling", warning)
+    return EnergyReference.metal(efermi, "eigenvalues")
+
+
+def filled_band_edges(
+    eigenvalues: Any, weights: Any, efermi: float, nelectrons: float | None = None
+) -> tuple[float, float] | None:
+    """``(vbm, cbm)`` of the last band the electrons fill and the next, or ``None`` when they fill no whole band.
+
+    Spin-unpolarised eigenvalues ``[1][k][band]`` hold two electrons per band. ``nelectrons`` counts the
+    electrons in the bands given (a compact result that dropped ``n`` bands below holds ``2 n`` fewer);
+    without it the count is the k-weighted number of states below ``efermi`` (``weights`` summing to 1),
+    taken as whole bands when within :data:`FILLING_TOL` of a whole number. No Fermi level decides which
+    band is full, so a Fermi level found on another k-mesh cannot mislead it. The edges may overlap
+    (``cbm < vbm``: a semimetal). ``None`` also for two spins or when no band lies above the filled ones.
+    """
+    eps = np.asarray(eigenvalues, dtype=float)
+    if eps.ndim != 3 or eps.shape[0] != 1:
+        return None
+    if nelectrons is None:
+        w = np.asarray(weights, dtype=float).reshape(-1)
+        if len(w) != eps.shape[1]:
+            raise DatasetError(f"{len(w)} k-point weights for {eps.shape[1]} k-points")
+        bands = float(((eps[0] <= efermi) * w[:, None]).sum() / w.sum())
+        if abs(bands - round(bands)) > FILLING_TOL:
+            return None
+        nocc = int(round(bands))
+    else:
+        half = float(nelectrons) / 2.0
+        nocc = int(round(half))
+        if abs(half - nocc) > 1e-6:
+            return None
+    if not 0 < nocc < eps.shape[-1]:
+        return None
+    return float(eps[..., nocc - 1].max()), float(eps[..., nocc].min())
 
 
 def reference_from_dos(
@@ -676,15 +740,28 @@ def gaussian_dos(
         raise OptionError(f"width must be > 0, got {width}")
     energies = np.asarray(energies, dtype=float)
     spin_factor = 2.0 if eps.shape[0] == 1 else 1.0
+    lo, hi = energies.min() - GAUSSIAN_REACH * width, energies.max() + GAUSSIAN_REACH * width
+    state_w = np.broadcast_to(w[None, :, None], eps.shape)
+    near = (eps > lo) & (eps < hi)
+    e_n, w_n = eps[near], state_w[near] * (spin_factor / (sqrt(pi) * width))
     dos = np.zeros_like(energies)
-    lo, hi = energies.min() - 8 * width, energies.max() + 8 * width
-    norm = 1.0 / (sqrt(pi) * width)
-    for s in range(eps.shape[0]):
-        for k in range(eps.shape[1]):
-            e_n = eps[s, k]
-            e_n = e_n[(e_n > lo) & (e_n < hi)]
-            if e_n.size:
-                dos += spin_factor * w[k] * norm * np.exp(-(((energies[:, None] - e_n[None, :]) / width) ** 2)).sum(1)
+    step = np.diff(energies)
+    if energies.size > 1 and step[0] > 0 and np.allclose(step, step[0], rtol=1e-6, atol=0.0):
+        # a uniform grid: each state reaches only the grid points within GAUSSIAN_REACH widths of it
+        # (exp(-GAUSSIAN_REACH^2) ~ 1e-28 beyond), a few hundred points instead of the whole grid
+        reach = int(np.ceil(GAUSSIAN_REACH * width / step[0]))
+        offsets = np.arange(-reach, reach + 1)
+        for i in range(0, e_n.size, GAUSSIAN_CHUNK):
+            e_c, w_c = e_n[i : i + GAUSSIAN_CHUNK], w_n[i : i + GAUSSIAN_CHUNK]
+            idx = np.rint((e_c - energies[0]) / step[0]).astype(int)[:, None] + offsets[None, :]
+            inside = (idx >= 0) & (idx < energies.size)
+            idx = np.clip(idx, 0, energies.size - 1)
+            g = np.exp(-(((energies[idx] - e_c[:, None]) / width) ** 2)) * (w_c[:, None] * inside)
+            dos += np.bincount(idx.ravel(), weights=g.ravel(), minlength=energies.size)
+        return dos
+    for i in range(0, e_n.size, GAUSSIAN_CHUNK):  # any grid: every state on every point
+        e_c, w_c = e_n[i : i + GAUSSIAN_CHUNK], w_n[i : i + GAUSSIAN_CHUNK]
+        dos += np.exp(-(((energies[:, None] - e_c[None, :]) / width) ** 2)) @ w_c
     return dos
 
 
@@ -698,6 +775,7 @@ def dft_record(
     width: float = DEFAULT_WIDTH,
     window: tuple[float, float] = (-5.0, 5.0),
     properties: dict[str, float | str] | None = None,
+    nelectrons: float | None = None,
 ) -> EDOSRecord:
     """A record from DFT eigenvalues: Gaussian-broadened on a 10 meV grid covering ``window`` around the reference.
 
@@ -706,7 +784,9 @@ def dft_record(
     valence-band maximum, because a code's Fermi level can sit anywhere inside the gap (GPAW's lands
     at different depths for different materials); for a metal it is the Fermi level. The
     calculation's own Fermi level, the gap and which reference applies go to ``properties``
-    (``efermi_dft``, ``band_gap``, ``energy_reference``, ``gap_source``).
+    (``efermi_dft``, ``band_gap``, ``energy_reference``, ``gap_source``). ``nelectrons``, the electrons
+    in the bands given, settles a Fermi level that cuts a band edge (:func:`filled_band_edges`; without
+    it the filling is counted from the Fermi level).
 
     Refused (:class:`~ase_dostransformer.errors.DatasetError`) when the calculation has too few empty
     bands to describe the window: the highest band must lie above ``reference + window[1]`` at every k-point.
@@ -720,7 +800,7 @@ def dft_record(
     if eps.ndim != 3 or eps.size == 0:
         raise DatasetError(f"eigenvalues must be [spin][k-point][band], got shape {eps.shape}")
     properties = dict(properties or {})
-    reference = reference_from_eigenvalues(eps, ef)
+    reference = reference_from_eigenvalues(eps, ef, weights, nelectrons)
     properties.update(reference.properties())
     ef = reference.energy
     top = float(eps[..., -1].min()) - ef
@@ -732,7 +812,10 @@ def dft_record(
     margin = 0.5
     energies = np.arange(window[0] - margin, window[1] + margin + 1e-9, 0.01) + ef
     dos = gaussian_dos(eps, weights, energies, width)
-    return EDOSRecord(rid, structure, energies, dos, ef, source, "ase", properties)
+    record = EDOSRecord(rid, structure, energies, dos, ef, source, "ase", properties)
+    if reference.warning:
+        record.warnings.append(reference.warning)
+    return record
 
 
 def band_edges(eigenvalues: np.ndarray, efermi: float) -> tuple[float, float] | None:
@@ -768,7 +851,10 @@ def record_from_calculator(
     props: dict[str, float | str] = {}
     with contextlib.suppress(Exception):
         props["energy_per_atom"] = float(atoms.get_potential_energy()) / len(atoms)
-    return dft_record(rid, atoms, eps, weights, float(efermi), source, width, properties=props)
+    nelectrons = None  # GPAW has it; ASE's calculator interface does not
+    with contextlib.suppress(Exception):
+        nelectrons = float(calc.get_number_of_electrons())
+    return dft_record(rid, atoms, eps, weights, float(efermi), source, width, properties=props, nelectrons=nelectrons)
 
 
 def read_dft_result(
@@ -800,9 +886,20 @@ def read_dft_result(
             source,
             width,
             properties=props,
+            nelectrons=result_nelectrons(obj),
         )
     except (ValueError, TypeError, KeyError, OSError) as exc:
         yield SkippedRow(source, rid, _reason(exc))
+
+
+def result_nelectrons(obj: Mapping[str, Any]) -> float | None:
+    """The electrons in a result's stored bands: its ``nelectrons`` less two per band a compact result dropped below."""
+    n = _float_or_none(obj.get("nelectrons"))
+    if n is None:
+        return None
+    compact = obj.get("compact")
+    first = int(compact.get("bands", [0])[0]) if isinstance(compact, Mapping) else 0
+    return n - 2.0 * first
 
 
 def read_ase_file(path: str | os.PathLike, width: float = DEFAULT_WIDTH) -> Iterator[EDOSRecord | SkippedRow]:

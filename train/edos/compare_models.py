@@ -40,8 +40,12 @@ def compare(data: str, run: str, other: str, other_data: str) -> dict[str, Any]:
     from ase_dostransformer.training.metrics import spectrum_metrics
     from ase_dostransformer.training.tasks import evaluation_data
 
-    model_a, _ = load_model_file(Path(run) / "model.pt")
-    options = json.loads((Path(run) / "metrics.json").read_text())["options"]
+    if Path(run).is_file():  # a model file (the shipped ensemble): the random split, seed 0, as its members'
+        model_a, _ = load_model_file(run)
+        options = {"dataset": "random", "seed": 0}
+    else:
+        model_a, _ = load_model_file(Path(run) / "model.pt")
+        options = json.loads((Path(run) / "metrics.json").read_text())["options"]
     _, graphs, split = evaluation_data("electron", data, options["dataset"], options["seed"], model_a.cfg.recipe)
     model_b = load_model(other, device="cpu")
     _, _, other_split = evaluation_data("electron", other_data, "random", 0)
@@ -65,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     """Print the comparison (and write it with ``--json``)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="the dataset model A was trained on")
-    ap.add_argument("--run", required=True, help="model A's run folder (model.pt, metrics.json)")
+    ap.add_argument(
+        "--run",
+        required=True,
+        help="model A's run folder (model.pt, metrics.json) or model file (random split, seed 0)",
+    )
     ap.add_argument("--other", default="electron-v1", help="model B: a model file or shipped name")
     ap.add_argument("--other-data", required=True, help="the dataset model B was trained on (random split, seed 0)")
     ap.add_argument("--json", default=None)

@@ -48,12 +48,22 @@ from ase_dostransformer.training.tasks import evaluation_data
 SOURCES = {"head": "gap head", "from_dos": "DOS read", "labels_from_dos": "DOS read of the DFT labels (floor)"}
 
 
-def report_run(data: str, run: Path) -> dict:
-    """Metrics and derived quantities of one run's model on its own split (valid and test)."""
-    model, _ = load_model_file(run / "model.pt")
-    summary = json.loads((run / "metrics.json").read_text())
-    seed = int(summary.get("options", {}).get("seed", 0))
-    split_name = summary["options"]["dataset"]  # random, crystal_ood, element_ood or a split file
+def report_run(data: str, run: Path, label: str = "random") -> dict:
+    """Metrics and derived quantities of one run's model on its own split (valid and test).
+
+    ``run``: a ``dostransformer train`` folder (its ``metrics.json`` names the split and seed), or a model
+    file (an ensemble of ``dostransformer ensemble``), evaluated on the split ``label`` names, seed 0.
+    """
+    if run.is_file():
+        model, _ = load_model_file(run)
+        if label not in ("random", "crystal_ood", "element_ood"):
+            raise SystemExit(f"{label}={run}: a model file is evaluated on the split its label names")
+        seed, split_name = 0, label
+    else:
+        model, _ = load_model_file(run / "model.pt")
+        summary = json.loads((run / "metrics.json").read_text())
+        seed = int(summary.get("options", {}).get("seed", 0))
+        split_name = summary["options"]["dataset"]  # random, crystal_ood, element_ood or a split file
     _, graphs, split = evaluation_data("electron", data, split_name, seed, model.cfg.recipe)  # the model's own graphs
     ds = load_edos_dataset(data)
     metrics = evaluate_split(model, graphs, split, parts=("valid", "test"))
@@ -115,14 +125,18 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", help="LABEL=RUN_DIR pairs; each run is evaluated on its own --dataset split")
+    p.add_argument(
+        "runs",
+        nargs="+",
+        help="LABEL=RUN_DIR pairs (each run on its own --dataset split), or SPLIT=MODEL_FILE (seed 0)",
+    )
     p.add_argument("--data", required=True, help="the built eDOS dataset folder")
     p.add_argument("--json", default=None, help="write the report here")
     args = p.parse_args(argv)
     report = {"data": args.data, "data_sha256": load_edos_dataset(args.data).sha256, "splits": {}}
     for pair in args.runs:
         name, _, run = pair.partition("=")
-        report["splits"][name] = report_run(args.data, Path(run))
+        report["splits"][name] = report_run(args.data, Path(run), name)
     print(markdown(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

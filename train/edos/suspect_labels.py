@@ -7,12 +7,15 @@ A GPAW label is a metal when its DFT gap (the dataset's, ``properties["band_gap"
 than ``--window`` eV (default 0.5) within 0.5 eV of 0 eV
 (:func:`ase_dostransformer.electronic.band_gap_estimate`): either the dzp basis closed a real gap, or a
 band only grazes the Fermi level. Each suspect also gets its ``filled`` gap, between the last band
-its electrons fill and the next (``gpaw_runner.band_gap_filled``; the electron count is the result's
+its electrons fill and the next (the dataset reader's
+:func:`~ase_dostransformer.io.electron_sources.filled_band_edges`; the electron count is the result's
 ``nelectrons``, or for older results the bands below the Fermi level on the DOS mesh, when they come
-to a whole number within ``FILLING_TOL``), and a ``kind``:
+to a whole number within ``electron_sources.FILLING_TOL``), and a ``kind``:
 
 - ``fermi``: gapped by filling (>= METAL_GAP): the SCF's Fermi level, found on the coarser SCF mesh,
-  cuts a band edge of the DOS mesh; the label's own eigenvalues already hold the gap;
+  cuts a band edge of the DOS mesh; the label's own eigenvalues already hold the gap. The dataset
+  reader takes such a label as gapped (``gap_source`` ``"band_filling"``), so no suspect has this kind
+  any more (five did before the reader learnt it: AgI, CsAu, GaN, CuH, NbRuP);
 - ``touch``: the last full and the first empty band touch (|gap| < METAL_GAP; PBE's zero-gap
   band inversions, e.g. InAs, HgS);
 - ``overlap``: they overlap in energy (a semimetal on this basis);
@@ -30,50 +33,38 @@ folders with their lists ``DIR/queue-<q>.txt`` (smallest cells first), and ``DIR
 
 ``--pw DIR`` adds each suspect's PW result (same id) read the same way (gap, filled gap, window) and
 a verdict: ``replace`` (the PW result is gapped as the dataset reads it: the label is wrong), ``keep``
-(the PW result is a metal by filling too), ``reader`` (the PW result is gapped by filling only: its
-Fermi level cuts a band edge as the label's does, which the dataset's reader would have to handle
-first), ``failed`` (in ``DIR/failures.jsonl``) or ``pending``.
+(the PW result is a metal too: PBE's own answer), ``failed`` (in ``DIR/failures.jsonl``) or ``pending``.
+``--replace-in LIST`` then rewrites a label list (``model_files.txt``) with each ``replace`` label's
+path swapped for its PW result; the LCAO files stay, as the record of what was computed first.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib.util
 import json
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import ModuleType
-
-import numpy as np
 
 from ase_dostransformer.electronic import METAL_GAP, band_gap_estimate
 from ase_dostransformer.errors import DatasetError, OptionError
 from ase_dostransformer.io.electron_dataset import process_edos
-from ase_dostransformer.io.electron_sources import EDOSRecord, load_json, read_dft_result
+from ase_dostransformer.io.electron_sources import (
+    EDOSRecord,
+    filled_band_edges,
+    load_json,
+    read_dft_result,
+    result_nelectrons,
+)
 
 HERE = Path(__file__).resolve().parent
 #: The folders of training labels searched by default.
 LABEL_FOLDERS = ("dft_gpaw", "dft_gpaw_metals", "dft_gpaw_pool")
 #: Default width (eV) of the empty window that makes a metal label suspect.
 DEFAULT_WINDOW = 0.5
-#: Bands below the Fermi level (k-weighted) count as a whole number when this close to one.
-FILLING_TOL = 0.05
 #: Kinds of suspect (module docstring).
 KINDS = ("fermi", "touch", "overlap", "partial")
-
-
-@functools.cache
-def _runner() -> ModuleType:
-    """``gpaw_runner.py`` as a module (it imports only NumPy at the top; GPAW only to compute)."""
-    spec = importlib.util.spec_from_file_location("gpaw_runner", HERE / "gpaw_runner.py")
-    if spec is None or spec.loader is None:  # pragma: no cover - the file ships beside this one
-        raise DatasetError(f"cannot load {HERE / 'gpaw_runner.py'}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass(frozen=True)
@@ -89,6 +80,7 @@ class LabelCheck:
     window: float
     filled_gap: float | None
     kind: str
+    seconds: float | None = None  # the runner's wall time for it, when recorded
 
     @property
     def metal(self) -> bool:
@@ -118,24 +110,14 @@ def result_files(folder: Path) -> list[Path]:
 def filled_gap(result: dict) -> float | None:
     """The gap between the last full and the first empty band (negative: overlap); ``None``: not whole bands.
 
-    The electron count is ``nelectrons`` when the result has it; else the k-weighted number of bands
-    below its Fermi level on the DOS mesh, when within ``FILLING_TOL`` of a whole number. Compact
-    results keep bands from ``compact.bands[0]`` on; the count is taken relative to them.
+    The reader's own rule (:func:`ase_dostransformer.io.electron_sources.filled_band_edges`): the
+    electron count is the result's ``nelectrons`` when it has it, else the k-weighted number of bands
+    below its Fermi level on the DOS mesh, when within ``electron_sources.FILLING_TOL`` of a whole number.
     """
-    eps = np.asarray(result["eigenvalues"], dtype=float)
-    if eps.ndim == 2:
-        eps = eps[None]
-    first = int((result.get("compact") or {}).get("bands", [0])[0])
-    if result.get("nelectrons") is not None:
-        electrons = float(result["nelectrons"]) - 2 * first
-    else:
-        weights = np.asarray(result["weights"], dtype=float)
-        below = float(((eps <= float(result["efermi"])) * weights[None, :, None]).sum() / eps.shape[0])
-        if abs(below - round(below)) > FILLING_TOL:
-            return None
-        electrons = 2.0 * round(below)
-    gap = _runner().band_gap_filled(eps, electrons)["gap"]
-    return None if gap is None else float(gap)
+    edges = filled_band_edges(
+        result["eigenvalues"], result["weights"], float(result["efermi"]), result_nelectrons(result)
+    )
+    return None if edges is None else edges[1] - edges[0]
 
 
 def kind_of(gap: float | None) -> str:
@@ -149,11 +131,13 @@ def kind_of(gap: float | None) -> str:
 
 def check_label(path: Path) -> LabelCheck:
     """Read one result file the way ``dostransformer dataset build`` does, and measure its window."""
-    rec = next(read_dft_result(path))
+    obj = load_result(path)
+    rec = next(read_dft_result(path, obj=obj))
     if not isinstance(rec, EDOSRecord):
         raise DatasetError(f"{path}: the dataset reader skips it ({rec.reason})")
     y = process_edos(rec.energies, rec.densities, rec.efermi)
-    gap = filled_gap(load_result(path))
+    gap = filled_gap(obj)
+    seconds = obj.get("seconds")
     return LabelCheck(
         id=rec.id,
         folder=path.parent.name,
@@ -164,6 +148,7 @@ def check_label(path: Path) -> LabelCheck:
         window=round(float(band_gap_estimate(y).gap), 3),
         filled_gap=None if gap is None else round(gap, 4),
         kind=kind_of(gap),
+        seconds=float(seconds) if isinstance(seconds, (int, float)) else None,
     )
 
 
@@ -242,20 +227,51 @@ def compare_pw(suspects: Sequence[LabelCheck], pw: Path) -> list[dict]:
         found = [p for p in (pw / f"{check.id}.json.gz", pw / f"{check.id}.json") if p.is_file()]
         if found:
             got = check_label(found[0])
-            seconds = load_result(found[0]).get("seconds")
-            row.update(pw_gap=got.dft_gap, pw_filled_gap=got.filled_gap, pw_window=got.window, pw_seconds=seconds)
-            if not got.metal:
-                row["verdict"] = "replace"
-            elif got.kind == "fermi":
-                row["verdict"] = "reader"
-            else:
-                row["verdict"] = "keep"
+            row.update(pw_gap=got.dft_gap, pw_filled_gap=got.filled_gap, pw_window=got.window, pw_seconds=got.seconds)
+            row["verdict"] = "keep" if got.metal else "replace"
         elif check.id in failed:
             row.update(verdict="failed", reason=failed[check.id])
         else:
             row["verdict"] = "pending"
         rows.append(row)
     return rows
+
+
+def replace_in_list(rows: Sequence[dict], label_list: Path, pw: Path) -> int:
+    """Swap each ``replace`` verdict's label in ``label_list`` for its PW result; returns how many were swapped.
+
+    ``label_list`` holds one result file per line, relative to its own folder (as ``model_files.txt``).
+    The LCAO label files stay where they are (their provenance); only the list a training reads changes.
+    A PW result must lie under the list's folder, so that the list stays relative to it.
+    """
+    if not label_list.is_file():
+        raise OptionError(f"label list {label_list} does not exist")
+    base = label_list.resolve().parent
+    lines = label_list.read_text().split()
+    index = {(base / line).resolve(): i for i, line in enumerate(lines)}
+    swapped = 0
+    for row in rows:
+        if row["verdict"] != "replace":
+            continue
+        i = index.get(Path(row["path"]).resolve())
+        if i is None:
+            continue  # a suspect this list does not train on
+        found = [f for f in (pw / f"{row['id']}.json.gz", pw / f"{row['id']}.json") if f.is_file()]
+        try:
+            lines[i] = str(found[0].resolve().relative_to(base))
+        except ValueError as exc:
+            raise OptionError(f"PW result {found[0]} is not under {base}, the folder of {label_list}") from exc
+        swapped += 1
+    label_list.write_text("\n".join(lines) + "\n")
+    return swapped
+
+
+def _relative(path: str) -> str:
+    """``path`` relative to this script's folder when under it (so a written JSON holds no machine's paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(HERE))
+    except ValueError:
+        return path
 
 
 def _fmt(value: object) -> str:
@@ -289,12 +305,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queues", type=int, default=1, help="runner processes the queue is dealt to")
     ap.add_argument("--pw", default=None, help="folder of PW results (gpaw_runner.py --mode pw) to compare")
     ap.add_argument("--json", default=None, help="write the suspects (and PW comparison) here as JSON")
+    ap.add_argument(
+        "--replace-in",
+        default=None,
+        help="with --pw: in this label list (e.g. model_files.txt), swap each 'replace' label for its PW result",
+    )
     args = ap.parse_args(argv)
     try:
         files = [f for folder in args.folders for f in result_files(Path(folder))]
         suspects, metals = find_suspects(files, args.window)
         rows = compare_pw(suspects, Path(args.pw)) if args.pw else [asdict(c) for c in suspects]
         lists = write_queue(suspects, Path(args.structures), args.queues) if args.structures else []
+        if args.replace_in and not args.pw:
+            raise OptionError("--replace-in needs --pw (the verdicts)")
+        swapped = replace_in_list(rows, Path(args.replace_in), Path(args.pw)) if args.replace_in else 0
     except (OptionError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -308,8 +332,11 @@ def main(argv: list[str] | None = None) -> int:
         print("verdicts: " + ", ".join(f"{v} {sum(r['verdict'] == v for r in rows)}" for v in verdicts))
     for path in lists:
         print(f"queue: {path}")
+    if args.replace_in:
+        print(f"{args.replace_in}: {swapped} labels replaced by their PW results")
     if args.json:
-        doc = {"window": args.window, "metal_gap": METAL_GAP, "metals": metals, "files": len(files), "rows": rows}
+        portable = [{**r, "path": _relative(r["path"])} for r in rows]
+        doc = {"window": args.window, "metal_gap": METAL_GAP, "metals": metals, "files": len(files), "rows": portable}
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
     return 0
 

@@ -5,6 +5,9 @@
 # Its rows were built at symprec 0.01 A; today's default (0.1 A) makes two training crystals tetragonal, so the data
 # sha256 differs from the registered one; the test metrics stayed as they were when that was checked
 # (benchmarks/RESULTS.md, the symprec section). tests/test_gap_head.py pins the shipped file's predictions.
+# Since 2026-12-01 the dataset reader also reads 5 of these labels as gapped by band filling (mp-1367, mp-22919,
+# mp-2667, mp-2693, mp-2853: a Fermi level that cuts a band edge; ../README.md section 3), so a rebuild trains on
+# those as insulators; electron-v1 was trained with them as metals.
 # Each training run uses 1 thread; on a 2-core machine the three ran side by side (about 10-20 min).
 #   bash train/edos/v1/train.sh
 set -euo pipefail
