@@ -32,21 +32,17 @@ KEYS = (
 
 def compare(data: str, run: str, other: str, other_data: str) -> dict[str, Any]:
     """``{"n": common test materials, "ids": [...], "a": {...}, "b": {...}}`` (spectrum and gap figures)."""
+    from report import run_model  # report.py beside this script (its folder is on sys.path when run)
+
     from ase_dostransformer.batching import predict_graphs
     from ase_dostransformer.electronic import gap_metrics, predict_gap
     from ase_dostransformer.io.electron_dataset import band_gap_targets, load_edos_dataset
-    from ase_dostransformer.model import load_model_file
     from ase_dostransformer.pretrained import load_model
     from ase_dostransformer.training.metrics import spectrum_metrics
     from ase_dostransformer.training.tasks import evaluation_data
 
-    if Path(run).is_file():  # a model file (the shipped ensemble): the random split, seed 0, as its members'
-        model_a, _ = load_model_file(run)
-        options = {"dataset": "random", "seed": 0}
-    else:
-        model_a, _ = load_model_file(Path(run) / "model.pt")
-        options = json.loads((Path(run) / "metrics.json").read_text())["options"]
-    _, graphs, split = evaluation_data("electron", data, options["dataset"], options["seed"], model_a.cfg.recipe)
+    model_a, split_name, seed = run_model(Path(run))  # a model file: its members' random split, seed 0
+    _, graphs, split = evaluation_data("electron", data, split_name, seed, model_a.cfg.recipe)
     model_b = load_model(other, device="cpu")
     _, _, other_split = evaluation_data("electron", other_data, "random", 0)
     other_ids = load_edos_dataset(other_data).ids

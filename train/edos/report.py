@@ -28,6 +28,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,22 +49,25 @@ from ase_dostransformer.training.tasks import evaluation_data
 SOURCES = {"head": "gap head", "from_dos": "DOS read", "labels_from_dos": "DOS read of the DFT labels (floor)"}
 
 
-def report_run(data: str, run: Path, label: str = "random") -> dict:
-    """Metrics and derived quantities of one run's model on its own split (valid and test).
+def run_model(run: Path, split_name: str = "random") -> tuple[Any, str, int]:
+    """``(model, split name, seed)`` of a run: the split it was trained and selected on.
 
     ``run``: a ``dostransformer train`` folder (its ``metrics.json`` names the split and seed), or a model
-    file (an ensemble of ``dostransformer ensemble``), evaluated on the split ``label`` names, seed 0.
+    file (an ensemble of ``dostransformer ensemble``) whose members share the split ``split_name``, seed 0.
     """
     if run.is_file():
-        model, _ = load_model_file(run)
-        if label not in ("random", "crystal_ood", "element_ood"):
-            raise SystemExit(f"{label}={run}: a model file is evaluated on the split its label names")
-        seed, split_name = 0, label
-    else:
-        model, _ = load_model_file(run / "model.pt")
-        summary = json.loads((run / "metrics.json").read_text())
-        seed = int(summary.get("options", {}).get("seed", 0))
-        split_name = summary["options"]["dataset"]  # random, crystal_ood, element_ood or a split file
+        if split_name not in ("random", "crystal_ood", "element_ood"):
+            raise SystemExit(f"{run}: a model file is evaluated on a named split, not {split_name!r}")
+        return load_model_file(run)[0], split_name, 0
+    summary = json.loads((run / "metrics.json").read_text())
+    options = summary.get("options", {})
+    # random, crystal_ood, element_ood or a split file
+    return load_model_file(run / "model.pt")[0], options["dataset"], int(options.get("seed", 0))
+
+
+def report_run(data: str, run: Path, label: str = "random") -> dict:
+    """Metrics and derived quantities of one run's model on its own split (valid and test); :func:`run_model`."""
+    model, split_name, seed = run_model(run, label)
     _, graphs, split = evaluation_data("electron", data, split_name, seed, model.cfg.recipe)  # the model's own graphs
     ds = load_edos_dataset(data)
     metrics = evaluate_split(model, graphs, split, parts=("valid", "test"))

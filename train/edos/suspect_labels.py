@@ -216,6 +216,11 @@ def failures(folder: Path) -> dict[str, str]:
     return out
 
 
+def pw_result(pw: Path, rid: str) -> Path | None:
+    """The PW result file of material ``rid`` in ``pw`` (``.json.gz`` or ``.json``), or None."""
+    return next((p for p in (pw / f"{rid}.json.gz", pw / f"{rid}.json") if p.is_file()), None)
+
+
 def compare_pw(suspects: Sequence[LabelCheck], pw: Path) -> list[dict]:
     """Each suspect with its PW result from ``pw`` (same id) and a verdict (module docstring)."""
     if not pw.is_dir():
@@ -224,9 +229,9 @@ def compare_pw(suspects: Sequence[LabelCheck], pw: Path) -> list[dict]:
     rows = []
     for check in suspects:
         row: dict = asdict(check)
-        found = [p for p in (pw / f"{check.id}.json.gz", pw / f"{check.id}.json") if p.is_file()]
-        if found:
-            got = check_label(found[0])
+        found = pw_result(pw, check.id)
+        if found is not None:
+            got = check_label(found)
             row.update(pw_gap=got.dft_gap, pw_filled_gap=got.filled_gap, pw_window=got.window, pw_seconds=got.seconds)
             row["verdict"] = "keep" if got.metal else "replace"
         elif check.id in failed:
@@ -256,11 +261,12 @@ def replace_in_list(rows: Sequence[dict], label_list: Path, pw: Path) -> int:
         i = index.get(Path(row["path"]).resolve())
         if i is None:
             continue  # a suspect this list does not train on
-        found = [f for f in (pw / f"{row['id']}.json.gz", pw / f"{row['id']}.json") if f.is_file()]
+        found = pw_result(pw, row["id"])
+        assert found is not None  # a 'replace' verdict is given only to a suspect with a PW result
         try:
-            lines[i] = str(found[0].resolve().relative_to(base))
+            lines[i] = str(found.resolve().relative_to(base))
         except ValueError as exc:
-            raise OptionError(f"PW result {found[0]} is not under {base}, the folder of {label_list}") from exc
+            raise OptionError(f"PW result {found} is not under {base}, the folder of {label_list}") from exc
         swapped += 1
     label_list.write_text("\n".join(lines) + "\n")
     return swapped
