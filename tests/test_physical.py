@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPE = PhononGraphRecipe(foundation=True, volume=True)
 
 
-def physical_model(seed: int = 0) -> PhysicalDOSTransformer:
+def physical_model(seed: int = 0, mass_scaling: bool = False) -> PhysicalDOSTransformer:
     torch.manual_seed(seed)
     cfg = ModelConfig(
         hidden=32,
@@ -39,6 +39,7 @@ def physical_model(seed: int = 0) -> PhysicalDOSTransformer:
         grid=WIDE_PHONON_GRID,
         node_dim=RECIPE.node_dim,
         recipe=RECIPE.to_dict(),
+        mass_scaling=mass_scaling,
     )
     model = build_model(cfg)
     # a non-trivial head: random output weights, so f varies with energy and crystal
@@ -148,6 +149,67 @@ def test_volume_enters_the_frequency_scale(batch):
         model(no_volume)
 
 
+def isotopes(batch: Batch, factor: float) -> Batch:
+    """``batch`` with every mass times ``factor``.
+
+    The nodes' one-hot of Z carries the mass; the potential's features (so the force constants) do not.
+    """
+    heavy = batch.clone()
+    heavy.x = batch.x.clone()
+    heavy.x[:, :118] *= factor
+    return heavy
+
+
+def test_mass_scaling_rescales_every_frequency_as_one_over_root_mass(batch):
+    model = physical_model(4, mass_scaling=True)
+    with torch.no_grad():  # a scale head of a trained model's size: frequency scales well inside the range
+        model.scale_head[-1].weight.mul_(0.01)
+        model.scale_head[-1].bias.zero_()
+    heavy = isotopes(batch, 4.0)
+    with torch.no_grad():
+        f, w = model.heads(batch)
+        f4, w4 = model.heads(heavy)
+        freqs = torch.linspace(0.0, 4000.0, 801)
+        g = model.density(f["system"], w, freqs)
+        g4 = model.density(f4["system"], w4, freqs / 2.0)
+    # the shape sees mass ratios only; the scale is exactly (4)^-1/2 = 1/2 away from the clamp's ends
+    for name in f:
+        torch.testing.assert_close(f4[name], f[name], rtol=0, atol=1e-5)
+    assert (w > 60).all(), w
+    assert (w < 2400).all(), w
+    torch.testing.assert_close(w4 / w, torch.full_like(w, 0.5), rtol=0, atol=1e-4)
+    # g'(omega / 2) = 2 g(omega): the same states, at half the frequencies
+    torch.testing.assert_close(g4, 2.0 * g, rtol=1e-4, atol=1e-7)
+    # without mass scaling the masses are learnt columns: the same test fails
+    plain = physical_model(4)
+    with torch.no_grad():
+        plain.scale_head[-1].weight.mul_(0.01)
+        plain.scale_head[-1].bias.zero_()
+        ratio = plain.heads(heavy)[1] / plain.heads(batch)[1]
+    assert ((ratio - 0.5).abs() > 0.05).all(), ratio
+
+
+def test_mass_scaling_reads_the_harmonic_mean_mass(batch):
+    from ase.data import atomic_masses
+
+    from ase_dostransformer.model.masses import harmonic_mean_mass, relative_log_mass
+
+    na, cl = atomic_masses[11], atomic_masses[17]
+    m_h = harmonic_mean_mass(batch)
+    expected = torch.tensor([2.0 / (1.0 / na + 1.0 / cl), atomic_masses[6], atomic_masses[29]], dtype=m_h.dtype)
+    torch.testing.assert_close(m_h, expected)
+    rel = relative_log_mass(batch).squeeze(-1)
+    assert rel.shape == (batch.num_nodes,)
+    torch.testing.assert_close(rel[2:].abs().max(), torch.tensor(0.0))  # C and Cu: one element, ratio 1
+    assert rel[0] < 0 < rel[1]  # Na lighter than the harmonic mean, Cl heavier
+    with pytest.raises(OptionError, match="mass_scaling=True is for physical phonon models"):
+        ModelConfig(mass_scaling=True)
+    with pytest.raises(TrainOptionsError, match="--mass_scaling"):
+        TrainOptions(mass_scaling=True)
+    model = physical_model(5, mass_scaling=True)
+    assert model.embedder.node_in[0].in_features == model.embedder.norm.normalized_shape[0] + 1
+
+
 def test_resample_to_the_dataset_grid_matches_sampling_on_its_points():
     rng = np.random.default_rng(0)
     dos = rng.random((2, WIDE_PHONON_GRID.npoints))
@@ -190,6 +252,9 @@ def test_training_on_dft_and_teacher_targets_writes_a_physical_model(tiny_datase
         embedder="foundation",
         energy_encoding="value",
         teacher=str(teacher),
+        mass_scaling=True,
+        pair_weight=1.0,  # the 6 records are strained copies of two crystals: families to pair
+        thermo_weight=0.5,
         hidden=16,
         heads=2,
         layers=1,
@@ -209,6 +274,117 @@ def test_training_on_dft_and_teacher_targets_writes_a_physical_model(tiny_datase
     model, _ = load_model_file(tmp_path / "run" / "model.pt")
     assert isinstance(model, PhysicalDOSTransformer)
     assert model.cfg.grid == WIDE_PHONON_GRID
+    assert model.cfg.mass_scaling
     # the teacher crystals widen the recorded training domain (their elements are in it)
     teacher_elements = {int(z) for rec in iter_records(teacher) for z in rec["structure"]["numbers"]}
     assert teacher_elements <= set(model.training_domain.elements)
+
+
+def test_volume_response_error_is_the_grueneisen_error_of_same_family_pairs():
+    from types import SimpleNamespace
+
+    from ase_dostransformer.training.lightning_module import volume_response_error
+
+    v = torch.tensor([0.96, 1.0, 1.04, 1.0, 1.02, 1.0]) * 20.0
+    # family 7: three strains (teacher gamma 2, model gamma 1.5); family 9: one crystal; a crystal of family 7
+    # without a teacher target; a crystal of no family (-1)
+    family = torch.tensor([7, 7, 7, 9, 7, -1])
+    has_teacher = torch.tensor([True, True, True, True, False, True])
+    teacher = 300.0 * (v / 20.0) ** -2.0
+    model = 280.0 * (v / 20.0) ** -1.5
+    batch = SimpleNamespace(t_family=family, has_teacher=has_teacher, volume_per_atom=v, t_mean=teacher)
+    assert float(volume_response_error(model, batch)) == pytest.approx(0.5, rel=1e-4)
+    assert float(volume_response_error(teacher * 1.07, batch)) == pytest.approx(
+        0.0, abs=1e-4
+    )  # scale errors do not count
+    alone = SimpleNamespace(
+        t_family=torch.tensor([1, 2, -1]),
+        has_teacher=torch.ones(3, dtype=torch.bool),
+        volume_per_atom=v[:3],
+        t_mean=teacher[:3],
+    )
+    assert float(volume_response_error(model[:3], alone)) == 0.0
+
+
+def test_family_sampler_batches_a_crystal_with_its_strained_copies():
+    from torch_geometric.data import Data
+
+    from ase_dostransformer.training.data_module import FamilySampler
+
+    families = [3, 5, 3, -1, 5, 3, 8, -1, 5]
+    graphs = [Data(t_family=torch.tensor([f])) for f in families]
+    sampler = FamilySampler(graphs, seed=1)
+    orders = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        assert sorted(order) == list(range(len(graphs)))
+        for f in (3, 5):  # each family's members are consecutive
+            pos = sorted(order.index(i) for i, g in enumerate(families) if g == f)
+            assert pos == list(range(pos[0], pos[0] + len(pos)))
+        orders.append(order)
+    assert orders[0] != orders[1]
+    sampler.set_epoch(0)
+    assert list(sampler) == orders[0]  # a resumed run sees the same batches
+    assert len(sampler.families) == 5  # 3, 5, 8 and the two crystals without a family, each alone
+
+
+def test_mode_thermodynamics_agree_with_the_package_thermodynamics(batch):
+    from ase_dostransformer.thermo import thermal_properties
+
+    model = physical_model(6)
+    with torch.no_grad():
+        model.scale_head[-1].weight.mul_(0.01)
+        f, w = model.heads(batch)
+        mine = model.mode_thermodynamics(f["system"], w, (20.0, 50.0), 300.0).numpy()
+        fine = torch.linspace(0.0, 4000.0, 40001)
+        p = model.density(f["system"], w, fine).numpy()
+    thz = fine.numpy() * 0.0299792458
+    for k, n_atoms in enumerate((2, 2, 1)):
+        g = 3 * n_atoms * p[k] / 0.0299792458  # states per THz per cell
+        tp = thermal_properties(thz, g, [20.0, 50.0, 300.0], natoms=n_atoms)
+        per_mode = np.array([tp.cv[0], tp.cv[1], tp.entropy[2]]) / (3 * n_atoms * 8.314462618)
+        np.testing.assert_allclose(mine[k], per_mode, rtol=2e-3)
+    assert (mine[:, 0] < mine[:, 1]).all()  # Cv rises with temperature
+    # differentiable everywhere, also where x = hc omega / k_B T is huge (a stiff crystal at 20 K)
+    f = {k: v.clone().requires_grad_(True) for k, v in f.items()}
+    stiff = torch.full_like(w, 3900.0).requires_grad_(True)
+    model.mode_thermodynamics(f["system"], stiff, (5.0, 20.0), 300.0).sum().backward()
+    assert torch.isfinite(f["system"].grad).all()
+    assert torch.isfinite(stiff.grad).all()
+
+
+def test_thermo_target_is_the_record_per_mode():
+    from ase_dostransformer.training.teacher_data import thermo_target
+
+    rec = next(iter(iter_records(ROOT / "train" / "teacher" / "strained")))
+    th = rec["thermal"]
+    modes = 3 * len(rec["structure"]["numbers"])
+    expected = [th["cv"][1], th["cv"][3], th["entropy"][9]]  # 20, 50 and 300 K
+    assert [th["temperatures"][i] for i in (1, 3, 9)] == [20.0, 50.0, 300.0]
+    np.testing.assert_allclose(thermo_target(rec)[0].numpy(), np.array(expected) / (modes * 8.314462618), rtol=1e-6)
+    assert 0 < thermo_target(rec)[0, 2] < 10  # an entropy per mode of a few k_B at 300 K
+
+
+def test_volume_response_term_trains_the_frequency_scale_head_alone(batch):
+    from ase_dostransformer.training.lightning_module import PhysicalDOSModule
+
+    model = physical_model(7, mass_scaling=True)
+    module = PhysicalDOSModule(model.cfg.to_dict(), teacher_weight=0.0, mean_weight=0.0, pair_weight=1.0)
+    module.model.load_state_dict(model.state_dict())
+    b = batch.num_graphs
+    fam = batch.clone()
+    fam.has_dft = torch.zeros(b, dtype=torch.bool)
+    fam.has_teacher = torch.ones(b, dtype=torch.bool)
+    fam.t_family = torch.full((b,), 7)  # one family: every crystal paired with every other
+    fam.t_top = torch.full((b,), 500.0)
+    fam.t_dos = torch.zeros(b, TEACHER_POINTS)
+    fam.t_mean = torch.tensor([300.0, 900.0, 200.0])
+    fam.y = torch.zeros(b, 51)
+    _, _, _, extra = module._losses(fam, ("global", "system"))
+    assert float(extra) > 0
+    extra.backward()
+    grads = {n: p.grad for n, p in module.model.named_parameters()}
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("scale_head."))
+    others = [n for n, g in grads.items() if not n.startswith("scale_head.") and g is not None and g.abs().sum() > 0]
+    assert others == []  # the encoder, the attention and the shape head are untouched by this term

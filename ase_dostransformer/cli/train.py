@@ -46,6 +46,13 @@ TRAIN_HELP = {
     "whose full-range spectra are trained on beside the DFT ones",
     "teacher_weight": "weight of the teacher targets in the loss",
     "mean_weight": "weight of the teacher's mean frequency (|log ratio|) in the teacher loss",
+    "pair_weight": "with --teacher: weight of the volume-response term (the strained teacher copies of a crystal "
+    "are batched together; their mean frequencies' Grueneisen parameter -dln<omega>/dlnV against the teacher's)",
+    "thermo_weight": "with --teacher: weight of the thermodynamic term (|log ratio| of Cv(20 K), Cv(50 K) and "
+    "S(300 K) of the predicted DOS against the teacher's phonopy mode sums), not scaled by --teacher_weight",
+    "mass_scaling": "with --output physical and a foundation --embedder: the masses enter as the exact omega ~ "
+    "m^-1/2 scale of the harmonic-mean mass and the atoms' log mass ratios, not as one learnt column per element "
+    "(an element never trained on still has the right mass)",
     "gap_head": "electron models: also learn metal/insulator and the band gap with its uncertainty from the DFT "
     "gaps of the dataset (a small head on the material vector; a --init_from model that has one keeps it)",
     "gap_weight": "weight of the gap terms (metal cross-entropy + Gaussian NLL of insulator gaps) in the loss",

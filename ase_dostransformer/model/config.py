@@ -50,6 +50,10 @@ class ModelConfig:
     # electron models only: a small MLP on the pooled material vector giving the metal probability and the
     # gap of an insulator with its uncertainty (model/gap.py); off in every model file written before it
     gap_head: bool = False
+    # physical phonon models on foundation features only: the masses enter as the exact omega ~ m^-1/2 scale
+    # of the harmonic-mean mass and as each atom's log mass ratio, not as learnt one-hot columns
+    # (model/masses.py); off in every model file written before it
+    mass_scaling: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.grid, dict):
@@ -79,6 +83,13 @@ class ModelConfig:
             raise OptionError(f"gap_head must be True or False, got {self.gap_head!r}")
         if self.gap_head and self.task != "electron":
             raise OptionError(f"gap_head=True is for electron models, not {self.task!r} ones")
+        if not isinstance(self.mass_scaling, bool):
+            raise OptionError(f"mass_scaling must be True or False, got {self.mass_scaling!r}")
+        if self.mass_scaling and (self.output != "physical" or not self.embedder.startswith("foundation")):
+            raise OptionError(
+                "mass_scaling=True is for physical phonon models on foundation features "
+                f"(got output {self.output!r}, embedder {self.embedder!r})"
+            )
         if self.global_dim < 0:
             raise OptionError(f"global_dim must be >= 0, got {self.global_dim}")
         for name in ("layers", "transformer", "hidden", "heads"):

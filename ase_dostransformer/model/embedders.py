@@ -12,6 +12,7 @@ from torch_geometric.utils import scatter
 
 from ..errors import OptionError, UnknownKindError
 from ..graphs.foundation import FEATURE_DIM
+from .masses import relative_log_mass
 from .matgl_embedder import TensorNetEmbedder
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -133,11 +134,20 @@ class FoundationEmbedder(nn.Module):
         super().__init__()
         self.register_buffer("node_scale", node_scale_vector(cfg), persistent=False)
         self.norm = nn.LayerNorm(FEATURE_DIM)
-        self.node_in = mlp(FEATURE_DIM + cfg.node_dim, cfg.hidden, 2 * cfg.hidden)
+        # with mass scaling the node input is each atom's log mass ratio alone (model/masses.py)
+        self.mass_scaling = bool(getattr(cfg, "mass_scaling", False))
+        self.node_in = mlp(FEATURE_DIM + (1 if self.mass_scaling else cfg.node_dim), cfg.hidden, 2 * cfg.hidden)
 
     def atoms(self, batch: Batch) -> torch.Tensor:
-        """``(N, hidden)``: the MLP of each atom's normalised foundation features and scaled node features."""
-        x = batch.x[:, : self.node_scale.numel()] * self.node_scale
+        """``(N, hidden)``: the MLP of each atom's normalised foundation features and its node input.
+
+        The node input is the recipe's scaled node features, or with ``cfg.mass_scaling`` only
+        ``log(m_i / m_h)`` (:func:`~ase_dostransformer.model.masses.relative_log_mass`).
+        """
+        if self.mass_scaling:
+            x = relative_log_mass(batch).to(batch.x.dtype)
+        else:
+            x = batch.x[:, : self.node_scale.numel()] * self.node_scale
         return self.node_in(torch.cat([self.norm(_foundation_input(batch)), x], dim=-1))
 
     def forward(self, batch: Batch) -> torch.Tensor:

@@ -19,7 +19,10 @@ By construction:
 - no fixed upper cut-off: the support ends at the predicted ``omega_max``, which can lie anywhere up to the
   top of the output grid (4000 cm^-1, :data:`~ase_dostransformer.spectra.WIDE_PHONON_GRID`);
 - volume moves frequencies: ``log omega_max`` is a function of the material vector and of
-  ``log(volume per atom)``, and the frozen foundation features themselves change with the bond lengths.
+  ``log(volume per atom)``, and the frozen foundation features themselves change with the bond lengths;
+- with ``cfg.mass_scaling``, masses move frequencies exactly as ``m^-1/2``: ``omega_max`` carries the factor
+  ``(m_h / MASS_REF)^(-1/2)`` of the harmonic-mean mass and the atoms see only their mass ratios
+  (:mod:`.masses`), so an element never trained on still has the right mass.
 
 The DOS can be evaluated at any frequencies (:meth:`PhysicalDOSTransformer.density`): training compares
 it with teacher spectra on each crystal's own range and with the DFT labels' 51 points; ``forward``
@@ -38,6 +41,7 @@ from torch_geometric.data import Batch
 from ..errors import OptionError
 from .config import ModelConfig
 from .dostransformer import DOSTransformer
+from .masses import MASS_REF, harmonic_mean_mass
 
 __all__ = ["PhysicalDOSTransformer", "scaled_shape"]
 
@@ -47,6 +51,8 @@ OMEGA_SCALE_CM1 = 600.0
 #: fall between the output grid's first points; above, past its top. The lightest crystals (LiH, diamond,
 #: hydroxides) reach about 3500-4000 cm^-1 (the top of the output grid); heavy soft ones (Cs, Pb) about 50-100.
 OMEGA_RANGE_CM1 = (20.0, 4000.0)
+#: Sharpness (per unit of log omega) of the soft clamp of a mass-scaled frequency scale to OMEGA_RANGE_CM1.
+CLAMP_SHARPNESS = 10.0
 #: Volume per atom (A^3) about which ``log(V/N)`` enters the frequency-scale head.
 VOLUME_SCALE = 15.0
 #: Below this fraction of ``omega_max`` the DOS is exactly Debye's ``a omega^2`` (the head's ``f`` is held
@@ -56,6 +62,13 @@ DEBYE_FRACTION = 0.05
 TAPER_START = 0.9
 #: Points of the scaled grid on which the normalisation integral ``Z`` is taken (trapezoid).
 NORM_POINTS = 512
+#: hc / k_B in cm K: x = HC_OVER_KB * omega[cm^-1] / T.
+HC_OVER_KB = 1.438776877
+#: Largest x = h c omega / k_B T used (c(x) ~ x^2 e^-x is 3e-23 there); sinh beyond ~89 overflows float32,
+#: and an infinite sinh gives a NaN gradient.
+THERMO_X_MAX = 60.0
+#: Points of the quadratic grid (dense at low frequency) of :meth:`PhysicalDOSTransformer.mode_thermodynamics`.
+THERMO_POINTS = 257
 
 
 def scaled_shape(f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -104,17 +117,31 @@ class PhysicalDOSTransformer(DOSTransformer):
             g32 = g.float()
             lv = torch.log(volume.float().view(-1, 1) / VOLUME_SCALE)
             low, high = (math.log(w) for w in OMEGA_RANGE_CM1)
+            h = self.scale_head(torch.cat([g32, lv], dim=-1)).squeeze(-1)
+            if self.cfg.mass_scaling:
+                # exact omega ~ m_h^-1/2 (model/masses.py), kept in the range by a soft clamp that is the
+                # identity (slope > 0.99) from 1.6x the lower bound to 1/1.6 of the upper one
+                u = h + math.log(OMEGA_SCALE_CM1) - 0.5 * torch.log(harmonic_mean_mass(batch) / MASS_REF)
+                u = low + F.softplus(u - low, beta=CLAMP_SHARPNESS)
+                return torch.exp(high - F.softplus(high - u, beta=CLAMP_SHARPNESS))
             start = (math.log(OMEGA_SCALE_CM1) - low) / (high - low)  # the untrained head's position in the range
-            h = self.scale_head(torch.cat([g32, lv], dim=-1)).squeeze(-1) + math.log(start / (1.0 - start))
+            h = h + math.log(start / (1.0 - start))
             return torch.exp(low + (high - low) * torch.sigmoid(h))
 
     def heads(
         self, batch: Batch, branches: tuple[str, ...] = ("global", "system")
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """``({branch: f (B, K)}, omega_max (B,))``: the head's outputs on the scaled axis and the frequency scale."""
+        f, omega_max, _ = self.heads_with_material(batch, branches)
+        return f, omega_max
+
+    def heads_with_material(
+        self, batch: Batch, branches: tuple[str, ...] = ("global", "system")
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """:meth:`heads` and the material vector ``g`` (B, hidden) that the frequency scale was computed from."""
         g, atoms, mask = self.encode(batch)
         f = self.branch_outputs(batch, g, atoms, mask, self.energy(self.scaled_axis), branches)
-        return f, self.omega_max(batch, g)
+        return f, self.omega_max(batch, g), g
 
     def density(self, f: torch.Tensor, omega_max: torch.Tensor, freqs_cm1: torch.Tensor) -> torch.Tensor:
         """DOS per cm^-1 normalised to 1 (times 3N: states per cm^-1 per cell) at ``freqs_cm1`` (B, M) or (M,)."""
@@ -134,6 +161,31 @@ class PhysicalDOSTransformer(DOSTransformer):
         x = self.norm_axis.to(f.dtype).expand(f.shape[0], -1)
         s = scaled_shape(f, x)
         return omega_max * torch.trapezoid(x * s, x, dim=-1) / torch.trapezoid(s, x, dim=-1)
+
+    def mode_thermodynamics(
+        self, f: torch.Tensor, omega_max: torch.Tensor, cv_temperatures: tuple[float, ...], s_temperature: float
+    ) -> torch.Tensor:
+        """``(B, len(cv_temperatures) + 1)``: harmonic Cv at each of ``cv_temperatures`` and S at ``s_temperature``.
+
+        Per mode, in k_B (phonopy's mode sums divided by 3N k_B): ``integral p(omega) c(x) d omega`` with
+        ``c = x^2 e^x / (e^x - 1)^2`` and ``s = x / (e^x - 1) - ln(1 - e^-x)``, ``x = h c omega / k_B T``, on
+        the frequencies ``omega_max u^2`` (``u`` uniform on [0, 1]: dense where low temperatures look).
+        Differentiable: the thermodynamic term of training compares them with the teacher's.
+        """
+        with torch.autocast(device_type=f.device.type, enabled=False):
+            f, omega_max = f.float(), omega_max.float()
+            u = torch.linspace(0.0, 1.0, THERMO_POINTS, device=f.device)
+            freqs = omega_max[:, None] * u[None] ** 2
+            p = self.density(f, omega_max, freqs)
+            out = []
+            for t in cv_temperatures:
+                x = (HC_OVER_KB * freqs / t).clamp(1e-6, THERMO_X_MAX)
+                c = (0.5 * x / torch.sinh(0.5 * x)) ** 2
+                out.append(torch.trapezoid(p * c, freqs, dim=-1))
+            x = (HC_OVER_KB * freqs / s_temperature).clamp(1e-6, THERMO_X_MAX)
+            s_mode = x / torch.expm1(x) - torch.log(-torch.expm1(-x))
+            out.append(torch.trapezoid(p * s_mode, freqs, dim=-1))
+            return torch.stack(out, dim=-1)
 
     def forward(
         self,

@@ -62,6 +62,12 @@ class TrainOptions:
     teacher: str | None = None  # comma-separated teacher labelling folders to train on too (output physical)
     teacher_weight: float = 1.0  # weight of the teacher targets' loss against the DFT one
     mean_weight: float = 5.0  # weight of the teacher mean-frequency term (|log ratio|) inside the teacher loss
+    # weight of the volume-response term: strained teacher copies of one crystal batched together, their mean
+    # frequencies' Grueneisen parameter against the teacher's (training/lightning_module.py); 0 = off
+    pair_weight: float = 0.0
+    # weight of the thermodynamic term: Cv(20 K), Cv(50 K), S(300 K) of the DOS against the teacher's mode sums
+    thermo_weight: float = 0.0
+    mass_scaling: bool = False  # physical phonon, foundation features: exact omega ~ m^-1/2, no per-element columns
     gap_head: bool = False  # electron: also learn metal/insulator and the band gap with its uncertainty (model/gap.py)
     gap_weight: float = 0.1  # weight of the gap terms (metal cross-entropy + gap NLL) against the spectrum loss
     # weight of the metal class in the cross-entropy; None: the training split's insulators / metals, set at setup
@@ -90,7 +96,15 @@ class TrainOptions:
                 _at_least(name, getattr(self, name), 1)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise TrainOptionsError(f"--lr must be a positive finite number, got {self.lr}")
-        for name in ("weight_decay", "beta", "teacher_weight", "mean_weight", "gap_weight"):
+        for name in (
+            "weight_decay",
+            "beta",
+            "teacher_weight",
+            "mean_weight",
+            "pair_weight",
+            "thermo_weight",
+            "gap_weight",
+        ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise TrainOptionsError(f"--{name} must be a finite number >= 0, got {value}")
@@ -110,6 +124,12 @@ class TrainOptions:
             raise TrainOptionsError("--output physical is for --task phonon with --energy_encoding value")
         if self.teacher is not None and self.output != "physical":
             raise TrainOptionsError("--teacher labels train a physical model: add --output physical")
+        if self.pair_weight > 0 and self.teacher is None:
+            raise TrainOptionsError("--pair_weight compares strained teacher copies: add --teacher")
+        if self.thermo_weight > 0 and self.teacher is None:
+            raise TrainOptionsError("--thermo_weight compares with the teacher's thermodynamics: add --teacher")
+        if self.mass_scaling and (self.output != "physical" or not self.embedder.startswith("foundation")):
+            raise TrainOptionsError("--mass_scaling is for --output physical with a foundation --embedder")
         if self.gap_head and self.task != "electron":
             raise TrainOptionsError(f"--gap_head is for --task electron, not {self.task!r}")
         if self.gap_pos_weight is not None:

@@ -154,7 +154,14 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     graphs, split, cfg = data.graphs, data.split, data.cfg
     module_type = PhysicalDOSModule if cfg.output == "physical" else DOSTransformerModule
     extra: dict[str, Any] = (
-        {"teacher_weight": opts.teacher_weight, "mean_weight": opts.mean_weight} if cfg.output == "physical" else {}
+        {
+            "teacher_weight": opts.teacher_weight,
+            "mean_weight": opts.mean_weight,
+            "pair_weight": opts.pair_weight,
+            "thermo_weight": opts.thermo_weight,
+        }
+        if cfg.output == "physical"
+        else {}
     )
     if cfg.gap_head:
         extra |= gap_settings(opts, graphs, split)
@@ -170,7 +177,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         prompt_only=opts.prompt_only,
     )
     prepare_module(module, opts, data)  # --init_from weights, crystal systems seen in training
-    dm = GraphDataModule(graphs, split, batch_size=opts.batch_size, seed=opts.seed)
+    # the volume-response term needs a crystal's strained copies in one batch
+    dm = GraphDataModule(graphs, split, batch_size=opts.batch_size, seed=opts.seed, families=opts.pair_weight > 0)
     ckpt_dir = out / "checkpoints"
     remove_stale_temporaries(ckpt_dir)
     best = ModelCheckpoint(

@@ -70,7 +70,7 @@ def model_config(opts: TrainOptions, recipe: Any, kind: str | DOSKind | None = N
     if opts.output == "physical":  # its own wide grid: the support follows the crystal, up to 4000 cm^-1
         from ..spectra import WIDE_PHONON_GRID
 
-        cfg = dataclasses.replace(cfg, output="physical", grid=WIDE_PHONON_GRID)
+        cfg = dataclasses.replace(cfg, output="physical", grid=WIDE_PHONON_GRID, mass_scaling=opts.mass_scaling)
     return cfg
 
 

@@ -7,7 +7,11 @@ A physical phonon model (``--output physical``) learns from two sources at once:
   normalised to 1 (the 3N states divided out), Gaussian-smoothed (standard deviation
   ``max(4 cm^-1, 1.5% of the highest mode)``) and sampled on :data:`TEACHER_POINTS` frequencies from 0 to
   :data:`TEACHER_SPAN` x its highest mode, stored as ``p(omega) * omega_top`` (``graph.t_dos``, unitless),
-  with ``omega_top`` (``graph.t_top``, cm^-1) and the first moment (``graph.t_mean``, cm^-1).
+  with ``omega_top`` (``graph.t_top``, cm^-1) and the first moment (``graph.t_mean``, cm^-1);
+  ``graph.t_family`` numbers the crystal's family (itself and its strained copies, ``tags.parent``), for
+  the volume-response term; ``graph.t_thermo`` holds the teacher's mode sums per mode, in k_B:
+  Cv at :data:`THERMO_CV_TEMPERATURES` and S at :data:`THERMO_S_TEMPERATURE` (phonopy on its mesh, not
+  from the smoothed DOS), for the thermodynamic term.
 
 A DFT crystal that the teacher labelled too carries both targets on one graph; every other teacher
 crystal is a new training graph. Left out, always: the DFT test crystals and anything derived from
@@ -28,16 +32,54 @@ import torch
 
 from ..errors import DatasetError
 
-__all__ = ["TEACHER_POINTS", "TEACHER_SPAN", "attach_teacher_target", "teacher_target", "with_teacher_labels"]
+__all__ = [
+    "TEACHER_POINTS",
+    "TEACHER_SPAN",
+    "THERMO_CV_TEMPERATURES",
+    "THERMO_S_TEMPERATURE",
+    "attach_teacher_target",
+    "family_number",
+    "teacher_target",
+    "with_teacher_labels",
+]
 
 #: Frequencies per teacher target.
 TEACHER_POINTS = 96
 #: The target covers 0 .. TEACHER_SPAN x the highest mode (the model must be ~0 beyond the top).
 TEACHER_SPAN = 1.1
+#: Temperatures (K) of the heat capacities, and of the entropy, that the thermodynamic term compares.
+THERMO_CV_TEMPERATURES = (20.0, 50.0)
+THERMO_S_TEMPERATURE = 300.0
+#: Molar gas constant (J/K/mol): the records' molar Cv and S divided by 3N R are per mode in k_B.
+GAS_CONSTANT = 8.314462618
+
+
+def family_number(name: str) -> int:
+    """A stable non-negative 63-bit number for a family name (a crystal's id, or its strained copies' parent)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") >> 1
+
+
+def thermo_target(record: dict[str, Any]) -> torch.Tensor:
+    """``(1, 3)``: the record's Cv at :data:`THERMO_CV_TEMPERATURES`, S at :data:`THERMO_S_TEMPERATURE`.
+
+    Per mode, in k_B: the molar values (per mole of cells) divided by 3N R.
+    """
+    thermal = record["thermal"]
+    temps = [float(t) for t in thermal["temperatures"]]
+    modes = 3 * len(record["structure"]["numbers"])
+    try:
+        values = [float(thermal["cv"][temps.index(t)]) for t in THERMO_CV_TEMPERATURES]
+        values.append(float(thermal["entropy"][temps.index(THERMO_S_TEMPERATURE)]))
+    except ValueError:
+        raise DatasetError(
+            f"teacher record {record.get('id')}: no thermal properties at {THERMO_CV_TEMPERATURES} and "
+            f"{THERMO_S_TEMPERATURE} K (it has {temps})"
+        ) from None
+    return torch.tensor([values], dtype=torch.float32) / (modes * GAS_CONSTANT)
 
 
 def teacher_target(record: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """``{"t_top": (1,), "t_dos": (1, TEACHER_POINTS), "t_mean": (1,)}`` of one teacher record."""
+    """``{"t_top", "t_dos" (1, TEACHER_POINTS), "t_mean", "t_family", "t_thermo" (1, 3)}`` of one teacher record."""
     from ..teacher.records import decode_dos, mean_frequency, smooth_and_sample
 
     freq, total, _ = decode_dos(record)
@@ -51,6 +93,8 @@ def teacher_target(record: dict[str, Any]) -> dict[str, torch.Tensor]:
         "t_top": torch.tensor([top], dtype=torch.float32),
         "t_dos": torch.from_numpy((p * top).astype(np.float32)).reshape(1, -1),
         "t_mean": torch.tensor([mean_frequency(freq, total)], dtype=torch.float32),
+        "t_family": torch.tensor([family_number(str((record.get("tags") or {}).get("parent") or record.get("id")))]),
+        "t_thermo": thermo_target(record),
     }
 
 
@@ -61,6 +105,8 @@ def attach_teacher_target(graph: Any, target: dict[str, torch.Tensor] | None, ha
             "t_top": torch.ones(1),
             "t_dos": torch.zeros(1, TEACHER_POINTS),
             "t_mean": torch.ones(1),
+            "t_family": torch.tensor([-1]),  # no family: never paired (has_teacher is False)
+            "t_thermo": torch.ones(1, 1 + len(THERMO_CV_TEMPERATURES)),
         }
         graph.has_teacher = torch.tensor([False])
     else:
@@ -109,7 +155,8 @@ def with_teacher_labels(
         folders: teacher labelling folders (``train/teacher/<name>``).
 
     Returns:
-        ``(graphs, split)``: every graph has ``has_dft``, ``has_teacher``, ``t_top``, ``t_dos``, ``t_mean``.
+        ``(graphs, split)``: every graph has ``has_dft``, ``has_teacher``, ``t_top``, ``t_dos``, ``t_mean``,
+        ``t_family``, ``t_thermo``.
     """
     from ..graphs.cache import cached_graphs
     from ..teacher.records import record_atoms, training_records

@@ -1,0 +1,56 @@
+"""Atomic masses as a physical model reads them: exact ``omega ~ m^-1/2`` scaling instead of learnt per-element columns.
+
+A universal potential's features describe the potential-energy surface, which does not depend on the
+masses; the seed's phonon nodes bring the mass in as a 118-long one-hot of Z whose non-zero value is the
+mass (:mod:`ase_dostransformer.graphs.phonon`). A model that learns one input column per element knows
+nothing of the mass of an element it never saw (measured in issue 16: the held-out lanthanides and U were
+predicted 2-3x too stiff at 20 K). With ``ModelConfig.mass_scaling`` a physical phonon model instead:
+
+- reads each atom's mass ``m_i`` back from those nodes (:func:`atom_masses`);
+- gives its atom encoder only ``log(m_i / m_h)``, the mass relative to the crystal's harmonic-mean mass
+  ``m_h = N / sum_i 1/m_i`` (:func:`harmonic_mean_mass`): the spectrum's *shape* depends on mass ratios only;
+- multiplies its frequency scale by ``(m_h / MASS_REF)^(-1/2)``: for harmonic force constants, multiplying
+  every mass by ``c`` divides every frequency by ``sqrt(c)``, and the second moment of the DOS is
+  ``<omega^2> = (1/3N) sum_i Tr(Phi_ii) / m_i``, an average of ``1/m_i`` (hence the harmonic mean).
+
+So an isotope-substituted crystal's spectrum is the parent's, rescaled exactly, and an element never
+trained on enters through its mass and its foundation features, both continuous.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch_geometric.data import Batch
+from torch_geometric.utils import scatter
+
+__all__ = ["MASS_REF", "NUM_ONE_HOT", "atom_masses", "harmonic_mean_mass", "relative_log_mass"]
+
+#: Columns of the one-hot of Z that carry the mass (the phonon graph recipe's first node columns).
+NUM_ONE_HOT = 118
+#: Harmonic-mean mass (u) at which the frequency-scale head's output is the frequency scale itself.
+MASS_REF = 30.0
+
+
+def atom_masses(batch: Batch) -> torch.Tensor:
+    """``(N,)`` atomic masses (u): the non-zero value of each node's one-hot of Z."""
+    x = batch.x[:, :NUM_ONE_HOT].float()
+    masses = x.sum(dim=-1)
+    if not bool((masses > 0).all()):
+        raise ValueError("mass scaling needs phonon graphs whose nodes carry the atomic mass (graphs/phonon.py)")
+    return masses
+
+
+def harmonic_mean_mass(batch: Batch, masses: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B,)`` per-crystal harmonic-mean mass ``N / sum_i 1/m_i`` (u)."""
+    masses = atom_masses(batch) if masses is None else masses
+    index = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros_like(masses, dtype=torch.long)
+    inverse = scatter(1.0 / masses, index, dim=0, reduce="mean")
+    return 1.0 / inverse
+
+
+def relative_log_mass(batch: Batch) -> torch.Tensor:
+    """``(N, 1)``: ``log(m_i / m_h)`` of each atom, against its crystal's harmonic-mean mass."""
+    masses = atom_masses(batch)
+    index = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros_like(masses, dtype=torch.long)
+    m_h = harmonic_mean_mass(batch, masses)
+    return torch.log(masses / m_h[index]).unsqueeze(-1)
