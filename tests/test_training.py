@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -168,8 +169,17 @@ def test_ddp_two_processes_on_cpu(tiny_dataset: Path, tmp_path: Path) -> None:
     cmd = [str(exe), "train", "--data", str(tiny_dataset), "--out", str(out), *TINY_CLI]
     cmd += ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--threads", "1"]
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Lightning starts rank 1 as a second copy of the command: on a timeout, kill the whole session, not rank 0 alone
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stderr[-3000:]
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["world_size"] == 2
     assert summary["effective_batch_size"] == 8
