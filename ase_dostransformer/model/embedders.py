@@ -135,7 +135,7 @@ class FoundationEmbedder(nn.Module):
         self.register_buffer("node_scale", node_scale_vector(cfg), persistent=False)
         self.norm = nn.LayerNorm(FEATURE_DIM)
         # with mass scaling the node input is each atom's log mass ratio alone (model/masses.py)
-        self.mass_scaling = bool(getattr(cfg, "mass_scaling", False))
+        self.mass_scaling = cfg.mass_scaling
         self.node_in = mlp(FEATURE_DIM + (1 if self.mass_scaling else cfg.node_dim), cfg.hidden, 2 * cfg.hidden)
 
     def atoms(self, batch: Batch) -> torch.Tensor:

@@ -40,17 +40,24 @@ def atom_masses(batch: Batch) -> torch.Tensor:
     return masses
 
 
-def harmonic_mean_mass(batch: Batch, masses: torch.Tensor | None = None) -> torch.Tensor:
+def _crystal_index(batch: Batch, natoms: int) -> torch.Tensor:
+    """``(N,)`` the crystal of each atom (one crystal when ``batch`` is a single graph)."""
+    index = getattr(batch, "batch", None)
+    return index if index is not None else torch.zeros(natoms, dtype=torch.long, device=batch.x.device)
+
+
+def _harmonic_mean(masses: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return 1.0 / scatter(1.0 / masses, index, dim=0, reduce="mean")
+
+
+def harmonic_mean_mass(batch: Batch) -> torch.Tensor:
     """``(B,)`` per-crystal harmonic-mean mass ``N / sum_i 1/m_i`` (u)."""
-    masses = atom_masses(batch) if masses is None else masses
-    index = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros_like(masses, dtype=torch.long)
-    inverse = scatter(1.0 / masses, index, dim=0, reduce="mean")
-    return 1.0 / inverse
+    masses = atom_masses(batch)
+    return _harmonic_mean(masses, _crystal_index(batch, masses.numel()))
 
 
 def relative_log_mass(batch: Batch) -> torch.Tensor:
     """``(N, 1)``: ``log(m_i / m_h)`` of each atom, against its crystal's harmonic-mean mass."""
     masses = atom_masses(batch)
-    index = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros_like(masses, dtype=torch.long)
-    m_h = harmonic_mean_mass(batch, masses)
-    return torch.log(masses / m_h[index]).unsqueeze(-1)
+    index = _crystal_index(batch, masses.numel())
+    return torch.log(masses / _harmonic_mean(masses, index)[index]).unsqueeze(-1)

@@ -39,6 +39,8 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from ..errors import OptionError
+from ..spectra import CM1_TO_THZ
+from ..thermo import THZ_TO_KELVIN
 from .config import ModelConfig
 from .dostransformer import DOSTransformer
 from .masses import MASS_REF, harmonic_mean_mass
@@ -63,7 +65,7 @@ TAPER_START = 0.9
 #: Points of the scaled grid on which the normalisation integral ``Z`` is taken (trapezoid).
 NORM_POINTS = 512
 #: hc / k_B in cm K: x = HC_OVER_KB * omega[cm^-1] / T.
-HC_OVER_KB = 1.438776877
+HC_OVER_KB = THZ_TO_KELVIN * CM1_TO_THZ
 #: Largest x = h c omega / k_B T used (c(x) ~ x^2 e^-x is 3e-23 there); sinh beyond ~89 overflows float32,
 #: and an infinite sinh gives a NaN gradient.
 THERMO_X_MAX = 60.0

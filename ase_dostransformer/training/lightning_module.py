@@ -311,7 +311,7 @@ class PhysicalDOSModule(DOSTransformerModule):
         return loss_dft, loss_t, on_grid, extra
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        """The mean per-crystal loss plus the volume-response term; a non-finite loss raises an error."""
+        """The mean per-crystal loss plus the batch terms; a non-finite loss raises :class:`NonFiniteLossError`."""
         loss_dft, loss_t, _, extra = self._losses(batch, ("global", "system"))
         loss = (loss_dft + self.hparams.teacher_weight * loss_t).mean() + extra
         return self._checked_and_logged(loss, batch, batch_idx)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError
+from ..thermo import GAS_CONSTANT
 
 __all__ = [
     "TEACHER_POINTS",
@@ -50,8 +51,6 @@ TEACHER_SPAN = 1.1
 #: Temperatures (K) of the heat capacities, and of the entropy, that the thermodynamic term compares.
 THERMO_CV_TEMPERATURES = (20.0, 50.0)
 THERMO_S_TEMPERATURE = 300.0
-#: Molar gas constant (J/K/mol): the records' molar Cv and S divided by 3N R are per mode in k_B.
-GAS_CONSTANT = 8.314462618
 
 
 def family_number(name: str) -> int:
@@ -62,7 +61,8 @@ def family_number(name: str) -> int:
 def thermo_target(record: dict[str, Any]) -> torch.Tensor:
     """``(1, 3)``: the record's Cv at :data:`THERMO_CV_TEMPERATURES`, S at :data:`THERMO_S_TEMPERATURE`.
 
-    Per mode, in k_B: the molar values (per mole of cells) divided by 3N R.
+    Per mode, in k_B: the molar values (per mole of cells) divided by 3N R
+    (:data:`~ase_dostransformer.thermo.GAS_CONSTANT`).
     """
     thermal = record["thermal"]
     temps = [float(t) for t in thermal["temperatures"]]
