@@ -70,6 +70,12 @@ __all__ = [
 ]
 
 
+#: What :meth:`DOSCalculator.set` (and the constructor's keywords) accept: ASE's ``parameters``.
+SETTABLE_PARAMETERS = ("cut_off_threshold", "symprec")
+#: The constructor's own arguments, named in the error for a parameter that is not one.
+CONSTRUCTOR_ARGUMENTS = ("model", "electron_model", "device", "batch_size")
+
+
 class DOSCalculator(Calculator):
     """ASE calculator predicting the phonon and electron DOS of a periodic crystal with DOSTransformers.
 
@@ -123,7 +129,7 @@ class DOSCalculator(Calculator):
     ) -> None:
         from .graphs.crystal_system import check_symprec
 
-        super().__init__(symprec=None if symprec is None else check_symprec(symprec), **kwargs)
+        super().__init__(symprec=None if symprec is None else check_symprec(symprec), **kwargs)  # through set()
         import torch
 
         from .device import resolve_device
@@ -277,6 +283,37 @@ class DOSCalculator(Calculator):
             model = SimpleNamespace(source=str(path))
         identity = model_identity(model, None if hasattr(source, "state_dict") else source)
         return {k.removeprefix("model"): v for k, v in identity.to_dict().items()}
+
+    def set(self, **kwargs: Any) -> dict[str, Any]:
+        """Change ``cut_off_threshold`` or ``symprec`` (ASE's convention: changed values drop the results).
+
+        Any other name raises :class:`~ase_dostransformer.errors.OptionError` naming the closest one: ASE's
+        base class would store it silently, so ``DOSCalculator(phonon_model="mine.pt")`` would predict
+        with the default model. Models, device and batch size are constructor arguments only.
+        """
+        import difflib
+
+        from .graphs.crystal_system import check_symprec
+        from .pipeline import check_threshold
+
+        unknown = sorted(set(kwargs) - set(SETTABLE_PARAMETERS))
+        if unknown:
+            known = SETTABLE_PARAMETERS + CONSTRUCTOR_ARGUMENTS
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+                if name.endswith("model") and "electron" not in name:  # phonon_model, dos_model: the phonon one
+                    close = ["model"]
+                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise OptionError(
+                f"DOSCalculator has no parameter {', '.join(hints)}; parameters: {', '.join(SETTABLE_PARAMETERS)}; "
+                f"constructor arguments: {', '.join(CONSTRUCTOR_ARGUMENTS)}"
+            )
+        if kwargs.get("symprec") is not None:
+            kwargs["symprec"] = check_symprec(kwargs["symprec"])
+        if "cut_off_threshold" in kwargs:
+            kwargs["cut_off_threshold"] = check_threshold(kwargs["cut_off_threshold"])
+        return super().set(**kwargs)
 
     def todict(self, skip_default: bool = True) -> dict[str, Any]:
         """The calculator's parameters as ASE records them: which models, where, and the settings.

@@ -17,6 +17,7 @@ from ase.spectrum.dosdata import GridDOSData
 from pymatgen.phonon.dos import PhononDos
 
 from ase_dostransformer.calculator import DOSCalculator, SpectrumCutOffWarning, UnseenCrystalSystemWarning
+from ase_dostransformer.errors import OptionError
 from ase_dostransformer.graphs import InvalidStructureError
 from ase_dostransformer.inference import predict_phonon_dos
 from ase_dostransformer.model import DOSTransformer, save_model_file
@@ -231,3 +232,23 @@ def test_import_is_light_and_needs_no_lightning(model_file):
     )
     assert out.returncode == 0, out.stderr
     assert "(51,)" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "hint"),
+    [
+        ({"phonon_model": "mine.pt"}, "did you mean 'model'"),
+        ({"cutoff_threshold": 0.1}, "did you mean 'cut_off_threshold'"),
+        ({"devise": "cpu"}, "did you mean 'device'"),
+    ],
+)
+def test_unknown_parameter_is_refused_with_a_hint(kwargs, hint):
+    """ASE's base class would keep a misspelt keyword as a parameter and predict with the defaults."""
+    with pytest.raises(OptionError, match=hint):
+        DOSCalculator(electron_model=None, **kwargs)
+    calc = DOSCalculator(electron_model=None, symprec=0.05)
+    with pytest.raises(OptionError, match="no parameter 'symprec_'"):
+        calc.set(symprec_=0.1)
+    with pytest.raises(OptionError, match="cut_off_threshold must be a fraction"):
+        calc.set(cut_off_threshold=2)
+    assert calc.parameters == {"cut_off_threshold": 0.05, "symprec": 0.05}

@@ -25,17 +25,17 @@ T=(.venv/bin/dostransformer train "${DATA_ARGS[@]}" --output physical --embedder
    --mass_scaling --teacher "$TEACHER" --hidden 128 --heads 8 --transformer 2 --batch_size 32 --eval 1
    --precision 32-true --threads 1 --resume)
 for s in 0 1; do
-  "${T[@]}" --lr 5e-4 --warmup_epochs 2 --epochs "$EPOCHS1" --es 8 --seed $s --out $R-s$s > $R-s$s.log 2>&1 &
+  "${T[@]}" --lr 5e-4 --warmup_epochs 2 --epochs "$EPOCHS1" --es 8 --seed $s --out $R-s$s >> $R-s$s.log 2>&1 &
 done
 wait
 for s in 0 1; do
   "${T[@]}" --thermo_weight 0.5 --epochs 8 --es 8 --seed $s --lr 2e-4 --warmup_epochs 0 --teacher_weight 0.5 --mean_weight 10 \
-      --init_from $R-s$s/model.pt --out $R-thermo-ft-s$s > $R-thermo-ft-s$s.log 2>&1 &
+      --init_from $R-s$s/model.pt --out $R-thermo-ft-s$s >> $R-thermo-ft-s$s.log 2>&1 &
 done
 wait
 for s in 0 1; do
   "${T[@]}" --thermo_weight 0.5 --teacher_weight 0 --lr 1e-4 --warmup_epochs 0 --epochs 12 --es 4 --seed $s \
-      --init_from $R-thermo-ft-s$s/model.pt --out $R-thermo-dft-s$s > $R-thermo-dft-s$s.log 2>&1 &
+      --init_from $R-thermo-ft-s$s/model.pt --out $R-thermo-dft-s$s >> $R-thermo-dft-s$s.log 2>&1 &
 done
 wait
 .venv/bin/dostransformer ensemble $R-thermo-dft-ensemble.pt $R-thermo-dft-s0/model.pt \
