@@ -14,9 +14,9 @@ Usage::
     ref = atoms.calc.refine()                              # the teacher's DOS (universal potential + phonopy)
 
 ``phonon_dos``, ``electron_dos`` and ``band_gap`` are cached until the atoms change (positions, cell, numbers,
-pbc) or a parameter is set. ASE's generic property machinery knows only its own names: ``atoms.get_properties`` and the
-extxyz / trajectory / db writers reject or drop ``phonon_dos`` / ``electron_dos``; export with :meth:`get_phonon_dos`,
-``ase_dostransformer.io.phonopy_files`` or ``dostransformer predict`` instead.
+pbc, masses) or a parameter is set. ASE's generic property machinery knows only its own names:
+``atoms.get_properties`` and the extxyz / trajectory / db writers reject or drop ``phonon_dos`` / ``electron_dos``;
+export with :meth:`get_phonon_dos`, ``ase_dostransformer.io.phonopy_files`` or ``dostransformer predict`` instead.
 
 Importing this module needs only ASE and NumPy; torch and the phonon model load when a calculator
 is made, the electron model on the first ``electron_dos`` request.
@@ -102,6 +102,15 @@ class DOSCalculator(Calculator):
     ``electron_dos_*`` flags. ``results["band_gap"]`` (eV, :meth:`get_band_gap`) comes with
     ``band_gap_std``, ``band_gap_p_metal``, ``band_gap_flags`` and ``band_gap_if_insulator``: from the
     electron model's gap head when it has one, else read off the predicted DOS (flag ``"from_dos"``).
+
+    Masses: a mass-scaled phonon model (trained with ``--mass_scaling``, ``model.cfg.mass_scaling``) takes the
+    atoms' own masses, so isotopes set with ``atoms.set_masses`` move the DOS exactly as ``omega ~ m^-1/2``
+    (every mass times 4: every frequency halved); a change of masses is a change of the atoms (recomputed).
+    Any other phonon model, the shipped ``phonon`` and ``phonon-paper`` included, learnt each element's
+    mass: it predicts with the standard masses and issues a
+    :class:`~ase_dostransformer.errors.CustomMassesIgnoredWarning` naming the atoms whose masses it ignored.
+    A zero, negative or non-finite mass given to a mass-scaled model raises
+    :class:`~ase_dostransformer.errors.InvalidStructureError` naming the atom.
 
     Invalid atoms (see :mod:`ase_dostransformer.graphs.validation`) raise
     :class:`~ase_dostransformer.errors.InvalidStructureError`, a ``ValueError`` naming the fault.
@@ -330,6 +339,17 @@ class DOSCalculator(Calculator):
         out["batch_size"] = self.batch_size
         out.update({k: v for k, v in self.parameters.items() if v is not None})
         return out
+
+    def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
+        """ASE's changes of ``atoms`` since the last calculation, plus ``"masses"`` when their masses changed.
+
+        ASE's ``all_changes`` leaves masses out, but a mass-scaled phonon model's DOS follows them: without this,
+        ``atoms.set_masses(...)`` would be answered with the spectrum of the old masses.
+        """
+        changes = list(super().check_state(atoms, tol))
+        if self.atoms is not None and not np.array_equal(self.atoms.get_masses(), atoms.get_masses()):
+            changes.append("masses")
+        return changes
 
     def set_atoms(self, atoms: Atoms) -> None:
         """Remember the ``Atoms`` this calculator is attached to (ASE calls this on ``atoms.calc = calc``)."""

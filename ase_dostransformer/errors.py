@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "CacheWarning",
     "CheckpointError",
+    "CustomMassesIgnoredWarning",
     "DOSTransformerError",
     "DOSTransformerWarning",
     "DatasetError",
@@ -143,3 +144,11 @@ class SymmetrySearchWarning(DOSTransformerWarning):
 
 class UnverifiedModelFileWarning(DOSTransformerWarning):
     """A model file of the first format, which carries no content checksum: loaded unverified."""
+
+
+class CustomMassesIgnoredWarning(DOSTransformerWarning):
+    """Atoms given their own masses (isotopes, ``atoms.set_masses``) that the model cannot honour.
+
+    The model learnt each element's mass as that element's own input column, so it was given the
+    standard masses; a model trained with ``--mass_scaling`` honours them.
+    """

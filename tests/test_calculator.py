@@ -14,14 +14,16 @@ from ase.build import bulk
 from ase.calculators.calculator import Calculator
 from ase.spacegroup import crystal
 from ase.spectrum.dosdata import GridDOSData
+from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.phonon.dos import PhononDos
 
 from ase_dostransformer.calculator import DOSCalculator, SpectrumCutOffWarning, UnseenCrystalSystemWarning
-from ase_dostransformer.errors import OptionError
+from ase_dostransformer.errors import CustomMassesIgnoredWarning, OptionError
 from ase_dostransformer.graphs import InvalidStructureError
 from ase_dostransformer.inference import predict_phonon_dos
 from ase_dostransformer.model import DOSTransformer, save_model_file
 from ase_dostransformer.model.files import ModelFileError
+from ase_dostransformer.pipeline import predict_structures
 from ase_dostransformer.spectra import CM1_TO_THZ
 from ase_dostransformer.thermo import GAS_CONSTANT, heat_capacity
 
@@ -188,6 +190,28 @@ def test_unseen_crystal_system_is_reported(model):
     with pytest.warns(UnseenCrystalSystemWarning, match="tetragonal"):
         calc.get_property("phonon_dos", rutile())
     assert any("tetragonal" in m for m in calc.results["phonon_dos_warnings"])
+
+
+def test_a_model_that_learnt_each_element_mass_ignores_custom_masses_and_says_so(calc, model):
+    atoms = bulk("NaCl", "rocksalt", a=5.64)
+    (standard,) = predict_structures(model, [atoms], device="cpu")
+    heavy = atoms.copy()
+    heavy.set_masses([atoms.get_masses()[0], 36.96590])  # Na as it is, 37Cl
+    heavy.calc = calc
+    with pytest.warns(CustomMassesIgnoredWarning, match=r"ignores the custom masses of atoms \[1\].*--mass_scaling"):
+        y = calc.get_property("phonon_dos", heavy)
+    np.testing.assert_array_equal(y, standard.dos)  # exactly the standard-mass prediction
+    assert any("custom masses of atoms [1]" in m for m in calc.results["phonon_dos_warnings"])
+    assert not calc.recipe.own_masses
+    # standard masses set within the tolerance, and pymatgen structures (no masses of their own): no finding
+    atoms.set_masses(atoms.get_masses() * (1 + 1e-9))
+    for p in predict_structures(model, [atoms, AseAtomsAdaptor.get_structure(heavy)], device="cpu"):
+        assert not any(issubclass(f.category, CustomMassesIgnoredWarning) for f in p.findings)
+    deuterated = bulk("LiH", "rocksalt", a=4.08)
+    deuterated.set_masses([6.015, 2.014])  # 6LiD: every atom named
+    (p,) = predict_structures(model, [deuterated], device="cpu")
+    assert [f.category for f in p.findings].count(CustomMassesIgnoredWarning) == 1
+    assert "custom masses of atoms [0, 1]:" in " ".join(p.messages)
 
 
 def test_model_from_path_and_errors(model_file, model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,23 @@ import torch
 from ase.build import bulk
 from torch_geometric.data import Batch
 
-from ase_dostransformer.errors import OptionError, TrainOptionsError
+from ase_dostransformer.calculator import DOSCalculator
+from ase_dostransformer.errors import (
+    CustomMassesIgnoredWarning,
+    InvalidStructureError,
+    OptionError,
+    TrainOptionsError,
+)
+from ase_dostransformer.graphs.cache import recipe_key
 from ase_dostransformer.graphs.phonon import PhononGraphRecipe
-from ase_dostransformer.model import ModelConfig, PhysicalDOSTransformer, build_model, load_model_file
+from ase_dostransformer.model import (
+    DOSEnsemble,
+    ModelConfig,
+    PhysicalDOSTransformer,
+    build_model,
+    load_model_file,
+    save_model_file,
+)
 from ase_dostransformer.model.physical import scaled_shape
 from ase_dostransformer.spectra import PHONON_GRID, WIDE_PHONON_GRID, phonon_dos_to_phonopy, resample_max_normalised
 from ase_dostransformer.teacher.records import decode_dos, iter_records
@@ -208,6 +223,77 @@ def test_mass_scaling_reads_the_harmonic_mean_mass(batch):
         TrainOptions(mass_scaling=True)
     model = physical_model(5, mass_scaling=True)
     assert model.embedder.node_in[0].in_features == model.embedder.norm.normalized_shape[0] + 1
+
+
+def mass_scaled_calculator(seed: int = 4) -> DOSCalculator:
+    """A calculator of a small mass-scaled model whose frequency scales lie well inside the soft clamp."""
+    model = physical_model(seed, mass_scaling=True)
+    with torch.no_grad():
+        model.scale_head[-1].weight.mul_(0.01)
+        model.scale_head[-1].bias.zero_()
+    return DOSCalculator(model=model, electron_model=None, device="cpu")
+
+
+def test_only_mass_scaled_models_take_the_atoms_own_masses(tmp_path):
+    scaled, plain = physical_model(1, mass_scaling=True), physical_model(2)
+    assert scaled.graph_recipe.own_masses
+    assert not plain.graph_recipe.own_masses
+    assert "own_masses" not in plain.graph_recipe.to_dict()  # the cache keys of every other recipe are unchanged
+    assert recipe_key(scaled.graph_recipe) != recipe_key(plain.graph_recipe)  # graph caches keep the two apart
+    loaded, _ = load_model_file(save_model_file(scaled, tmp_path / "scaled.pt"))
+    assert loaded.graph_recipe.own_masses  # from the config's mass_scaling, not from a stored recipe
+    # an ensemble takes them only when every member reads a mass as a mass
+    assert not DOSEnsemble([scaled, plain]).graph_recipe.own_masses
+    assert DOSEnsemble([scaled, physical_model(3, mass_scaling=True)]).graph_recipe.own_masses
+    atoms = bulk("NaCl", "rocksalt", a=5.64)
+    standard = atoms.get_masses()
+    atoms.set_masses(standard * [2.0, 1.0])
+    assert scaled.graph_recipe.featurise(atoms).x[[0, 1], [10, 16]].tolist() == pytest.approx(standard * [2.0, 1.0])
+    assert plain.graph_recipe.featurise(atoms).x[[0, 1], [10, 16]].tolist() == pytest.approx(standard)
+    assert scaled.graph_recipe.ignored_masses(atoms) == []
+    assert plain.graph_recipe.ignored_masses(atoms) == [0]
+
+
+def test_calculator_follows_isotope_masses_exactly_with_a_mass_scaled_model():
+    calc = mass_scaled_calculator()
+    counter = []
+    calc.model.register_forward_hook(lambda *_: counter.append(1))
+    atoms = bulk("NaCl", "rocksalt", a=5.64)
+    atoms.calc = calc
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CustomMassesIgnoredWarning)
+        freqs, g = calc.get_phonon_dos_phonopy()
+        atoms.set_masses(atoms.get_masses())  # the standard masses, set explicitly: nothing changed
+        calc.get_phonon_dos_phonopy()
+        assert len(counter) == 1
+        atoms.set_masses(4.0 * atoms.get_masses())  # the same Atoms object: the calculator must notice
+        _, g4 = calc.get_phonon_dos_phonopy()
+    assert len(counter) == 2
+    assert calc.results["phonon_dos_warnings"] == []
+    half = (len(freqs) + 1) // 2
+    np.testing.assert_allclose(freqs[:half], freqs[::2] / 2.0)
+    # every mass times 4, every frequency halved: g'(omega / 2) = 2 g(omega), the same 3N states
+    assert np.trapezoid(g, freqs) == pytest.approx(6.0)
+    assert np.trapezoid(g4, freqs) == pytest.approx(6.0)
+    np.testing.assert_allclose(g4[:half], 2.0 * g[::2], rtol=1e-3, atol=1e-5 * g.max())
+    assert not g4[half:].any()
+    # one species only (37Cl): mass ratios change, so the spectrum does, and not by a rescaling alone
+    masses = atoms.get_masses() / 4.0
+    masses[atoms.numbers == 17] = 36.96590
+    atoms.set_masses(masses)
+    _, g37 = calc.get_phonon_dos_phonopy()
+    assert len(counter) == 3
+    assert np.abs(g37 - g).max() > 0.01 * g.max()
+
+
+@pytest.mark.parametrize("mass", [0.0, -35.45, float("nan")])
+def test_a_mass_scaled_model_refuses_a_mass_that_is_not_finite_and_positive(mass):
+    calc = mass_scaled_calculator()
+    atoms = bulk("NaCl", "rocksalt", a=5.64)
+    atoms.set_masses([atoms.get_masses()[0], mass])
+    atoms.calc = calc
+    with pytest.raises(InvalidStructureError, match=rf"atom 1 \(Cl\) has mass {mass:g} u: .*finite and positive"):
+        calc.get_phonon_dos_phonopy()
 
 
 def test_resample_to_the_dataset_grid_matches_sampling_on_its_points():

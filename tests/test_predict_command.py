@@ -14,6 +14,7 @@ from ase.io import write
 
 from ase_dostransformer.cli import build_parser, main
 from ase_dostransformer.cli.predict import parse_temperatures, run_predict
+from ase_dostransformer.errors import OptionError
 from ase_dostransformer.io.phonopy_files import read_total_dos
 from ase_dostransformer.io.summary import summary_columns
 from ase_dostransformer.kinds.phonon import CUT_OFF_MESSAGE
@@ -513,3 +514,25 @@ def test_plotter_draws_what_plot_dos_draws(tmp_path):
     other.plot(tmp_path / "e.png", e, np.exp(-(e**2)), "E")
     y = np.exp(-((x - 8.0) ** 2) / 20.0) * 3.0
     assert plotter.plot(tmp_path / "again.png", x, y, "T0").read_bytes() == (tmp_path / "p0.png").read_bytes()
+
+
+def test_workers_write_what_one_process_writes(inputs, model_file, tmp_path):
+    """``--workers 2``: the same rows, failures and DOS files as one process, in input order."""
+    outs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        args = ["predict", str(inputs), "--model", str(model_file), "--out", str(out), "--no-progress", "--quiet"]
+        assert main([*args, "--no-plots", "--batch-size", "2", "--workers", str(workers)]) == 1  # the garbage file
+        outs[workers] = out
+    rows1, _ = read_summary(outs[1])
+    rows2, _ = read_summary(outs[2])
+    assert list(rows2) == list(rows1)
+    assert {k: r["status"] for k, r in rows2.items()} == {k: r["status"] for k, r in rows1.items()}
+    written = sorted(p.relative_to(outs[1]) for p in outs[1].rglob("total_dos.dat"))
+    assert len(written) == 4
+    for rel in written:
+        np.testing.assert_allclose(np.loadtxt(outs[2] / rel), np.loadtxt(outs[1] / rel), rtol=1e-6, atol=1e-9)
+    with pytest.raises(OptionError, match="--workers > 1 runs on the CPU"):
+        run_predict([inputs], model=str(model_file), out=tmp_path / "gpu", device="cuda", workers=2)
+    with pytest.raises(OptionError, match="workers must be an integer >= 1"):
+        run_predict([inputs], model=str(model_file), out=tmp_path / "none", workers=0)

@@ -364,9 +364,12 @@ def test_cut_off_threshold_must_be_a_fraction(model_file, tmp_path, capsys, valu
 
 
 def test_calculator_rejects_a_nan_cut_off_threshold(model):
-    calc = DOSCalculator(model=model, electron_model=None, device="cpu", cut_off_threshold=float("nan"))
-    with pytest.raises(ValueError, match="cut_off_threshold"):
-        calc.get_property("phonon_dos", bulk("NaCl", "rocksalt", a=5.64))
+    with pytest.raises(ValueError, match="cut_off_threshold must be a fraction"):  # at once, not at the first use
+        DOSCalculator(model=model, electron_model=None, device="cpu", cut_off_threshold=float("nan"))
+    calc = DOSCalculator(model=model, electron_model=None, device="cpu")
+    with pytest.raises(ValueError, match="cut_off_threshold must be a fraction"):
+        calc.set(cut_off_threshold=float("nan"))
+    assert calc.get_property("phonon_dos", bulk("NaCl", "rocksalt", a=5.64)).shape == (51,)
 
 
 def test_a_full_disk_is_a_clear_error_and_leaves_no_summary(model_file, tmp_path, monkeypatch, capsys):

@@ -271,6 +271,9 @@ class _Run:
     refine: int | None = None
     refine_threshold: float | None = None
     refine_relax_cell: bool = False
+    #: CPU processes predicting the phonon DOS (1: this process), and torch threads in each
+    workers: int = 1
+    worker_threads: int = 1
     #: the spectra of each predicted structure, by record, for the plots and the write-back
     kept: dict[int, _Kept] = field(default_factory=dict)
 
@@ -316,6 +319,8 @@ def run_predict(
     refine: int | None = None,
     refine_threshold: float | None = None,
     refine_relax_cell: bool = False,
+    workers: int = 1,
+    threads: int | None = None,
 ) -> list[Record]:
     """Predict every structure in ``inputs`` and write the outputs under ``out``; returns the summary rows.
 
@@ -333,6 +338,9 @@ def run_predict(
     (and/or those whose uncertainty is above ``refine_threshold``) with the teacher
     (:mod:`ase_dostransformer.escalation`; the cell relaxed too with ``refine_relax_cell``): their
     folders get ``teacher_total_dos.dat`` and the summary the teacher columns (see the epilog).
+    ``workers``: CPU processes that predict the phonon DOS (:mod:`ase_dostransformer.parallel`; default 1,
+    this process), each with ``threads`` torch threads (default: this process's threads shared among
+    them, at least 1); the files are written here, in input order, as each batch comes back.
 
     ``out`` is locked for the run (:mod:`ase_dostransformer.io.locks`: a second run into it fails at
     once). An ``out`` holding an earlier run's outputs is refused unless ``overwrite``, which removes
@@ -353,9 +361,10 @@ def run_predict(
 
         symprec = check_symprec(symprec)
     _check_refine(refine, refine_threshold, refine_relax_cell)
+    workers, worker_threads = _checked_workers(workers, threads, device)
     files = list(iter_input_files(inputs, skip=out))
     back = _checked_write_back(write_back, files, overwrite)
-    dev = resolve_device(device)
+    dev = resolve_device("cpu" if workers > 1 and device is None else device)  # workers: the CPU's processes
     net, identity = _load_net(model, dev, "phonon")
     electron = None if electron_model is None else _load_net(electron_model, dev, "electron")
     run = _Run(
@@ -376,6 +385,8 @@ def run_predict(
         refine=refine,
         refine_threshold=refine_threshold,
         refine_relax_cell=bool(refine_relax_cell),
+        workers=workers,
+        worker_threads=worker_threads,
     )
     if not files:
         raise OptionError("no input files found")
@@ -384,6 +395,21 @@ def run_predict(
         return _predict_locked(run, files, overwrite)
     finally:
         lock.release()
+
+
+def _checked_workers(workers: int, threads: int | None, device: Any) -> tuple[int, int]:
+    """``(workers, torch threads per worker)``; :class:`OptionError` for bad values or workers on a GPU."""
+    import torch
+
+    from ..parallel import check_workers
+
+    workers = check_workers(workers)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise OptionError(f"threads must be an integer >= 1, got {threads!r}")
+    if workers > 1 and device is not None and torch.device(device).type != "cpu":
+        raise OptionError(f"--workers > 1 runs on the CPU; device {device} is driven by one process")
+    total = threads if threads is not None else torch.get_num_threads()
+    return workers, max(1, total // workers)
 
 
 def _check_refine(refine: int | None, threshold: float | None, relax_cell: bool) -> None:
@@ -514,32 +540,46 @@ def _describe(rec: Record, atoms: Any) -> None:
         pass
 
 
+def _options(run: _Run) -> dict[str, Any]:
+    """The pipeline's options of this run (errors kept per structure)."""
+    options: dict[str, Any] = {"symprec": run.symprec} if run.symprec is not None else {}
+    return {"cut_off_threshold": run.cut_off_threshold, "on_invalid": "keep", **options}
+
+
 def _predictions(run: _Run, net: Any, structures: Sequence[Any]) -> list[Prediction]:
-    """The pipeline's predictions of ``structures`` (errors kept per structure)."""
+    """The pipeline's predictions of ``structures`` in this process (errors kept per structure)."""
     from ..pipeline import predict_structures
 
-    options: dict[str, Any] = {"symprec": run.symprec} if run.symprec is not None else {}
-    return predict_structures(
-        net,
-        list(structures),
-        batch_size=run.batch_size,
-        device=run.device,
-        cut_off_threshold=run.cut_off_threshold,
-        on_invalid="keep",
-        **options,
-    )
+    return predict_structures(net, list(structures), batch_size=run.batch_size, device=run.device, **_options(run))
 
 
 def _predict_phonons(run: _Run, pending: Sequence[tuple[Record, Any]]) -> None:
-    """Phonon DOS and output files of every pending structure, a batch at a time; failures stay alone."""
+    """Phonon DOS and output files of every pending structure, a batch at a time; failures stay alone.
+
+    With ``run.workers`` > 1 the batches are predicted by worker processes (:mod:`..parallel`) while this
+    one writes the files of those already back.
+    """
     from tqdm.auto import tqdm
 
+    from ..parallel import predict_in_batches
+
+    for rec, atoms in pending:
+        _describe(rec, atoms)
     bar = tqdm(total=len(pending), desc="predicting", unit="structure", disable=run.disable, file=sys.stderr)
-    for start in range(0, len(pending), run.batch_size):
-        chunk = pending[start : start + run.batch_size]
-        for rec, atoms in chunk:
-            _describe(rec, atoms)
-        _write_batch(run, chunk, _predictions(run, run.net, [a for _, a in chunk]))
+    batches = predict_in_batches(
+        run.net,
+        [a for _, a in pending],
+        batch_size=run.batch_size,
+        workers=run.workers,
+        threads=run.worker_threads,
+        device=run.device,
+        **_options(run),
+    )
+    start = 0
+    for predictions in batches:
+        chunk = pending[start : start + len(predictions)]
+        _write_batch(run, chunk, predictions)
+        start += len(predictions)
         bar.update(len(chunk))
     bar.close()
 
@@ -1015,7 +1055,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         action="store_true",
         help="let the teacher relax the cell too (for unrelaxed or generated crystals; default: positions only)",
     )
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (with --workers: in all)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="CPU processes predicting the phonon DOS (default 1); on N cores, N workers of 1 thread each "
+        "are the fastest (the featurisation is one crystal at a time)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(run=main, command_name="predict")
@@ -1064,6 +1111,8 @@ def main(args: argparse.Namespace) -> int:
             refine=args.refine,
             refine_threshold=args.refine_threshold,
             refine_relax_cell=args.refine_relax_cell,
+            workers=args.workers,
+            threads=args.threads,
         )
     except OSError as exc:  # a read-only or full output folder: say which option it is about
         if exc.errno not in _UNWRITABLE:

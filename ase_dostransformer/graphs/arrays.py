@@ -11,10 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from ase.data import atomic_masses
 
 from ..errors import InvalidStructureError
 
-__all__ = ["CrystalArrays", "read_crystal"]
+__all__ = ["MASS_RTOL", "CrystalArrays", "custom_mass_atoms", "read_crystal"]
+
+#: An atom's mass counts as its own (an isotope, ``Atoms.set_masses``) when it differs from its element's
+#: standard mass (``ase.data.atomic_masses``) by more than this relative amount.
+MASS_RTOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,9 @@ class CrystalArrays:
     cell: np.ndarray  # (3, 3)
     positions: np.ndarray  # (N, 3) Cartesian
     numbers: np.ndarray  # (N,) atomic numbers
+    #: ``(N,)`` the atoms' own masses (u) when any differs from its element's standard mass (ASE
+    #: ``Atoms.set_masses``: isotopes); None: the standard masses (always for a pymatgen ``Structure``).
+    masses: np.ndarray | None = None
 
     @property
     def natoms(self) -> int:
@@ -34,6 +42,17 @@ class CrystalArrays:
     def scaled_positions(self) -> np.ndarray:
         """Fractional coordinates."""
         return np.linalg.solve(self.cell.T, self.positions.T).T
+
+    @property
+    def custom_mass_atoms(self) -> list[int]:
+        """Indices of the atoms whose mass is their own, not their element's standard one (none without ``masses``)."""
+        return [] if self.masses is None else custom_mass_atoms(self.masses, self.numbers)
+
+
+def custom_mass_atoms(masses: np.ndarray, numbers: np.ndarray) -> list[int]:
+    """Indices of the atoms whose ``masses`` differ from their element's standard mass (NaN differs too)."""
+    standard = atomic_masses[np.asarray(numbers)]
+    return np.flatnonzero(~np.isclose(masses, standard, rtol=MASS_RTOL, atol=0.0)).tolist()
 
 
 def read_crystal(structure: Any) -> tuple[CrystalArrays, np.ndarray]:
@@ -52,6 +71,7 @@ def read_crystal(structure: Any) -> tuple[CrystalArrays, np.ndarray]:
         except (TypeError, ValueError) as exc:
             raise InvalidStructureError(f"cannot read the atoms' cell, positions or numbers: {exc}") from exc
         _check_ase_occupancy(getattr(structure, "info", None) or {})
+        masses = _own_masses(structure, numbers)
     elif hasattr(structure, "lattice") and hasattr(structure, "cart_coords"):
         cell = np.asarray(structure.lattice.matrix, dtype=float)
         positions = np.asarray(structure.cart_coords, dtype=float)
@@ -59,9 +79,27 @@ def read_crystal(structure: Any) -> tuple[CrystalArrays, np.ndarray]:
             raise InvalidStructureError("disordered structure (partial occupancies) is not supported")
         numbers = np.asarray([_pymatgen_z(i, site.specie) for i, site in enumerate(structure)], dtype=np.int64)
         pbc = np.asarray(structure.lattice.pbc, dtype=bool)
+        masses = None  # a pymatgen Structure carries no masses of its own
     else:
         raise InvalidStructureError(f"expected ase.Atoms or pymatgen Structure, got {type(structure).__name__}")
-    return CrystalArrays(cell=cell, positions=positions, numbers=numbers), pbc
+    return CrystalArrays(cell=cell, positions=positions, numbers=numbers, masses=masses), pbc
+
+
+def _own_masses(atoms: Any, numbers: np.ndarray) -> np.ndarray | None:
+    """The masses (u) an ASE ``Atoms`` was given with ``set_masses`` when any differs from the standard one, else None.
+
+    Atomic numbers outside the periodic table give None: :func:`~.validation.validate_crystal` rejects them.
+    """
+    has = getattr(atoms, "has", None)
+    if not callable(has) or not has("masses") or ((numbers < 0) | (numbers >= len(atomic_masses))).any():
+        return None
+    try:
+        masses = np.asarray(atoms.get_masses(), dtype=float).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise InvalidStructureError(f"cannot read the atoms' masses: {exc}") from exc
+    if masses.shape != numbers.shape:
+        raise InvalidStructureError(f"masses must have shape {numbers.shape}, got {masses.shape}")
+    return masses if custom_mass_atoms(masses, numbers) else None
 
 
 def _check_ase_occupancy(info: dict) -> None:

@@ -18,7 +18,13 @@
   shipped universal potential, in a standard orientation
   (:func:`~ase_dostransformer.graphs.foundation.crystal_foundation_features`),
   ``graph.foundation`` of shape ``(N, 128)``, cached with the graph (the option is part of the
-  recipe, hence of the cache key). Off, the recipe and its ``to_dict`` are exactly as before.
+  recipe, hence of the cache key). Off, the recipe and its ``to_dict`` are exactly as before;
+- the masses (``own_masses``, off by default): the nodes carry each element's standard mass, or with
+  ``own_masses=True`` the atoms' own masses where an ASE ``Atoms`` was given them (``set_masses``:
+  isotopes), checked finite and positive. The phonon kind turns it on for a mass-scaled model
+  (``ModelConfig.mass_scaling``, :mod:`ase_dostransformer.model.masses`), which reads a mass as a mass;
+  every other model learnt one column per element, so its recipe keeps the standard masses and
+  :meth:`PhononGraphRecipe.ignored_masses` names the atoms whose own masses it left out.
 """
 
 from __future__ import annotations
@@ -32,11 +38,12 @@ from ase.data import atomic_masses
 from torch_geometric.data import Data
 
 from ..errors import OptionError
+from .arrays import CrystalArrays, read_crystal
 from .crystal_system import SYMPREC, check_symprec, detect_symmetry
 from .elements import DESCRIPTORS, element_descriptor_table
 from .neighbours import radius_neighbours
 from .structure import crystal_arrays
-from .validation import vacuum_gap
+from .validation import check_masses, vacuum_gap
 
 NUM_ELEMENTS = 118
 
@@ -60,6 +67,8 @@ class PhononGraphRecipe:
     foundation: bool = False
     #: Attach the volume per atom (A^3) as ``graph.volume_per_atom`` (the physical output's frequency scale).
     volume: bool = False
+    #: Nodes carry the atoms' own masses (ASE ``set_masses``: isotopes), not the standard ones (mass-scaled models).
+    own_masses: bool = False
 
     def __post_init__(self) -> None:
         check_symprec(self.symprec)
@@ -77,9 +86,9 @@ class PhononGraphRecipe:
         return 4
 
     def to_dict(self) -> dict:
-        """A JSON-friendly dict; ``foundation`` only when on (the default recipe's dict and cache key are unchanged)."""
+        """A JSON-friendly dict; later options only when on (the default recipe's dict and cache key are unchanged)."""
         d = asdict(self)
-        for name in ("foundation", "volume"):  # options added later: absent when off, so older keys hold
+        for name in ("foundation", "volume", "own_masses"):  # options added later: absent when off, so older keys hold
             if not d[name]:
                 del d[name]
         return d
@@ -122,7 +131,7 @@ class PhononGraphRecipe:
             weight = np.concatenate([weight, np.ones(n)])
         space_group, system = detect_symmetry(crystal.cell, crystal.scaled_positions, crystal.numbers, tolerance)
         x = np.zeros((n, self.node_dim), dtype=np.float32)
-        x[np.arange(n), crystal.numbers - 1] = atomic_masses[crystal.numbers]
+        x[np.arange(n), crystal.numbers - 1] = self.node_masses(crystal)
         if self.element_features:
             x[:, NUM_ELEMENTS:] = element_descriptor_table()[crystal.numbers]
         data = Data(
@@ -149,3 +158,21 @@ class PhononGraphRecipe:
         if y is not None:
             data.y = torch.as_tensor(np.asarray(y, dtype=np.float32)).reshape(1, -1)
         return data
+
+    def node_masses(self, crystal: CrystalArrays) -> np.ndarray:
+        """``(N,)`` the masses (u) the nodes carry: with ``own_masses`` the atoms' own, else the standard ones.
+
+        Own masses that are not finite and positive raise :class:`~ase_dostransformer.errors.InvalidStructureError`
+        naming the atom.
+        """
+        if self.own_masses and crystal.masses is not None:
+            check_masses(crystal.masses, crystal.numbers)
+            return crystal.masses
+        return atomic_masses[crystal.numbers]
+
+    def ignored_masses(self, structure: Any) -> list[int]:
+        """Indices of the atoms of ``structure`` whose own masses :meth:`featurise` leaves out (standard ones used).
+
+        Empty with ``own_masses``, for a pymatgen ``Structure`` and for an ASE ``Atoms`` with standard masses.
+        """
+        return [] if self.own_masses else read_crystal(structure)[0].custom_mass_atoms

@@ -19,6 +19,9 @@ Two kinds of findings:
                                              own image when the cell is too small)
   ========================================  =====================================================
 
+  A model that takes the atoms' own masses (a mass-scaled phonon model: isotopes set with
+  ``atoms.set_masses``) also needs each of them finite and positive (:func:`check_masses`, naming the atom).
+
 - **Warnings** (:class:`DomainCheck`): inputs the model can take but was not trained for. The
   prediction is made and flagged (``results["phonon_dos_warnings"]`` of the calculator,
   ``out_of_domain`` and ``warnings`` in ``dostransformer predict``'s summary, an
@@ -59,6 +62,7 @@ __all__ = [
     "InvalidStructureError",
     "OutOfDomainWarning",
     "check_domain",
+    "check_masses",
     "graph_shortest_bond",
     "graphs_shortest_bond",
     "shortest_bond",
@@ -139,6 +143,19 @@ def validate_crystal(cell: np.ndarray, positions: np.ndarray, numbers: np.ndarra
     _check_elements(numbers)
     _check_cell(cell, len(numbers))
     _check_distances(cell, positions, numbers)
+
+
+def check_masses(masses: np.ndarray, numbers: np.ndarray) -> None:
+    """Raise :class:`InvalidStructureError` naming the first atom whose mass (u) is not a finite positive number."""
+    masses = np.asarray(masses, dtype=float)
+    bad = np.flatnonzero(~(np.isfinite(masses) & (masses > 0)))
+    if bad.size:
+        i = int(bad[0])
+        more = f" (and {bad.size - 1} more atoms)" if bad.size > 1 else ""
+        raise InvalidStructureError(
+            f"{_atom(i, numbers)} has mass {masses[i]:g} u{more}: atomic masses must be finite and positive "
+            "(atoms.set_masses)"
+        )
 
 
 def _check_elements(numbers: np.ndarray) -> None:

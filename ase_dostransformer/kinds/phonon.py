@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,8 @@ from .base import DOSKind, Finding, TrainingSet
 if TYPE_CHECKING:  # pragma: no cover
     from ase.spectrum.dosdata import GridDOSData
     from pymatgen.phonon.dos import PhononDos
+
+    from ..model.config import ModelConfig
 
 __all__ = ["CUT_OFF_MESSAGE", "PhononKind"]
 
@@ -43,6 +46,14 @@ class PhononKind(DOSKind):
         from ..graphs.phonon import PhononGraphRecipe
 
         return PhononGraphRecipe
+
+    def recipe(self, cfg: ModelConfig) -> Any:
+        """The model's graph recipe, taking the atoms' own masses (isotopes) exactly when the model is mass-scaled.
+
+        A mass-scaled model (``cfg.mass_scaling``) reads a mass as a mass (:mod:`~ase_dostransformer.model.masses`);
+        any other learnt each element's mass as that element's input column, so it gets the standard masses.
+        """
+        return dataclasses.replace(super().recipe(cfg), own_masses=bool(cfg.mass_scaling))
 
     def check(self, dos: np.ndarray, grid: EnergyGrid, threshold: float) -> list[Finding]:
         """A :class:`SpectrumCutOffWarning` when the spectrum is above ``threshold`` of its max in the last bin."""

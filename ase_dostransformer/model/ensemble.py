@@ -11,7 +11,7 @@ raw gap outputs, which :func:`ase_dostransformer.electronic.predict_gap` combine
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import torch
@@ -92,7 +92,8 @@ class DOSEnsemble(DescribedModel, nn.Module):
 
     Members may differ in architecture and in whether their phonon nodes carry element
     descriptors (those columns follow the seed's one-hot, so the others read a prefix). Its
-    ``graph_recipe`` is the richest member's; ``training_domain`` comes from the ensemble file's meta.
+    ``graph_recipe`` is the richest member's, taking the atoms' own masses only when every member is
+    mass-scaled; ``training_domain`` comes from the ensemble file's meta.
     """
 
     def __init__(self, members: Sequence[DOSTransformer]) -> None:
@@ -106,6 +107,8 @@ class DOSEnsemble(DescribedModel, nn.Module):
         self.members = nn.ModuleList(members)
         # graphs are built with the richest recipe; members of the seed recipe read its first columns
         self.cfg = richest.cfg
+        if not all(m.cfg.mass_scaling for m in members):  # graphs take the atoms' own masses only if all read them so
+            self.cfg = replace(richest.cfg, mass_scaling=False)
 
     @property
     def models(self) -> list[DOSTransformer]:
