@@ -411,3 +411,22 @@ def test_second_run_on_same_folder_is_refused(tmp_path, stub):
         fcntl.flock(fh, fcntl.LOCK_UN)
     assert pl.run_pipeline(inputs, tmp_path, progress=False).counts == {"ok": 1}
     assert pl.run_pipeline(inputs, tmp_path, shard=(0, 2), progress=False).counts == {"ok": 1}  # other shard: own lock
+
+
+def test_teacher_labels_with_the_atoms_own_masses(teacher):
+    """Isotopes reach phonopy: every mass x4 halves every frequency; the record keeps the masses it used."""
+    calc = teacher.calculator()
+    settings = phon.PhononSettings(mesh_length=20.0, temperatures=(300.0,))
+    plain = bulk("NaCl", "rocksalt", a=A_NACL)
+    heavy = plain.copy()
+    heavy.set_masses(plain.get_masses() * 4)
+    a = phon.label_crystal(plain, calc, settings)
+    b = phon.label_crystal(heavy, calc, settings)
+    assert "masses" not in a["structure"]  # standard masses: records as before
+    assert b["frequencies"]["max_cm1"] == pytest.approx(a["frequencies"]["max_cm1"] / 2, rel=1e-4)
+    assert b["thermal"]["zpe"] == pytest.approx(a["thermal"]["zpe"] / 2, rel=1e-3)
+    np.testing.assert_allclose(record_atoms(b).get_masses(), heavy.get_masses(), rtol=1e-9)
+    broken = plain.copy()
+    broken.set_masses([22.99, 0.0])
+    with pytest.raises(TeacherInputError, match="atom 1 has mass 0 u"):
+        phon.label_crystal(broken, calc, settings)

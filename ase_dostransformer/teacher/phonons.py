@@ -231,6 +231,23 @@ def _sig(x: Any, digits: int = 6) -> Any:
     return out if arr.ndim else out[0]
 
 
+def own_masses(atoms: Atoms) -> list[float] | None:
+    """The masses (u) of ``atoms`` when any was set to its own value (``set_masses``: isotopes), else None.
+
+    None lets phonopy take its standard masses, as every shipped record was labelled; the atoms' own masses
+    go to phonopy's dynamical matrix (the force constants do not depend on them).
+    """
+    from ..graphs.arrays import custom_mass_atoms
+
+    if not atoms.has("masses"):
+        return None
+    masses = np.asarray(atoms.get_masses(), dtype=float)
+    bad = np.flatnonzero(~(np.isfinite(masses) & (masses > 0)))
+    if bad.size:
+        raise TeacherInputError(f"atom {int(bad[0])} has mass {masses[bad[0]]:g} u: masses must be finite and positive")
+    return masses.tolist() if custom_mass_atoms(masses, atoms.numbers) else None
+
+
 def label_crystal(
     atoms: Atoms,
     calc: Calculator,
@@ -258,8 +275,12 @@ def label_crystal(
     timer.stop("relax", t0)
 
     t0 = timer.start()
+    masses = own_masses(relaxed)
     unit = PhonopyAtoms(
-        symbols=relaxed.get_chemical_symbols(), cell=relaxed.cell[:], scaled_positions=relaxed.get_scaled_positions()
+        symbols=relaxed.get_chemical_symbols(),
+        cell=relaxed.cell[:],
+        scaled_positions=relaxed.get_scaled_positions(),
+        masses=masses,
     )
     sc = supercell_diagonal(
         relaxed.cell.lengths(), len(relaxed), settings.supercell_length, settings.max_supercell_atoms
@@ -343,6 +364,7 @@ def label_crystal(
             "numbers": [int(z) for z in relaxed.numbers],
             "cell": [_sig(v, 10) for v in relaxed.cell[:]],
             "scaled_positions": [_sig(v, 10) for v in relaxed.get_scaled_positions(wrap=True)],
+            **({"masses": [_sig(m, 10) for m in masses]} if masses is not None else {}),  # only the atoms' own
         },
         "relax": relax_info,
         "phonopy": {

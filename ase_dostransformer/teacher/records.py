@@ -99,8 +99,15 @@ def training_records(
 
 
 def record_atoms(record: dict[str, Any]) -> Any:
-    """The relaxed crystal of a record as ``ase.Atoms`` (periodic); a DatasetError names the record and field."""
-    return atoms_from_dict(record.get("structure"), f"record {record.get('id', '?')}")
+    """The relaxed crystal of a record as ``ase.Atoms`` (periodic); a DatasetError names the record and field.
+
+    A record labelled with the atoms' own masses (isotopes) stores them, and they come back with the atoms.
+    """
+    structure = record.get("structure")
+    atoms = atoms_from_dict(structure, f"record {record.get('id', '?')}")
+    if isinstance(structure, dict) and structure.get("masses") is not None:
+        atoms.set_masses(np.asarray(structure["masses"], dtype=float))
+    return atoms
 
 
 def decode_dos(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
