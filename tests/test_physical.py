@@ -467,6 +467,7 @@ def test_volume_response_term_trains_the_frequency_scale_head_alone(batch):
     fam.t_dos = torch.zeros(b, TEACHER_POINTS)
     fam.t_mean = torch.tensor([300.0, 900.0, 200.0])
     fam.y = torch.zeros(b, 51)
+    torch.manual_seed(0)  # the same dropout masks for both modules
     _, _, _, extra = module._losses(fam, ("global", "system"))
     assert float(extra) > 0
     extra.backward()
@@ -474,3 +475,16 @@ def test_volume_response_term_trains_the_frequency_scale_head_alone(batch):
     assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("scale_head."))
     others = [n for n, g in grads.items() if not n.startswith("scale_head.") and g is not None and g.abs().sum() > 0]
     assert others == []  # the encoder, the attention and the shape head are untouched by this term
+
+    whole = PhysicalDOSModule(
+        model.cfg.to_dict(), teacher_weight=0.0, mean_weight=0.0, pair_weight=1.0, pair_through="network"
+    )
+    whole.model.load_state_dict(model.state_dict())
+    torch.manual_seed(0)
+    _, _, _, extra_whole = whole._losses(fam, ("global", "system"))
+    assert float(extra_whole) == pytest.approx(float(extra), rel=1e-6)  # the same value, other gradients
+    extra_whole.backward()
+    params = whole.model.named_parameters()
+    reached = {n.split(".")[0] for n, p in params if p.grad is not None and p.grad.abs().sum() > 0}
+    assert "scale_head" in reached
+    assert len(reached) > 3  # the encoder, the attention and the shape head learn from it too

@@ -48,6 +48,8 @@ TRAIN_HELP = {
     "mean_weight": "weight of the teacher's mean frequency (|log ratio|) in the teacher loss",
     "pair_weight": "with --teacher: weight of the volume-response term (the strained teacher copies of a crystal "
     "are batched together; their mean frequencies' Grueneisen parameter -dln<omega>/dlnV against the teacher's)",
+    "pair_through": "what the volume-response term trains: head (the frequency-scale head alone; the default) | "
+    "network (every part: at weight 0.3 it met the Grueneisen goal and raised the DFT validation error 1.4x)",
     "thermo_weight": "with --teacher: weight of the thermodynamic term (|log ratio| of Cv(20 K), Cv(50 K) and "
     "S(300 K) of the predicted DOS against the teacher's phonopy mode sums), not scaled by --teacher_weight",
     "mass_scaling": "with --output physical and a foundation --embedder: the masses enter as the exact omega ~ "

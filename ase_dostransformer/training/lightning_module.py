@@ -224,9 +224,10 @@ class PhysicalDOSModule(DOSTransformerModule):
       error of the Grueneisen parameter of the mean frequency, ``-d ln<omega> / d ln V``, model against
       teacher, averaged over the pairs (:func:`volume_response_error`). The absolute frequency scale
       errs by a few % per crystal, as much as a 3% strain moves it; the difference within a family
-      does not carry that error. Only the frequency-scale head learns from it (the material vector and
-      the shape are detached there): let through to the shared encoder at weight 0.3, it brought the
-      Grueneisen error of 13 crystals from 0.50 to 0.14 but raised the DFT validation MSE by 40%;
+      does not carry that error. By default (``pair_through="head"``) only the frequency-scale head learns
+      from it (the material vector and the shape are detached there); ``"network"`` lets it through to
+      every part: at weight 0.3 that brought the Grueneisen error of 13 crystals from 0.50 to 0.14 but
+      raised the DFT validation MSE by 40%;
     - per teacher crystal, averaged over the batch, times ``thermo_weight`` (not ``teacher_weight``): the mean
       ``|log ratio|`` of Cv(20 K) and Cv(50 K) (each plus :data:`THERMO_CV_FLOOR`) and of S(300 K), model
       against the teacher's phonopy mode sums (``t_thermo``): what users compute from the DOS, and the
@@ -243,6 +244,7 @@ class PhysicalDOSModule(DOSTransformerModule):
         mean_weight: float = 5.0,
         pair_weight: float = 0.0,
         thermo_weight: float = 0.0,
+        pair_through: str = "head",
         **kw: Any,
     ) -> None:
         super().__init__(config, **kw)
@@ -303,10 +305,13 @@ class PhysicalDOSModule(DOSTransformerModule):
             err = torch.abs(torch.log((thermo + floor).clamp_min(1e-9) / (target + floor).clamp_min(1e-9)))
             extra = extra + self.hparams.thermo_weight * (tea * err.mean(dim=-1)).mean()
         if self.hparams.get("pair_weight", 0.0) > 0:
-            # the frequency-scale head alone learns the volume response: material vector and shape detached
-            omega_pair = model.omega_max(batch, material.detach())
+            # "head": the frequency-scale head alone learns the volume response (material vector and shape
+            # detached); "network": every part does
+            whole = self.hparams.get("pair_through", "head") == "network"
+            omega_pair = omega_max if whole else model.omega_max(batch, material.detach())
             for name, fb in f.items():
-                pair = volume_response_error(model.mean_frequency(fb.detach(), omega_pair), batch)
+                shape = fb if whole else fb.detach()
+                pair = volume_response_error(model.mean_frequency(shape, omega_pair), batch)
                 extra = extra + self.hparams.pair_weight * weights[name] * pair
         return loss_dft, loss_t, on_grid, extra
 

@@ -19,6 +19,10 @@ TASKS = tuple(KINDS)
 TASK_ALIASES = ALIASES
 
 
+#: What ``--pair_through`` may name: the frequency-scale head alone, or the whole network.
+PAIR_THROUGH = ("head", "network")
+
+
 @dataclass
 class TrainOptions:
     """Everything ``dostransformer train`` accepts (the seed's names where it has them)."""
@@ -65,6 +69,8 @@ class TrainOptions:
     # weight of the volume-response term: strained teacher copies of one crystal batched together, their mean
     # frequencies' Grueneisen parameter against the teacher's (training/lightning_module.py); 0 = off
     pair_weight: float = 0.0
+    # what the volume-response term trains: "head" (the frequency-scale head alone) | "network" (every part)
+    pair_through: str = "head"
     # weight of the thermodynamic term: Cv(20 K), Cv(50 K), S(300 K) of the DOS against the teacher's mode sums
     thermo_weight: float = 0.0
     mass_scaling: bool = False  # physical phonon, foundation features: exact omega ~ m^-1/2, no per-element columns
@@ -124,6 +130,8 @@ class TrainOptions:
             raise TrainOptionsError("--output physical is for --task phonon with --energy_encoding value")
         if self.teacher is not None and self.output != "physical":
             raise TrainOptionsError("--teacher labels train a physical model: add --output physical")
+        if self.pair_through not in PAIR_THROUGH:
+            raise TrainOptionsError(f"--pair_through must be one of {PAIR_THROUGH}, got {self.pair_through!r}")
         if self.pair_weight > 0 and self.teacher is None:
             raise TrainOptionsError("--pair_weight compares strained teacher copies: add --teacher")
         if self.thermo_weight > 0 and self.teacher is None:

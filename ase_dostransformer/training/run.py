@@ -158,6 +158,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             "teacher_weight": opts.teacher_weight,
             "mean_weight": opts.mean_weight,
             "pair_weight": opts.pair_weight,
+            "pair_through": opts.pair_through,
             "thermo_weight": opts.thermo_weight,
         }
         if cfg.output == "physical"
