@@ -25,7 +25,7 @@ from typing import Any
 from .errors import InvalidStructureError, OptionError
 from .pipeline import ON_INVALID, Prediction, predict_structures
 
-__all__ = ["check_workers", "predict_in_batches"]
+__all__ = ["check_threads", "check_workers", "predict_in_batches"]
 
 #: The worker process's model, set once by :func:`_start_worker`.
 _WORKER_MODEL: Any = None
@@ -41,6 +41,13 @@ def check_workers(workers: Any) -> int:
     return workers
 
 
+def check_threads(threads: Any) -> int:
+    """``threads`` (torch threads per worker) as an int >= 1; :class:`OptionError` otherwise."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise OptionError(f"threads must be an integer >= 1, got {threads!r}")
+    return threads
+
+
 def _start_worker(model: Any, threads: int) -> None:
     import torch
 
@@ -49,8 +56,13 @@ def _start_worker(model: Any, threads: int) -> None:
     _WORKER_MODEL = model
 
 
+def _batch(model: Any, structures: list[Any], options: dict[str, Any], device: Any = "cpu") -> list[Prediction]:
+    """One batch through the pipeline, errors kept per structure (this process or a worker)."""
+    return predict_structures(model, structures, device=device, on_invalid="keep", **options)
+
+
 def _worker_batch(structures: list[Any], options: dict[str, Any]) -> list[Prediction]:
-    return predict_structures(_WORKER_MODEL, structures, device="cpu", on_invalid="keep", **options)
+    return _batch(_WORKER_MODEL, structures, options)
 
 
 def _reindexed(predictions: list[Prediction], offset: int) -> list[Prediction]:
@@ -88,20 +100,17 @@ def predict_in_batches(
     ``"raise"``, the first failed structure raises once its batch is back (the batches before it have
     been yielded).
     """
-    workers = check_workers(workers)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise OptionError(f"threads must be an integer >= 1, got {threads!r}")
+    workers, threads = check_workers(workers), check_threads(threads)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise OptionError(f"batch_size must be >= 1, got {batch_size}")
     if on_invalid not in ON_INVALID:
         raise OptionError(f"on_invalid must be one of {ON_INVALID}, got {on_invalid!r}")
     items = list(structures)
     starts = range(0, len(items), batch_size)
+    options = {**options, "batch_size": batch_size}
     if workers == 1:
         for start in starts:
-            chunk = items[start : start + batch_size]
-            batch = predict_structures(model, chunk, batch_size=batch_size, device=device, on_invalid="keep", **options)
-            batch = _reindexed(batch, start)
+            batch = _reindexed(_batch(model, items[start : start + batch_size], options, device), start)
             if on_invalid == "raise":
                 _raise_first_error(batch)
             yield batch
@@ -110,7 +119,6 @@ def predict_in_batches(
 
     if device is not None and torch.device(device).type != "cpu":
         raise OptionError(f"workers > 1 run on the CPU; got device {device!r} (use one process for a GPU)")
-    options = {**options, "batch_size": batch_size}
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(model, threads)) as pool:
         pending: deque[tuple[int, Future[list[Prediction]]]] = deque()

@@ -1,8 +1,9 @@
-"""What machine a benchmark ran on (imported by the scripts here: ``from _machine import cpu_model``)."""
+"""What machine a benchmark ran on and what its child processes spent (``from _machine import cpu_model``)."""
 
 from __future__ import annotations
 
 import platform
+import resource
 from pathlib import Path
 
 
@@ -15,3 +16,9 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process's finished child processes (worker processes, once reaped)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

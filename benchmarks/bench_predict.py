@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _machine import cpu_model  # noqa: E402
+from _machine import children_cpu_seconds, cpu_model  # noqa: E402
 
 
 def load() -> str:
@@ -45,19 +45,13 @@ def timed_run(
     ``workers`` > 1: that many prediction processes (``predict --workers``), this process's torch threads
     shared among them; their start inside the wall clock, their CPU time (once reaped) in the CPU figure.
     """
-    import resource
-
     import torch
 
     from ase_dostransformer.cli.predict import run_predict
 
-    def children() -> float:
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return usage.ru_utime + usage.ru_stime
-
     before = load()
     profiler = cProfile.Profile() if profile else None
-    t0, c0 = time.perf_counter(), time.process_time() + children()
+    t0, c0 = time.perf_counter(), time.process_time() + children_cpu_seconds()
     if profiler is not None:
         profiler.enable()
     records = run_predict(
@@ -73,7 +67,7 @@ def timed_run(
     )
     if profiler is not None:
         profiler.disable()
-    seconds, cpu = time.perf_counter() - t0, time.process_time() + children() - c0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() + children_cpu_seconds() - c0
     ok = sum(r.status == "ok" for r in records)
     line = (
         f"{ok} crystals in {seconds:.2f} s = {ok / seconds:.1f} crystals/s "

@@ -93,7 +93,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _machine import cpu_model  # noqa: E402
+from _machine import children_cpu_seconds, cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEACHER = ROOT / "train" / "teacher"
@@ -726,20 +726,12 @@ def teacher_cpu_seconds() -> np.ndarray:
     return np.array([float(r["cpu_seconds"]["total"]) for r in iter_records(TEACHER / "dft_trainvalid")])
 
 
-def _children_cpu() -> float:
-    """CPU seconds (user + system) of this process's finished child processes."""
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def row_cost(ctx: Context) -> dict[str, Any]:
     """Row 9: structures per second through the pipeline, and the teacher's CPU seconds per crystal."""
     ds = ctx.dataset()
     structures = list(ds.atoms)[: ctx.cost_structures or len(ds.atoms)]
     ctx.predict(structures[:16])  # warm-up: lazy imports, first allocations (of this process)
-    wall, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
+    wall, cpu, children = time.perf_counter(), time.process_time(), children_cpu_seconds()
     if ctx.workers > 1:  # worker processes: started, loaded and reaped inside the timing
         from ase_dostransformer.parallel import predict_in_batches
 
@@ -751,7 +743,7 @@ def row_cost(ctx: Context) -> dict[str, Any]:
             preds = [p for batch in batches for p in batch]
     else:
         preds = ctx.predict(structures)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu + _children_cpu() - children
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu + children_cpu_seconds() - children
     teacher = teacher_cpu_seconds()
     model_cpu = cpu / len(structures)
     out = {

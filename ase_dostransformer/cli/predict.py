@@ -401,11 +401,11 @@ def _checked_workers(workers: int, threads: int | None, device: Any) -> tuple[in
     """``(workers, torch threads per worker)``; :class:`OptionError` for bad values or workers on a GPU."""
     import torch
 
-    from ..parallel import check_workers
+    from ..parallel import check_threads, check_workers
 
     workers = check_workers(workers)
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise OptionError(f"threads must be an integer >= 1, got {threads!r}")
+    if threads is not None:
+        check_threads(threads)
     if workers > 1 and device is not None and torch.device(device).type != "cpu":
         raise OptionError(f"--workers > 1 runs on the CPU; device {device} is driven by one process")
     total = threads if threads is not None else torch.get_num_threads()
@@ -1060,8 +1060,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--workers",
         type=int,
         default=1,
-        help="CPU processes predicting the phonon DOS (default 1); on N cores, N workers of 1 thread each "
-        "are the fastest (the featurisation is one crystal at a time)",
+        help="CPU processes predicting the phonon DOS (default 1), --threads shared among them; the same "
+        "numbers; each costs a few CPU-seconds to start (on 2 cores no faster than --threads 2)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
