@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .device import resolve_device
-from .errors import InvalidStructureError, OptionError, PredictionError
-from .kinds import DOSKind, get_kind
+from .errors import CustomMassesIgnoredWarning, InvalidStructureError, OptionError, PredictionError
+from .kinds import DOSKind, Finding, get_kind
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -25,10 +25,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import DOSEnsemble, DOSTransformer
 
 __all__ = [
+    "CUSTOM_MASSES_MESSAGE",
+    "CUSTOM_MASSES_PARTLY_MESSAGE",
     "MAX_PADDED_ATOMS",
     "GraphOutputs",
     "as_structure_list",
     "check_graph_domain",
+    "custom_masses_findings",
     "domain_check",
     "featurise_structures",
     "graph_recipe",
@@ -45,6 +48,18 @@ __all__ = [
 #: closes a batch before ``structures x largest cell`` would pass this many atom slots, so one huge
 #: cell among many small ones does not inflate the memory of the whole batch.
 MAX_PADDED_ATOMS = 16384
+
+CUSTOM_MASSES_MESSAGE = (
+    "this model learnt each element's mass and ignores the custom masses of atoms {atoms}: it predicted the "
+    "crystal with standard masses; a model trained with --mass_scaling honours them"
+)
+CUSTOM_MASSES_PARTLY_MESSAGE = (
+    "this ensemble partly ignores the custom masses of atoms {atoms}: its members {members} (of {total}, counted "
+    "from 0) learnt each element's mass and predicted the crystal with standard masses; the others, trained with "
+    "--mass_scaling, honour them"
+)
+#: Atoms named in :data:`CUSTOM_MASSES_MESSAGE` and :data:`CUSTOM_MASSES_PARTLY_MESSAGE` before the rest are counted.
+MAX_NAMED_ATOMS = 10
 
 
 def model_kind(model: Any) -> DOSKind:
@@ -126,6 +141,33 @@ def domain_check(model: DOSTransformer, graph: Data, structure: Any = None) -> D
     return check_graph_domain(graph, model_meta(model), graph_recipe(model), structure)
 
 
+def custom_masses_findings(model: Any, graph: Data) -> list[Finding]:
+    """A :class:`~ase_dostransformer.errors.CustomMassesIgnoredWarning` when ``model`` ignores masses ``graph`` records.
+
+    The graph names the atoms that had masses of their own (isotopes, ``set_masses``; recorded by the phonon
+    recipe: :func:`~ase_dostransformer.graphs.phonon.custom_mass_atoms_of`; an electron DOS does not depend
+    on the masses). A model whose recipe keeps the standard masses ignores them all
+    (:data:`CUSTOM_MASSES_MESSAGE`); an ensemble with mass-scaled members ignores them in its other members
+    (:attr:`~ase_dostransformer.model.DOSEnsemble.standard_mass_members`, :data:`CUSTOM_MASSES_PARTLY_MESSAGE`).
+    """
+    from .graphs.phonon import custom_mass_atoms_of
+
+    atoms = custom_mass_atoms_of(graph)
+    if not atoms:
+        return []
+    named = ", ".join(str(i) for i in atoms[:MAX_NAMED_ATOMS])
+    if len(atoms) > MAX_NAMED_ATOMS:
+        named += f", ... ({len(atoms)} atoms)"
+    if not getattr(graph_recipe(model), "own_masses", False):
+        return [Finding(CustomMassesIgnoredWarning, CUSTOM_MASSES_MESSAGE.format(atoms=f"[{named}]"))]
+    members = list(getattr(model, "standard_mass_members", ()))
+    if not members:
+        return []
+    total = len(model.members)
+    message = CUSTOM_MASSES_PARTLY_MESSAGE.format(atoms=f"[{named}]", members=members, total=total)
+    return [Finding(CustomMassesIgnoredWarning, message)]
+
+
 def featurise_structures(recipe: Any, structures: Sequence[Any], symprec: float | None = None) -> list[Data]:
     """Graphs of the structures, in order; an invalid one raises naming its position in the list.
 
@@ -155,7 +197,10 @@ def predict_graphs(
     ``benchmarks/RESULTS.md``). ``normalise=True`` rescales to a peak of exactly 1 anyway. Batches
     hold at most ``batch_size`` structures and at most :data:`MAX_PADDED_ATOMS` padded atom slots.
     Non-finite output raises :class:`~ase_dostransformer.errors.PredictionError` (its ``structure``
-    attribute is the position of the first bad graph).
+    attribute is the position of the first bad graph). A graph of a structure whose custom masses (isotopes)
+    the model ignores gives a :class:`~ase_dostransformer.errors.CustomMassesIgnoredWarning` in the words of
+    :func:`~ase_dostransformer.pipeline.predict_structures`, ``"structure i: "`` in front
+    (:func:`custom_masses_findings`).
     """
     import torch
     from torch_geometric.data import Batch
@@ -180,6 +225,9 @@ def predict_graphs(
         error = PredictionError(f"model produced non-finite values for structure {bad}")
         error.structure = bad  # type: ignore[attr-defined]
         raise error
+    for i, graph in enumerate(graphs):
+        for finding in custom_masses_findings(model, graph):
+            finding.warn(prefix=f"structure {i}: ", stacklevel=2)
     return max_normalise(out) if normalise else np.clip(out, 0.0, None)
 
 
@@ -207,7 +255,8 @@ def predict_graphs_members(
     """:func:`predict_graphs` (not rescaled) plus the member spectra and representations, in the same pass.
 
     Same batches and the same errors as :func:`predict_graphs`: non-finite output raises
-    :class:`~ase_dostransformer.errors.PredictionError` whose ``structure`` is the first bad graph.
+    :class:`~ase_dostransformer.errors.PredictionError` whose ``structure`` is the first bad graph. No warnings:
+    its callers report the findings (:func:`custom_masses_findings`) themselves.
     """
     import torch
     from torch_geometric.data import Batch

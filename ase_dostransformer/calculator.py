@@ -106,11 +106,13 @@ class DOSCalculator(Calculator):
     Masses: a mass-scaled phonon model (trained with ``--mass_scaling``, ``model.cfg.mass_scaling``) takes the
     atoms' own masses, so isotopes set with ``atoms.set_masses`` move the DOS exactly as ``omega ~ m^-1/2``
     (every mass times 4: every frequency halved); a change of masses is a change of the atoms (recomputed).
-    Any other phonon model, the shipped ``phonon`` and ``phonon-paper`` included, learnt each element's
+    Any other phonon model, the shipped ``phonon-v3`` and ``phonon-paper`` included, learnt each element's
     mass: it predicts with the standard masses and issues a
     :class:`~ase_dostransformer.errors.CustomMassesIgnoredWarning` naming the atoms whose masses it ignored.
-    A zero, negative or non-finite mass given to a mass-scaled model raises
-    :class:`~ase_dostransformer.errors.InvalidStructureError` naming the atom.
+    An ensemble mixing the two kinds gives each member the masses it can read (the custom ones to the
+    mass-scaled members) and says which members ignored them. A zero, negative or non-finite mass given to
+    a model that takes the atoms' own masses raises :class:`~ase_dostransformer.errors.InvalidStructureError`
+    naming the atom.
 
     Invalid atoms (see :mod:`ase_dostransformer.graphs.validation`) raise
     :class:`~ase_dostransformer.errors.InvalidStructureError`, a ``ValueError`` naming the fault.

@@ -150,5 +150,6 @@ class CustomMassesIgnoredWarning(DOSTransformerWarning):
     """Atoms given their own masses (isotopes, ``atoms.set_masses``) that the model cannot honour.
 
     The model learnt each element's mass as that element's own input column, so it was given the
-    standard masses; a model trained with ``--mass_scaling`` honours them.
+    standard masses; a model trained with ``--mass_scaling`` honours them. In an ensemble mixing the two,
+    only the members that learnt each element's mass ignored them: the message says so and names them.
     """

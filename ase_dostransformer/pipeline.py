@@ -12,7 +12,9 @@ all report the same findings in the same words:
 - :class:`~ase_dostransformer.errors.EmptySpectrumWarning`: an all-zero spectrum;
 - :class:`~ase_dostransformer.errors.CustomMassesIgnoredWarning`: atoms given their own masses
   (``atoms.set_masses``: isotopes) that a phonon model which learnt each element's mass left out (it was
-  given the standard masses); a mass-scaled model (``ModelConfig.mass_scaling``) takes them, exactly;
+  given the standard masses); a mass-scaled model (``ModelConfig.mass_scaling``) takes them, exactly; an
+  ensemble mixing the two says it ignored them in part (:func:`~ase_dostransformer.batching.custom_masses_findings`,
+  from the atoms the graph recorded: the structure is not read again);
 - the kind's own checks (the phonon DOS: :class:`~ase_dostransformer.errors.SpectrumCutOffWarning`).
 
 A model with an uncertainty calibration (:mod:`ase_dostransformer.model.uncertainty`, written by
@@ -35,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import batching
+from .batching import CUSTOM_MASSES_MESSAGE, CUSTOM_MASSES_PARTLY_MESSAGE
 from .errors import (
-    CustomMassesIgnoredWarning,
     EmptySpectrumWarning,
     InvalidStructureError,
     OptionError,
@@ -58,6 +60,7 @@ _Output = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 __all__ = [
     "CUSTOM_MASSES_MESSAGE",
+    "CUSTOM_MASSES_PARTLY_MESSAGE",
     "DOMAIN_SCORE_MESSAGE",
     "EMPTY_SPECTRUM_MESSAGE",
     "ON_INVALID",
@@ -77,12 +80,6 @@ DOMAIN_SCORE_MESSAGE = (
     "99% of the validation crystals score below {threshold:.2f})"
 )
 UNSEEN_PAIRS_MESSAGE = "out of domain: none of its bonded element pairs ({pairs}) is bonded in any training crystal"
-CUSTOM_MASSES_MESSAGE = (
-    "this model learnt each element's mass and ignores the custom masses of atoms {atoms}: it predicted the "
-    "crystal with standard masses; a model trained with --mass_scaling honours them"
-)
-#: Atoms named in :data:`CUSTOM_MASSES_MESSAGE` before the rest are counted.
-MAX_NAMED_ATOMS = 10
 #: What ``on_invalid`` may be: raise at the first structure that fails, or keep its error and go on.
 ON_INVALID = ("raise", "keep")
 
@@ -205,7 +202,8 @@ def predict_structures(
             "system": int(graph.system.reshape(-1)[0]),
             "space_group": _space_group(graph),
             "out_of_domain": bool(domain.out_of_domain),
-            "findings": [Finding(OutOfDomainWarning, m) for m in domain.messages()] + _mass_findings(recipe, structure),
+            "findings": [Finding(OutOfDomainWarning, m) for m in domain.messages()]
+            + batching.custom_masses_findings(model, graph),
         }
 
     outputs = _predict(model, graphs, batch_size, dev, keep, errors)
@@ -249,21 +247,6 @@ def predict_structures(
             )
         )
     return out
-
-
-def _mass_findings(recipe: Any, structure: Any) -> list[Finding]:
-    """A :class:`CustomMassesIgnoredWarning` when ``recipe`` left out masses the structure was given (else none).
-
-    Only a phonon recipe has ``ignored_masses``: an electron DOS does not depend on the masses.
-    """
-    ignored = getattr(recipe, "ignored_masses", None)
-    atoms = list(ignored(structure)) if ignored is not None else []
-    if not atoms:
-        return []
-    named = ", ".join(str(i) for i in atoms[:MAX_NAMED_ATOMS])
-    if len(atoms) > MAX_NAMED_ATOMS:
-        named += f", ... ({len(atoms)} atoms)"
-    return [Finding(CustomMassesIgnoredWarning, CUSTOM_MASSES_MESSAGE.format(atoms=f"[{named}]"))]
 
 
 def _uncertainties(

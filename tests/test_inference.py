@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from ase.build import bulk
 from ase.spacegroup import crystal
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from ase_dostransformer.errors import CustomMassesIgnoredWarning
 from ase_dostransformer.graphs import InvalidStructureError
 from ase_dostransformer.inference import (
     DEVICE_ENV,
@@ -20,6 +23,7 @@ from ase_dostransformer.inference import (
     resolve_device,
 )
 from ase_dostransformer.model import DOSTransformer, ModelConfig
+from ase_dostransformer.pipeline import predict_structures
 
 # untrained test models predict flat spectra, cut off at the top of the grid: expected here
 pytestmark = pytest.mark.filterwarnings("ignore::ase_dostransformer.errors.SpectrumCutOffWarning")
@@ -137,3 +141,21 @@ def test_resolve_device_order(monkeypatch):
         resolve_device("cuda:0")
     with pytest.raises(ValueError, match="invalid device"):
         resolve_device("not-a-device")
+
+
+def test_graph_route_says_which_custom_masses_the_model_ignored(model):
+    plain = bulk("NaCl", "rocksalt", a=5.64)
+    heavy = plain.copy()
+    heavy.set_masses([plain.get_masses()[0], 36.96590])  # 37Cl
+    graphs = featurise_structures(graph_recipe(model), [plain, heavy])
+    with pytest.warns(CustomMassesIgnoredWarning) as record:
+        y = predict_graphs(model, graphs)
+    (p,) = predict_structures(model, [heavy], device="cpu")
+    pipeline = [f.message for f in p.findings if issubclass(f.category, CustomMassesIgnoredWarning)]
+    ignored = [str(w.message) for w in record if issubclass(w.category, CustomMassesIgnoredWarning)]
+    assert ignored == [f"structure 1: {m}" for m in pipeline]  # once, for the second structure, in the same words
+    assert "ignores the custom masses of atoms [1]" in ignored[0]
+    np.testing.assert_array_equal(y[1], y[0])  # it predicted with the standard masses
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CustomMassesIgnoredWarning)
+        predict_graphs(model, graphs[:1])  # standard masses: nothing to say

@@ -14,6 +14,7 @@ import torch
 from ase.build import bulk
 from torch_geometric.data import Batch
 
+from ase_dostransformer.batching import CUSTOM_MASSES_PARTLY_MESSAGE, predict_graphs
 from ase_dostransformer.calculator import DOSCalculator
 from ase_dostransformer.errors import (
     CustomMassesIgnoredWarning,
@@ -32,6 +33,7 @@ from ase_dostransformer.model import (
     save_model_file,
 )
 from ase_dostransformer.model.physical import scaled_shape
+from ase_dostransformer.pipeline import predict_structures
 from ase_dostransformer.spectra import PHONON_GRID, WIDE_PHONON_GRID, phonon_dos_to_phonopy, resample_max_normalised
 from ase_dostransformer.teacher.records import decode_dos, iter_records
 from ase_dostransformer.training.options import TrainOptions
@@ -225,13 +227,18 @@ def test_mass_scaling_reads_the_harmonic_mean_mass(batch):
     assert model.embedder.node_in[0].in_features == model.embedder.norm.normalized_shape[0] + 1
 
 
-def mass_scaled_calculator(seed: int = 4) -> DOSCalculator:
-    """A calculator of a small mass-scaled model whose frequency scales lie well inside the soft clamp."""
+def mass_scaled_model(seed: int = 4) -> PhysicalDOSTransformer:
+    """A small mass-scaled model whose frequency scales lie well inside the soft clamp."""
     model = physical_model(seed, mass_scaling=True)
     with torch.no_grad():
         model.scale_head[-1].weight.mul_(0.01)
         model.scale_head[-1].bias.zero_()
-    return DOSCalculator(model=model, electron_model=None, device="cpu")
+    return model
+
+
+def mass_scaled_calculator(seed: int = 4) -> DOSCalculator:
+    """A calculator of :func:`mass_scaled_model`."""
+    return DOSCalculator(model=mass_scaled_model(seed), electron_model=None, device="cpu")
 
 
 def test_only_mass_scaled_models_take_the_atoms_own_masses(tmp_path):
@@ -242,9 +249,16 @@ def test_only_mass_scaled_models_take_the_atoms_own_masses(tmp_path):
     assert recipe_key(scaled.graph_recipe) != recipe_key(plain.graph_recipe)  # graph caches keep the two apart
     loaded, _ = load_model_file(save_model_file(scaled, tmp_path / "scaled.pt"))
     assert loaded.graph_recipe.own_masses  # from the config's mass_scaling, not from a stored recipe
-    # an ensemble takes them only when every member reads a mass as a mass
-    assert not DOSEnsemble([scaled, plain]).graph_recipe.own_masses
-    assert DOSEnsemble([scaled, physical_model(3, mass_scaling=True)]).graph_recipe.own_masses
+    # an ensemble takes them when a member reads a mass as a mass; it gives the others the standard ones
+    mixed = DOSEnsemble([scaled, plain])
+    assert mixed.graph_recipe.own_masses
+    assert mixed.standard_mass_members == (1,)
+    assert not mixed.cfg.mass_scaling  # not every member honours them
+    both = DOSEnsemble([scaled, physical_model(3, mass_scaling=True)])
+    assert both.graph_recipe.own_masses
+    assert both.standard_mass_members == ()
+    assert both.cfg.mass_scaling
+    assert not DOSEnsemble([plain, physical_model(3)]).graph_recipe.own_masses
     atoms = bulk("NaCl", "rocksalt", a=5.64)
     standard = atoms.get_masses()
     atoms.set_masses(standard * [2.0, 1.0])
@@ -252,6 +266,38 @@ def test_only_mass_scaled_models_take_the_atoms_own_masses(tmp_path):
     assert plain.graph_recipe.featurise(atoms).x[[0, 1], [10, 16]].tolist() == pytest.approx(standard)
     assert scaled.graph_recipe.ignored_masses(atoms) == []
     assert plain.graph_recipe.ignored_masses(atoms) == [0]
+
+
+def test_a_mixed_ensemble_honours_masses_in_its_mass_scaled_members_and_says_the_others_ignore_them():
+    scaled, plain = mass_scaled_model(), physical_model(2)
+    ensemble = DOSEnsemble([scaled, plain])
+    atoms = bulk("NaCl", "rocksalt", a=5.64)
+    heavy = atoms.copy()
+    heavy.set_masses(atoms.get_masses() * [1.0, 2.0])  # Cl twice as heavy
+    (p,) = predict_structures(ensemble, [heavy], device="cpu")
+    alone = {
+        name: predict_structures(m, [heavy], device="cpu")[0].dos for name, m in (("scaled", scaled), ("plain", plain))
+    }
+    standard = predict_structures(scaled, [atoms], device="cpu")[0].dos
+    assert np.abs(alone["scaled"] - standard).max() > 0.01  # the masses matter to the mass-scaled member
+    # each member predicts as it does on its own: the mass-scaled one with the custom masses, the other without
+    np.testing.assert_allclose(p.members[0], alone["scaled"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(p.members[1], alone["plain"], rtol=0, atol=1e-6)
+    # and says that the masses were ignored in part, naming the atoms and the members that ignored them
+    message = CUSTOM_MASSES_PARTLY_MESSAGE.format(atoms="[1]", members=[1], total=2)
+    assert [f.message for f in p.findings if issubclass(f.category, CustomMassesIgnoredWarning)] == [message]
+    assert message.startswith("this ensemble partly ignores the custom masses of atoms [1]: its members [1] (of 2")
+    with pytest.warns(CustomMassesIgnoredWarning, match=r"^structure 0: this ensemble partly ignores"):
+        y = predict_graphs(ensemble, [ensemble.graph_recipe.featurise(heavy)])  # the graph route too
+    np.testing.assert_allclose(y[0], p.dos, rtol=0, atol=1e-6)
+    calc = DOSCalculator(model=ensemble, electron_model=None, device="cpu")
+    heavy.calc = calc
+    with pytest.warns(CustomMassesIgnoredWarning, match="partly ignores"):
+        calc.get_property("phonon_dos", heavy)
+    assert message in calc.results["phonon_dos_warnings"]
+    # every member mass-scaled: nothing ignored, nothing said
+    (q,) = predict_structures(DOSEnsemble([scaled, mass_scaled_model(5)]), [heavy], device="cpu")
+    assert not any(issubclass(f.category, CustomMassesIgnoredWarning) for f in q.findings)
 
 
 def test_calculator_follows_isotope_masses_exactly_with_a_mass_scaled_model():

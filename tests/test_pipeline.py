@@ -14,6 +14,7 @@ from ase.build import bulk
 from ase_dostransformer import batching
 from ase_dostransformer.calculator import DOSCalculator
 from ase_dostransformer.errors import (
+    CustomMassesIgnoredWarning,
     EmptySpectrumWarning,
     InvalidStructureError,
     OptionError,
@@ -25,7 +26,7 @@ from ase_dostransformer.errors import (
 from ase_dostransformer.graphs.electron import ElectronGraphRecipe
 from ase_dostransformer.inference import predict_dos
 from ase_dostransformer.model import DOSTransformer, ModelConfig
-from ase_dostransformer.pipeline import Prediction, predict_structures
+from ase_dostransformer.pipeline import CUSTOM_MASSES_MESSAGE, Prediction, predict_structures
 from ase_dostransformer.training.options import TrainOptions
 from ase_dostransformer.training.tasks import edos_model_config
 
@@ -160,3 +161,28 @@ def test_arguments_are_checked(net):
         with pytest.raises(OptionError):
             predict_structures(net, [atoms], device="cpu", **kwargs)
     assert predict_structures(net, [], device="cpu") == []
+
+
+class CountingAtoms(Atoms):
+    """ASE ``Atoms`` that count how often their positions and masses are read."""
+
+    reads: dict[str, int]
+
+    def get_positions(self, wrap: bool = False, **kwargs) -> np.ndarray:
+        self.reads["positions"] += 1
+        return super().get_positions(wrap, **kwargs)
+
+    def get_masses(self) -> np.ndarray:
+        self.reads["masses"] += 1
+        return super().get_masses()
+
+
+def test_ignored_custom_masses_are_named_from_the_graph_without_reading_the_structure_again(net):
+    nacl = bulk("NaCl", "rocksalt", a=5.64)
+    atoms = CountingAtoms(nacl.numbers, positions=nacl.positions, cell=nacl.cell, pbc=True)
+    atoms.set_masses([nacl.get_masses()[0], 36.96590])  # 37Cl
+    atoms.reads = {"positions": 0, "masses": 0}
+    (p,) = predict_structures(net, [atoms], device="cpu")
+    assert atoms.reads == {"positions": 1, "masses": 1}  # featurised once; the finding comes from the graph
+    (finding,) = [f for f in p.findings if issubclass(f.category, CustomMassesIgnoredWarning)]
+    assert finding.message == CUSTOM_MASSES_MESSAGE.format(atoms="[1]")  # the words as before

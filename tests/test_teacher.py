@@ -427,6 +427,15 @@ def test_teacher_labels_with_the_atoms_own_masses(teacher):
     assert b["thermal"]["zpe"] == pytest.approx(a["thermal"]["zpe"] / 2, rel=1e-3)
     np.testing.assert_allclose(record_atoms(b).get_masses(), heavy.get_masses(), rtol=1e-9)
     broken = plain.copy()
-    broken.set_masses([22.99, 0.0])
-    with pytest.raises(TeacherInputError, match="atom 1 has mass 0 u"):
+    broken.set_masses([22.99, 0.0])  # the model's rule and words (graphs/validation.py check_masses), the element named
+    with pytest.raises(TeacherInputError, match=r"atom 1 \(Cl\) has mass 0 u: atomic masses must be finite and pos"):
         phon.label_crystal(broken, calc, settings)
+
+
+@pytest.mark.parametrize("mass", [0.0, -35.45, float("nan")])
+def test_teacher_refuses_a_mass_that_is_not_finite_and_positive_before_relaxing(mass):
+    atoms = bulk("NaCl", "rocksalt", a=A_NACL)
+    atoms.set_masses([atoms.get_masses()[0], mass])
+    with pytest.raises(TeacherInputError, match=rf"^atom 1 \(Cl\) has mass {mass:g} u: atomic masses must be finite"):
+        phon.label_crystal(atoms, None, phon.PhononSettings())  # no potential: refused before the relaxation needs one
+    assert phon.own_masses(bulk("NaCl", "rocksalt", a=A_NACL)) is None  # standard masses: phonopy's own

@@ -24,7 +24,9 @@
   isotopes), checked finite and positive. The phonon kind turns it on for a mass-scaled model
   (``ModelConfig.mass_scaling``, :mod:`ase_dostransformer.model.masses`), which reads a mass as a mass;
   every other model learnt one column per element, so its recipe keeps the standard masses and
-  :meth:`PhononGraphRecipe.ignored_masses` names the atoms whose own masses it left out.
+  :meth:`PhononGraphRecipe.ignored_masses` names the atoms whose own masses it left out. Either way the
+  graph remembers which atoms had masses of their own (:func:`custom_mass_atoms_of`), so a prediction
+  can say which masses it ignored without reading the structure again.
 """
 
 from __future__ import annotations
@@ -46,6 +48,19 @@ from .structure import crystal_arrays
 from .validation import check_masses, vacuum_gap
 
 NUM_ELEMENTS = 118
+#: Where a graph keeps the atoms that had masses of their own: in the object's own ``__dict__``, outside PyG's
+#: attribute store, so batching, the graph cache and graphs made without it are unaffected.
+_CUSTOM_MASSES = "_custom_mass_atoms"
+
+
+def custom_mass_atoms_of(graph: Any) -> tuple[int, ...]:
+    """Indices of the atoms whose own masses (``set_masses``: isotopes) differed from the standard ones.
+
+    As recorded by :meth:`PhononGraphRecipe.featurise`, whether or not its nodes carry those masses
+    (``own_masses``). Empty for a structure with standard masses, a pymatgen ``Structure``, and a graph that
+    does not record them (an electron graph, a batch, a graph read from the cache).
+    """
+    return tuple(graph.__dict__.get(_CUSTOM_MASSES, ()))
 
 
 @dataclass(frozen=True)
@@ -157,6 +172,9 @@ class PhononGraphRecipe:
             data.volume_per_atom = torch.tensor([abs(float(np.linalg.det(crystal.cell))) / n], dtype=torch.float32)
         if y is not None:
             data.y = torch.as_tensor(np.asarray(y, dtype=np.float32)).reshape(1, -1)
+        custom = crystal.custom_mass_atoms
+        if custom:  # read by custom_mass_atoms_of; not a PyG attribute (see _CUSTOM_MASSES)
+            data.__dict__[_CUSTOM_MASSES] = tuple(custom)
         return data
 
     def node_masses(self, crystal: CrystalArrays) -> np.ndarray:

@@ -136,9 +136,13 @@ class DescribedModel:
         """
         recipe = self.__dict__.get("_recipe")
         if recipe is None:
-            recipe = self.kind.recipe(self.cfg)
+            recipe = self._make_recipe()
             object.__setattr__(self, "_recipe", recipe)
         return recipe
+
+    def _make_recipe(self) -> Any:
+        """The recipe :attr:`graph_recipe` builds (once): the kind's, from ``cfg``."""
+        return self.kind.recipe(self.cfg)
 
     @property
     def meta(self) -> dict[str, Any]:

@@ -6,6 +6,11 @@ calculator, the batch API and ``evaluate`` take it unchanged, and saves into one
 pass, the members' spectra and each crystal's learned representation, which the uncertainty and the
 domain score (:mod:`.uncertainty`) are made of, and (electron models with a gap head) each member's
 raw gap outputs, which :func:`ase_dostransformer.electronic.predict_gap` combines.
+
+Masses: an ensemble with a mass-scaled member builds its graphs with the atoms' own masses (isotopes), which
+each mass-scaled member honours; a member that learnt each element's mass is given the standard masses
+(:attr:`DOSEnsemble.standard_mass_members`, :func:`.masses.with_standard_masses`), as on its own, and the
+prediction says it ignored them in part (:class:`~ase_dostransformer.errors.CustomMassesIgnoredWarning`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from ..errors import OptionError
 from .config import ModelConfig
 from .domain import DescribedModel
 from .dostransformer import DOSTransformer
+from .masses import with_standard_masses
 
 __all__ = ["DOSEnsemble", "MemberOutputs", "member_outputs"]
 
@@ -52,22 +58,34 @@ def _members(model: Any) -> list[DOSTransformer]:
     return model.models if isinstance(model, DOSEnsemble) else [cast(DOSTransformer, model)]
 
 
+def _member_inputs(model: Any, batch: Batch) -> list[tuple[DOSTransformer, Batch]]:
+    """Each member of ``model`` with the batch it reads.
+
+    ``batch`` itself, or for the members in :attr:`DOSEnsemble.standard_mass_members` the same graphs with
+    the standard masses (made once, shared by them).
+    """
+    members = _members(model)
+    standard = set(model.standard_mass_members) if isinstance(model, DOSEnsemble) else set()
+    plain = with_standard_masses(batch) if standard else batch
+    return [(m, plain if k in standard else batch) for k, m in enumerate(members)]
+
+
 def member_outputs(model: Any, batch: Batch, energies: torch.Tensor | None = None) -> MemberOutputs:
     """Member spectra and pooled representations of a batch, from one forward pass of each member.
 
     ``model``: a :class:`DOSEnsemble` or a single :class:`DOSTransformer` (then ``n_members`` is 1).
     The representation is read off each member's material layer by a forward hook, so nothing is
-    computed twice; the gap heads read the same vector.
+    computed twice; the gap heads read the same vector. Each member reads the batch of :func:`_member_inputs`.
     """
     spectra, pooled, gaps = [], [], []
-    members = _members(model)
-    with_gap = all(m.gap_head is not None for m in members)
-    for member in members:
+    inputs = _member_inputs(model, batch)
+    with_gap = all(m.gap_head is not None for m, _ in inputs)
+    for member, member_batch in inputs:
         seen: list[torch.Tensor] = []
         hidden = member.cfg.hidden
         handle = member.material.register_forward_hook(lambda _m, args, _out, seen=seen: seen.append(args[0]))
         try:
-            spectra.append(member(batch, energies=energies, raw=True, branches=("system",))["system"])
+            spectra.append(member(member_batch, energies=energies, raw=True, branches=("system",))["system"])
         finally:
             handle.remove()
         pooled.append(seen[-1][:, :hidden])
@@ -91,9 +109,11 @@ class DOSEnsemble(DescribedModel, nn.Module):
     """Average of several DOSTransformers (the mean is taken before the clamp).
 
     Members may differ in architecture and in whether their phonon nodes carry element
-    descriptors (those columns follow the seed's one-hot, so the others read a prefix). Its
-    ``graph_recipe`` is the richest member's, taking the atoms' own masses only when every member is
-    mass-scaled; ``training_domain`` comes from the ensemble file's meta.
+    descriptors (those columns follow the seed's one-hot, so the others read a prefix), and in whether
+    they are mass-scaled. Its ``graph_recipe`` is the richest member's, taking the atoms' own masses
+    when any member is mass-scaled: those members honour them, the others are given the standard masses
+    (:attr:`standard_mass_members`). ``cfg.mass_scaling`` is True only when every member is mass-scaled
+    (the whole ensemble honours the masses). ``training_domain`` comes from the ensemble file's meta.
     """
 
     def __init__(self, members: Sequence[DOSTransformer]) -> None:
@@ -107,8 +127,23 @@ class DOSEnsemble(DescribedModel, nn.Module):
         self.members = nn.ModuleList(members)
         # graphs are built with the richest recipe; members of the seed recipe read its first columns
         self.cfg = richest.cfg
-        if not all(m.cfg.mass_scaling for m in members):  # graphs take the atoms' own masses only if all read them so
+        if not all(m.cfg.mass_scaling for m in members):  # not every member honours the atoms' own masses
             self.cfg = replace(richest.cfg, mass_scaling=False)
+
+    @property
+    def standard_mass_members(self) -> tuple[int, ...]:
+        """Positions of the members given the standard masses while the others honour the atoms' own.
+
+        The members that are not mass-scaled, when at least one member is (the ensemble's graphs then carry
+        the atoms' own masses); empty when every member or none is mass-scaled.
+        """
+        scaled = [m.cfg.mass_scaling for m in self.models]
+        return tuple(k for k, s in enumerate(scaled) if not s) if any(scaled) else ()
+
+    def _make_recipe(self) -> Any:
+        """The richest member's recipe, taking the atoms' own masses when any member is mass-scaled."""
+        recipe = super()._make_recipe()
+        return replace(recipe, own_masses=True) if self.standard_mass_members else recipe
 
     @property
     def models(self) -> list[DOSTransformer]:
@@ -127,8 +162,8 @@ class DOSEnsemble(DescribedModel, nn.Module):
         raw: bool = False,
         branches: tuple[str, ...] = ("global", "system"),
     ) -> dict[str, torch.Tensor]:
-        """Mean of the members' spectra (the branches asked for)."""
-        outs = [m(batch, energies=energies, raw=True, branches=branches) for m in self.members]
+        """Mean of the members' spectra (the branches asked for), each from its batch of :func:`_member_inputs`."""
+        outs = [m(b, energies=energies, raw=True, branches=branches) for m, b in _member_inputs(self, batch)]
         mean = {k: torch.stack([o[k] for o in outs]).mean(dim=0) for k in outs[0]}
         return mean if raw else {k: v.clamp_min(0.0) for k, v in mean.items()}
 

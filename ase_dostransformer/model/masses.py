@@ -15,15 +15,27 @@ predicted 2-3x too stiff at 20 K). With ``ModelConfig.mass_scaling`` a physical 
 
 So an isotope-substituted crystal's spectrum is the parent's, rescaled exactly, and an element never
 trained on enters through its mass and its foundation features, both continuous.
+
+An ensemble mixing mass-scaled members with members that learnt each element's mass builds its graphs with
+the atoms' own masses and gives the latter the standard ones (:func:`with_standard_masses`).
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
-__all__ = ["MASS_REF", "NUM_ONE_HOT", "atom_masses", "harmonic_mean_mass", "relative_log_mass"]
+__all__ = [
+    "MASS_REF",
+    "NUM_ONE_HOT",
+    "atom_masses",
+    "harmonic_mean_mass",
+    "relative_log_mass",
+    "with_standard_masses",
+]
 
 #: Columns of the one-hot of Z that carry the mass (the phonon graph recipe's first node columns).
 NUM_ONE_HOT = 118
@@ -61,3 +73,22 @@ def relative_log_mass(batch: Batch) -> torch.Tensor:
     masses = atom_masses(batch)
     index = _crystal_index(batch, masses.numel())
     return torch.log(masses / _harmonic_mean(masses, index)[index]).unsqueeze(-1)
+
+
+def with_standard_masses(batch: Batch) -> Batch:
+    """``batch`` with each node's one-hot of Z carrying its element's standard mass, as a recipe without own masses.
+
+    The values are those :meth:`~ase_dostransformer.graphs.PhononGraphRecipe.featurise` gives without
+    ``own_masses`` (``ase.data.atomic_masses`` in the nodes' dtype), so a model that learnt each element's mass
+    predicts exactly what it predicts from such graphs. A shallow copy: ``x`` is new, every other tensor shared.
+    """
+    from ase.data import atomic_masses
+
+    x = batch.x.clone()
+    z = batch.z.to(x.device)
+    standard = torch.as_tensor(atomic_masses, dtype=x.dtype, device=x.device)
+    x[:, :NUM_ONE_HOT] = 0.0
+    x[torch.arange(z.numel(), device=x.device), z - 1] = standard[z]
+    out = copy.copy(batch)
+    out.x = x
+    return out

@@ -3,8 +3,8 @@
 Steps (settings in :class:`PhononSettings`, each stated with its reason there):
 
 1. **Checks**: periodic in 3D, no two atoms closer than ``min_distance``, every element known to the
-   potential, at most ``max_atoms`` atoms: a :class:`TeacherInputError` (a ``ValueError``) names
-   the fault.
+   potential, at most ``max_atoms`` atoms, masses of their own (isotopes) finite and positive: a
+   :class:`TeacherInputError` (a ``ValueError``) names the fault.
 2. **Relaxation** under ``ase.constraints.FixSymmetry`` (the space group is kept): positions only
    by default, the cell too when ``relax_cell`` (``FrechetCellFilter``). FIRE to ``fmax``.
 3. **Force constants**: phonopy on a diagonal supercell whose vectors are at least
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import OptionError, TeacherComputationError, TeacherInputError
+from ..errors import InvalidStructureError, OptionError, TeacherComputationError, TeacherInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
@@ -235,16 +235,20 @@ def own_masses(atoms: Atoms) -> list[float] | None:
     """The masses (u) of ``atoms`` when any was set to its own value (``set_masses``: isotopes), else None.
 
     None lets phonopy take its standard masses, as every shipped record was labelled; the atoms' own masses
-    go to phonopy's dynamical matrix (the force constants do not depend on them).
+    go to phonopy's dynamical matrix (the force constants do not depend on them). A mass that is not finite
+    and positive raises :class:`TeacherInputError` in the words of the model's own check
+    (:func:`~ase_dostransformer.graphs.validation.check_masses`, naming the atom and its element).
     """
     from ..graphs.arrays import custom_mass_atoms
+    from ..graphs.validation import check_masses
 
     if not atoms.has("masses"):
         return None
     masses = np.asarray(atoms.get_masses(), dtype=float)
-    bad = np.flatnonzero(~(np.isfinite(masses) & (masses > 0)))
-    if bad.size:
-        raise TeacherInputError(f"atom {int(bad[0])} has mass {masses[bad[0]]:g} u: masses must be finite and positive")
+    try:
+        check_masses(masses, atoms.numbers)
+    except InvalidStructureError as exc:
+        raise TeacherInputError(str(exc)) from exc
     return masses.tolist() if custom_mass_atoms(masses, atoms.numbers) else None
 
 
@@ -267,6 +271,7 @@ def label_crystal(
 
     settings = settings or PhononSettings()
     check_structure(atoms, settings, elements)
+    masses = own_masses(atoms)  # checked before the relaxation is spent; relaxing leaves the masses as they are
     timer = _Timer()
     t_all = timer.start()
 
@@ -275,7 +280,6 @@ def label_crystal(
     timer.stop("relax", t0)
 
     t0 = timer.start()
-    masses = own_masses(relaxed)
     unit = PhonopyAtoms(
         symbols=relaxed.get_chemical_symbols(),
         cell=relaxed.cell[:],
