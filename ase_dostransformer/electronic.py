@@ -324,21 +324,31 @@ def fit_gap_std_scale(dft_gap: Any, predictions: Sequence[GapPrediction], covera
     return max(float(np.quantile(ratio, coverage, method="higher")) * (1 + 1e-6), 1e-3)
 
 
-def calibrate_gap_std(model: Any, valid_graphs: Sequence[Data], batch_size: int = 64) -> float | None:
+def calibrate_gap_std(
+    model: Any,
+    valid_graphs: Sequence[Data],
+    batch_size: int = 64,
+    predictions: Sequence[GapPrediction] | None = None,
+) -> float | None:
     """The :data:`GAP_STD_SCALE_KEY` value for ``model`` fitted on its VALIDATION graphs (:func:`fit_gap_std_scale`).
 
     The graphs carry their DFT gaps as ``band_gap`` (the electron kind's training set sets it). The
     factors already applied (the model's own, an ensemble's members') are taken into account: the value
     replaces the model's own factor, and refitting a calibrated model gives it again (times 1 + 1e-6).
-    None for a model without a gap head, or too few gapped validation crystals.
+    None for a model without a gap head, or too few gapped validation crystals. ``predictions``: the
+    model's :func:`predict_gap` of ``valid_graphs`` when already made (they are then not predicted again).
     """
     if not has_gap_head(model) or not valid_graphs:
         return None
     missing = [i for i, g in enumerate(valid_graphs) if getattr(g, "band_gap", None) is None]
     if missing:
         raise OptionError(f"validation graph {missing[0]} carries no band_gap: calibrating a gap head needs DFT gaps")
+    if predictions is None:
+        predictions = predict_gap(model, valid_graphs, batch_size=batch_size)
+    elif len(predictions) != len(valid_graphs):
+        raise OptionError(f"{len(predictions)} gap predictions for {len(valid_graphs)} validation graphs")
     dft_gap = np.array([float(g.band_gap.reshape(-1)[0]) for g in valid_graphs])
-    factor = fit_gap_std_scale(dft_gap, predict_gap(model, valid_graphs, batch_size=batch_size))
+    factor = fit_gap_std_scale(dft_gap, predictions)
     return None if factor is None else gap_std_scale(model) * factor
 
 
@@ -361,6 +371,20 @@ def predict_gap(
     prediction from the same pass. Without one, the gap is read off the predicted DOS (flag
     ``"from_dos"``). Non-finite output raises :class:`~ase_dostransformer.errors.PredictionError`.
     """
+    return predict_gap_and_dos(model, graphs, batch_size, device)[0]
+
+
+def predict_gap_and_dos(
+    model: Any,
+    graphs: Sequence[Data],
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+) -> tuple[list[GapPrediction], np.ndarray]:
+    """:func:`predict_gap` and the spectra ``(n, npoints)`` of the same pass.
+
+    The spectra are exactly what :func:`~ase_dostransformer.batching.predict_graphs` returns (the
+    model's prediction clamped at 0, not rescaled), so a caller that needs both predicts once.
+    """
     import torch
     from torch_geometric.data import Batch
 
@@ -371,13 +395,15 @@ def predict_gap(
 
     grid = model.cfg.grid
     if not has_gap_head(model):
-        return [gap_from_dos(y, grid) for y in predict_graphs(model, graphs, batch_size, device)]
+        spectra = predict_graphs(model, graphs, batch_size, device)
+        return [gap_from_dos(y, grid) for y in spectra], spectra
     if batch_size < 1:
         raise OptionError(f"batch_size must be >= 1, got {batch_size}")
     scale, member_scales = gap_std_scale(model), member_gap_std_scales(model)[:, None]
     dev = resolve_device(device)
     model = model.to(dev).eval()
     out: list[GapPrediction] = []
+    chunks: list[torch.Tensor] = []
     with torch.no_grad():
         for group in padded_batches([int(g.num_nodes) for g in graphs], batch_size):
             batch = Batch.from_data_list([graphs[i] for i in group]).to(dev)
@@ -385,6 +411,7 @@ def predict_gap(
             if outputs.gap is None:  # pragma: no cover - has_gap_head said every member has one
                 raise OptionError("the model's members have no gap heads")
             logit, mean, log_std = (t.double().cpu().numpy() for t in gap_parameters(outputs.gap.float()))
+            chunks.append(outputs.mean.float().cpu())  # as predict_graphs converts the model's output
             dos = outputs.mean.double().cpu().numpy()
             finite = np.isfinite(logit).all(axis=0) & np.isfinite(mean).all(axis=0) & np.isfinite(dos).all(axis=1)
             if not finite.all():
@@ -395,7 +422,9 @@ def predict_gap(
             p, gap, std = combine_members(logit, mean, np.exp(log_std) * member_scales)
             std = std * scale
             out.extend(gap_prediction(p[k], gap[k], std[k], dos[k], grid) for k in range(len(group)))
-    return out
+    if not chunks:
+        return out, np.zeros((0, grid.npoints))
+    return out, np.clip(torch.cat(chunks).numpy().astype(np.float64), 0.0, None)
 
 
 def predict_gap_structures(

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import OptionError
+from .teacher.phonons import THZ_TO_CM1
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pipeline import Prediction
@@ -32,16 +33,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Refinement", "doubt", "refine_structures", "select_doubtful", "teacher_quantities"]
 
-#: cm^-1 per THz (the teacher stores cm^-1; phonopy files are in THz).
-CM1_PER_THZ = 33.35641
-
 
 @dataclass(frozen=True)
 class Refinement:
     """The teacher's phonon DOS of one structure, or why there is none (``error``).
 
     ``frequencies_cm1`` / ``dos_cm1``: the teacher's fine grid (2 cm^-1) and DOS in states per cm^-1
-    per cell (integral 3N); :attr:`frequencies_thz` / :attr:`dos_thz` are the same in phonopy's units.
+    per cell (integral 3N); :attr:`frequencies_thz` / :attr:`dos_thz` are the same in phonopy's units,
+    converted back with the teacher's own factor (:data:`~ase_dostransformer.teacher.phonons.THZ_TO_CM1`).
     ``dos_on_grid``: the teacher DOS on the model's grid, Gaussian-smoothed as the training data were
     and max-normalised like the model's output (None when no grid was given).
     """
@@ -65,12 +64,12 @@ class Refinement:
     @property
     def frequencies_thz(self) -> np.ndarray | None:
         """The fine grid in THz."""
-        return None if self.frequencies_cm1 is None else self.frequencies_cm1 / CM1_PER_THZ
+        return None if self.frequencies_cm1 is None else self.frequencies_cm1 / THZ_TO_CM1
 
     @property
     def dos_thz(self) -> np.ndarray | None:
         """The DOS in states per THz per cell (phonopy's ``total_dos.dat`` unit)."""
-        return None if self.dos_cm1 is None else self.dos_cm1 * CM1_PER_THZ
+        return None if self.dos_cm1 is None else self.dos_cm1 * THZ_TO_CM1
 
 
 def doubt(prediction: Prediction) -> tuple[int, float]:

@@ -206,3 +206,22 @@ def test_band_gap_filled() -> None:
     assert runner.band_gap_filled(eps, 5.0)["gap"] is None  # half a band: a metal by filling
     assert runner.band_gap_filled(eps, 8.0)["gap"] is None  # no empty band computed
     assert runner.band_gap_filled(np.concatenate([eps, eps]), 4.0)["gap"] is None  # two spins: not handled
+
+
+def test_band_gap_filled_under_the_gpaw_interpreter(tmp_path: Path) -> None:
+    """The runner takes the rule from the package's reader, found in its checkout by a Python without the package."""
+    exe = gpaw_python_or_skip()
+    code = (
+        "import importlib.util, json, sys\n"
+        f"spec = importlib.util.spec_from_file_location('gpaw_runner', {str(RUNNER)!r})\n"
+        "runner = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(runner)\n"
+        "eps = [[[-3.0, 0.0, 1.5, 4.0], [-2.5, 0.4, 1.2, 5.0]]]\n"
+        "print(json.dumps([runner.band_gap_filled(eps, 4.0), runner.band_gap_filled(eps, 5.0)]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
+    done = subprocess.run([exe, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    gapped, metal = json.loads(done.stdout)
+    assert gapped == {"gap": pytest.approx(0.8), "vbm": 0.4, "cbm": 1.2, "bands_occupied": 2}
+    assert metal == {"gap": None, "vbm": None, "cbm": None, "bands_occupied": 2.5}

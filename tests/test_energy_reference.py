@@ -17,6 +17,7 @@ import pytest
 from edos_synthetic import write_mp_json, write_sources, write_vasprun
 from scipy.special import erfc
 
+from ase_dostransformer.errors import OptionError
 from ase_dostransformer.io.atoms_json import atoms_from_dict
 from ase_dostransformer.io.electron_dataset import build_edos_dataset, load_edos_dataset, process_edos
 from ase_dostransformer.io.electron_sources import (
@@ -375,6 +376,10 @@ def test_a_fermi_level_cutting_a_band_edge_is_settled_by_band_filling(tmp_path: 
         assert rec.properties["energy_reference"] == kind, nel
     # an electron count moves the filled band: 16 electrons in the stored bands fill 8
     assert filled_band_edges(eps, w, ef, nelectrons=16.0) == (eps[..., 7].max(), eps[..., 8].min())
+    # the count alone decides (gpaw_runner's band_gap_filled calls it so); without one, weights and a Fermi level must
+    assert filled_band_edges(eps, nelectrons=16.0) == filled_band_edges(eps, w, ef, nelectrons=16.0)
+    with pytest.raises(OptionError, match="needs nelectrons"):
+        filled_band_edges(eps, w)
 
 
 def test_a_metal_stays_a_metal_under_band_filling() -> None:

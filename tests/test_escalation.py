@@ -17,7 +17,6 @@ from ase_dostransformer.cli import main
 from ase_dostransformer.cli.predict import TEACHER_DOS_FILE, run_predict
 from ase_dostransformer.errors import OptionError
 from ase_dostransformer.escalation import (
-    CM1_PER_THZ,
     Refinement,
     doubt,
     refine_structures,
@@ -29,6 +28,7 @@ from ase_dostransformer.io.summary import TEACHER_COLUMNS
 from ase_dostransformer.kinds import get_kind
 from ase_dostransformer.pipeline import Prediction
 from ase_dostransformer.screening import quantity_columns
+from ase_dostransformer.teacher.phonons import THZ_TO_CM1
 from ase_dostransformer.thermo import BOLTZMANN, PLANCK
 
 
@@ -100,7 +100,7 @@ def test_refine_rock_salt_and_a_broken_structure() -> None:
 def _gaussian_refinement(centre_thz: float, natoms: int) -> Refinement:
     """A narrow (Einstein-like) teacher DOS at ``centre_thz`` holding 3N modes, on the teacher's 2 cm^-1 grid."""
     freqs_cm1 = np.arange(0.0, 600.0, 2.0)
-    centre = centre_thz * CM1_PER_THZ
+    centre = centre_thz * THZ_TO_CM1
     dos = np.exp(-0.5 * ((freqs_cm1 - centre) / 4.0) ** 2)
     dos *= 3 * natoms / (dos.sum() * 2.0)  # states per cm^-1 per cell
     return Refinement(0, "ok", frequencies_cm1=freqs_cm1, dos_cm1=dos)

@@ -462,6 +462,47 @@ def test_gap_std_scale_is_fitted_on_validation_written_and_applied(gap_run, gap_
         predict_gap(calibrated, graphs[:1])
 
 
+def test_export_run_predicts_the_validation_part_once(gap_run, gap_data: Path, tmp_path: Path, monkeypatch) -> None:
+    """One pass over the validation crystals gives both their metrics and the gap head's calibration.
+
+    What is written equals what the two steps compute on their own from the exported model, and the
+    model sees each validation and test crystal once.
+    """
+    from ase_dostransformer.io.electron_dataset import load_edos_dataset
+    from ase_dostransformer.model.dostransformer import DOSTransformer
+    from ase_dostransformer.training.evaluate import evaluate_split
+    from ase_dostransformer.training.run import export_run
+    from ase_dostransformer.training.tasks import evaluation_data
+
+    run, summary = gap_run
+    sha, graphs, _ = evaluation_data("electron", str(gap_data), "random", 0)
+    gaps = band_gap_targets(load_edos_dataset(gap_data).rows)
+    gapped, metals = np.flatnonzero(gaps >= METAL_GAP), np.flatnonzero(gaps < METAL_GAP)
+    split = {"train": metals, "valid": gapped, "test": gapped[:2]}
+    opts = TrainOptions(**(summary["options"] | {"out": str(tmp_path)}))
+    seen: list[int] = []
+    forward = DOSTransformer.forward
+
+    def counting(self, batch, *args, **kwargs):
+        seen.append(int(batch.num_graphs))
+        return forward(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(DOSTransformer, "forward", counting)
+    written = export_run(opts, next((run / "checkpoints").glob("*.ckpt")), {}, sha, graphs, split)
+    assert sum(seen) == len(split["valid"]) + len(split["test"])
+    monkeypatch.setattr(DOSTransformer, "forward", forward)
+
+    model, meta = load_model_file(tmp_path / "model.pt")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    expected = evaluate_split(model, graphs, split)
+    assert set(expected) == {"valid", "test"}
+    assert metrics["metrics"] == written["metrics"] == meta["metrics"] == expected
+    written_scale = meta[GAP_STD_SCALE_KEY]
+    model.meta.pop(GAP_STD_SCALE_KEY)  # the exported weights as they left training: fitted afresh
+    assert gap_std_scale(model) == 1.0
+    assert metrics[GAP_STD_SCALE_KEY] == written_scale == calibrate_gap_std(model, [graphs[i] for i in gapped])
+
+
 def test_fine_tuning_adds_a_gap_head_to_a_model_without_one(gap_run, gap_data: Path, tmp_path: Path) -> None:
     from ase_dostransformer.training.run import train
 

@@ -51,6 +51,8 @@ from typing import Any
 
 import numpy as np
 
+# Nothing heavier at the top (pymatgen, torch are imported inside functions): train/edos/gpaw_runner.py
+# imports this module under the GPAW interpreter, which has only NumPy and ASE (filled_band_edges).
 from ..errors import DatasetError, OptionError
 from .atoms_json import atoms_from_dict
 
@@ -331,7 +333,7 @@ def reference_from_eigenvalues(
 
 
 def filled_band_edges(
-    eigenvalues: Any, weights: Any, efermi: float, nelectrons: float | None = None
+    eigenvalues: Any, weights: Any = None, efermi: float | None = None, nelectrons: float | None = None
 ) -> tuple[float, float] | None:
     """``(vbm, cbm)`` of the last band the electrons fill and the next, or ``None`` when they fill no whole band.
 
@@ -341,11 +343,21 @@ def filled_band_edges(
     taken as whole bands when within :data:`FILLING_TOL` of a whole number. No Fermi level decides which
     band is full, so a Fermi level found on another k-mesh cannot mislead it. The edges may overlap
     (``cbm < vbm``: a semimetal). ``None`` also for two spins or when no band lies above the filled ones.
+
+    The one home of this rule: ``train/edos/gpaw_runner.py`` records its ``band_gap_filled`` with it,
+    under the GPAW interpreter, so this module imports nothing beyond NumPy and ASE at its top.
     """
     eps = np.asarray(eigenvalues, dtype=float)
+    if nelectrons is None and (weights is None or efermi is None):
+        raise OptionError("filled_band_edges needs nelectrons, or the k-point weights and a Fermi level")
     if eps.ndim != 3 or eps.shape[0] != 1:
         return None
-    if nelectrons is None:
+    if nelectrons is not None:
+        half = float(nelectrons) / 2.0
+        nocc = int(round(half))
+        if abs(half - nocc) > 1e-6:
+            return None
+    else:
         w = np.asarray(weights, dtype=float).reshape(-1)
         if len(w) != eps.shape[1]:
             raise DatasetError(f"{len(w)} k-point weights for {eps.shape[1]} k-points")
@@ -353,11 +365,6 @@ def filled_band_edges(
         if abs(bands - round(bands)) > FILLING_TOL:
             return None
         nocc = int(round(bands))
-    else:
-        half = float(nelectrons) / 2.0
-        nocc = int(round(half))
-        if abs(half - nocc) > 1e-6:
-            return None
     if not 0 < nocc < eps.shape[-1]:
         return None
     return float(eps[..., nocc - 1].max()), float(eps[..., nocc].min())

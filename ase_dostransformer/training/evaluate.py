@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from ..errors import OptionError
 from ..inference import predict_graphs
 from ..kinds import get_kind
 from ..model import DOSTransformer
@@ -22,11 +23,16 @@ def evaluate_split(
     parts: Sequence[str] = ("valid", "test"),
     batch_size: int = 64,
     device: str | torch.device = "cpu",
+    predicted: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, dict]:
     """Metrics of the model and of the mean-training-DOS baseline on each part of a split.
 
     Parts that are empty or absent (a split file may leave ``test`` out) have no entry in the report.
+    ``predicted``: a part's spectra when the caller already has them, exactly as
+    :func:`~ase_dostransformer.inference.predict_graphs` returns them (``normalise=False``); that part
+    is not predicted again.
     """
+    predicted = predicted or {}
     # graphs without a DFT label (teacher-only crystals of a physical model) have no y to score or average
     labelled = [i for i in split["train"] if bool(getattr(graphs[i], "has_dft", True))]
     train_y = np.stack([graphs[i].y.numpy()[0] for i in labelled])
@@ -36,7 +42,12 @@ def evaluate_split(
         if not len(idx):
             continue
         true = np.stack([graphs[i].y.numpy()[0] for i in idx])
-        pred = predict_graphs(model, [graphs[i] for i in idx], batch_size, device, normalise=False)
+        if part in predicted:
+            pred = np.asarray(predicted[part], dtype=np.float64)
+            if pred.shape[0] != len(idx):
+                raise OptionError(f"{pred.shape[0]} predicted spectra for the {len(idx)} graphs of part {part!r}")
+        else:
+            pred = predict_graphs(model, [graphs[i] for i in idx], batch_size, device, normalise=False)
         if pred.shape[-1] != true.shape[-1]:  # a model on its own grid: scored as the exported file, re-gridded
             pred = resample_max_normalised(pred, model.cfg.grid, get_kind(model.cfg.task).grid)
         report[part] = {

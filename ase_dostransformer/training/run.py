@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from ..electronic import GAP_STD_SCALE_KEY, calibrate_gap_std, has_gap_head
+from ..electronic import GAP_STD_SCALE_KEY, GapPrediction, calibrate_gap_std, has_gap_head, predict_gap_and_dos
 from ..graphs.validation import graphs_shortest_bond, training_geometry
 from ..io.atomic import atomic_write_text
 from ..io.locks import lock_run_folder
@@ -90,16 +90,19 @@ def dataset_geometry(opts: TrainOptions, rows: Any, graphs: list) -> dict[str, l
     return geometry
 
 
-def gap_std_calibration(model: Any, valid_graphs: list, init_from: str | None) -> dict[str, Any]:
+def gap_std_calibration(
+    model: Any, valid_graphs: list, init_from: str | None, predictions: list[GapPrediction] | None = None
+) -> dict[str, Any]:
     """The meta entry of a gap head's std factor (empty for a model without a head), and a printed line.
 
     Fitted on the validation graphs (:func:`~ase_dostransformer.electronic.calibrate_gap_std`: 90% of
-    their gaps inside +- 1.64 std); with too few gapped validation crystals (a few-shot split), a
-    fine-tuned model keeps its starting file's factor, else it has none (factor 1).
+    their gaps inside +- 1.64 std; ``predictions``: the model's gap predictions of them, when already
+    made); with too few gapped validation crystals (a few-shot split), a fine-tuned model keeps its
+    starting file's factor, else it has none (factor 1).
     """
     if not has_gap_head(model):
         return {}
-    scale = calibrate_gap_std(model, valid_graphs)
+    scale = calibrate_gap_std(model, valid_graphs, predictions=predictions)
     if scale is not None:
         print(f"gap head: standard deviations x {scale:.3f}, fitted on the validation crystals", flush=True)
         return {GAP_STD_SCALE_KEY: scale}
@@ -257,7 +260,12 @@ def export_run(
     module = (PhysicalDOSModule if physical else DOSTransformerModule)(**hparams)
     module.load_state_dict(ckpt["state_dict"])
     model = module.model.eval()
-    report = evaluate_split(model, graphs, split)
+    valid_graphs = [graphs[i] for i in split.get("valid", ())]
+    predicted: dict[str, np.ndarray] = {}
+    valid_gaps = None
+    if has_gap_head(model) and valid_graphs:  # one pass over the validation part: its metrics and the gap calibration
+        valid_gaps, predicted["valid"] = predict_gap_and_dos(model, valid_graphs, device="cpu")
+    report = evaluate_split(model, graphs, split, device="cpu", predicted=predicted)
     summary = {
         "command": " ".join(["dostransformer", *sys.argv[1:]])
         if sys.argv and "dostransformer" in sys.argv[0]
@@ -273,7 +281,7 @@ def export_run(
         **run_info,
         "metrics": report,
     }
-    gap_calibration = gap_std_calibration(model, [graphs[i] for i in split.get("valid", ())], opts.init_from)
+    gap_calibration = gap_std_calibration(model, valid_graphs, opts.init_from, valid_gaps)
     summary.update(gap_calibration)
     meta_keys = ("seed", "data_sha256", "split_sizes", "best_epoch", "metrics", "options", "code")
     train_graphs = [graphs[i] for i in split["train"]]

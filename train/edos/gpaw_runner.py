@@ -1,7 +1,9 @@
 """Electron-DOS labels from GPAW: one resumable DFT run per material, one result JSON per material.
 
 Runs under the interpreter that has GPAW (Debian: ``apt-get install gpaw gpaw-data``, then
-``/usr/bin/python3``), not the package's virtual environment; it imports only ASE, NumPy and GPAW.
+``/usr/bin/python3``), not the package's virtual environment; it imports only ASE, NumPy and GPAW,
+and from the checkout it sits in the package's ``ase_dostransformer.io.electron_sources`` (NumPy and
+ASE only at its top), whose :func:`filled_band_edges` is the band-filling rule of ``band_gap_filled``.
 The JSON files it writes are read by ``dostransformer dataset build --format ase`` (the package's
 ``ase_dostransformer.io.electron_sources``), which broadens the eigenvalues into a DOS.
 
@@ -36,8 +38,8 @@ dips below ``E_F + PW_BAND_REACH`` eV somewhere, the run is repeated with 1.5 ti
 
 Every result also records the valence electrons (``nelectrons``) and ``band_gap_filled``: the gap
 between the highest occupied and the lowest empty band when the electrons fill whole bands
-(:func:`band_gap_filled`), which does not depend on where the Fermi level of the coarser SCF mesh
-falls on the DOS mesh (``band_gap`` does).
+(:func:`band_gap_filled`, the dataset reader's own rule), which does not depend on where the Fermi
+level of the coarser SCF mesh falls on the DOS mesh (``band_gap`` does).
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+
+try:
+    from ase_dostransformer.io.electron_sources import filled_band_edges
+except ImportError:  # the GPAW interpreter, without the package installed: the checkout this script sits in
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from ase_dostransformer.io.electron_sources import filled_band_edges
 
 FORMAT = "ase-dostransformer-dft-result"
 VERSION = 1
@@ -131,15 +139,15 @@ def band_gap_filled(eigenvalues: np.ndarray, nelectrons: float) -> dict:
     the two bands overlap in energy (a semimetal or a metal); it is ``None``, as are the edges, when
     the electrons do not fill whole bands (an odd count: a metal), when the bands stop at the last
     full one, or for two spins. Unlike :func:`band_gap` it uses no Fermi level, so a Fermi level
-    found on another k-mesh (the SCF's) cannot mislead it.
+    found on another k-mesh (the SCF's) cannot mislead it. The rule is the dataset reader's
+    (:func:`ase_dostransformer.io.electron_sources.filled_band_edges`); this adds the record's layout.
     """
-    eps = np.asarray(eigenvalues, dtype=float)
     filled = nelectrons / 2.0
-    nocc = int(round(filled))
-    if eps.ndim != 3 or eps.shape[0] != 1 or abs(filled - nocc) > 1e-6 or not 0 < nocc < eps.shape[-1]:
+    edges = filled_band_edges(eigenvalues, nelectrons=nelectrons)
+    if edges is None:
         return {"gap": None, "vbm": None, "cbm": None, "bands_occupied": filled}
-    vbm, cbm = float(eps[..., nocc - 1].max()), float(eps[..., nocc].min())
-    return {"gap": cbm - vbm, "vbm": vbm, "cbm": cbm, "bands_occupied": nocc}
+    vbm, cbm = edges
+    return {"gap": cbm - vbm, "vbm": vbm, "cbm": cbm, "bands_occupied": int(round(filled))}
 
 
 def pw_empty_bands(
