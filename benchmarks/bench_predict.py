@@ -13,6 +13,11 @@ its time (cProfile, cumulative).
     python benchmarks/bench_predict.py --threads 2
     python benchmarks/bench_predict.py --n 300 --profile
     python benchmarks/bench_predict.py --threads 2 --workers 2      # two processes of one thread
+    python benchmarks/bench_predict.py --threads 2 --electron-model electron   # + the electron DOS and gap
+
+``--electron-model`` adds the electron model to every run (``predict --electron-model``): the difference from
+a run without it is the electron ensemble's cost (its foundation features are computed once more: the two
+models' graph recipes differ).
 """
 
 from __future__ import annotations
@@ -38,7 +43,14 @@ def load() -> str:
 
 
 def timed_run(
-    inputs: Path, net: Any, out: Path, plots: bool | int, batch_size: int, profile: bool = False, workers: int = 1
+    inputs: Path,
+    net: Any,
+    out: Path,
+    plots: bool | int,
+    batch_size: int,
+    profile: bool = False,
+    workers: int = 1,
+    electron: Any = None,
 ) -> str:
     """One ``run_predict``: a line with crystals/s (wall and CPU) and the load before and after.
 
@@ -58,6 +70,7 @@ def timed_run(
         [inputs],
         model=net,
         out=out,
+        electron_model=electron,
         device="cpu",
         batch_size=batch_size,
         progress=False,
@@ -88,6 +101,7 @@ def main() -> None:
     parser.add_argument("--all-plots", action="store_true", help="also run with a plot for every crystal")
     parser.add_argument("--profile", action="store_true", help="cProfile the no-plots run")
     parser.add_argument("--workers", type=int, default=1, help="prediction processes (predict --workers)")
+    parser.add_argument("--electron-model", default=None, help="also predict the electron DOS with this model")
     args = parser.parse_args()
 
     import torch
@@ -103,21 +117,25 @@ def main() -> None:
     for atoms, material in zip(structures, dataset.ids, strict=False):
         atoms.info["material_id"] = str(material)
     net = load_model(args.model, device="cpu")
+    electron = None if args.electron_model is None else load_model(args.electron_model, device="cpu")
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs; torch threads {torch.get_num_threads()})")
-    print(f"model {args.model}, {len(structures)} crystals, batch size {args.batch_size}, workers {args.workers}")
+    also = f" + electron model {args.electron_model}" if electron is not None else ""
+    print(f"model {args.model}{also}, {len(structures)} crystals, batch size {args.batch_size}, workers {args.workers}")
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
         folder = Path(tmp)
         inputs = folder / "structures.extxyz"
         write(inputs, structures, format="extxyz")
         warm = folder / "warm.extxyz"
         write(warm, structures[:8], format="extxyz")
-        timed_run(warm, net, folder / "warm", plots=True, batch_size=args.batch_size)  # imports, fonts, caches
+        timed_run(warm, net, folder / "warm", plots=True, batch_size=args.batch_size, electron=electron)  # imports
         settings: list[tuple[str, bool | int]] = [("no plots", False), ("default plots (100)", 100)]
         if args.all_plots:
             settings.append(("every crystal plotted", True))
         for label, plots in settings:
             profile = args.profile and plots is False
-            line = timed_run(inputs, net, folder / f"out-{plots}", plots, args.batch_size, profile, args.workers)
+            line = timed_run(
+                inputs, net, folder / f"out-{plots}", plots, args.batch_size, profile, args.workers, electron
+            )
             print(f"{label:>22}: {line}")
 
 
