@@ -238,12 +238,16 @@ class GraphOutputs:
     ``dos``: ``(n, L)``, the model's prediction exactly as :func:`predict_graphs` returns it (the members'
     mean, clamped at 0). ``members``: ``(n_members, n, L)``, each member's spectrum, unclamped (one
     member for a single model). ``representation``: ``(n, n_members * hidden)``, the members' mean-pooled
-    atom embeddings, concatenated.
+    atom embeddings, concatenated. ``gap``: ``(n_members, n, 3)``, each member's gap parameters (metal logit,
+    gap mean in eV, log standard deviation: :func:`~ase_dostransformer.model.gap.gap_parameters` of its head's
+    float32 outputs, as float64) when every member has a gap head, else None; not checked for finite values
+    (:func:`~ase_dostransformer.electronic.gap_from_outputs` does), so a bad gap does not sink the DOS.
     """
 
     dos: np.ndarray
     members: np.ndarray
     representation: np.ndarray
+    gap: np.ndarray | None = None
 
 
 def predict_graphs_members(
@@ -252,7 +256,7 @@ def predict_graphs_members(
     batch_size: int = 64,
     device: str | torch.device | None = None,
 ) -> GraphOutputs:
-    """:func:`predict_graphs` (not rescaled) plus the member spectra and representations, in the same pass.
+    """:func:`predict_graphs` (not rescaled) plus the member spectra, representations and gap parameters, in one pass.
 
     Same batches and the same errors as :func:`predict_graphs`: non-finite output raises
     :class:`~ase_dostransformer.errors.PredictionError` whose ``structure`` is the first bad graph. No warnings:
@@ -262,6 +266,7 @@ def predict_graphs_members(
     from torch_geometric.data import Batch
 
     from .model.ensemble import member_outputs
+    from .model.gap import gap_parameters
 
     if batch_size < 1:
         raise OptionError(f"batch_size must be >= 1, got {batch_size}")
@@ -272,7 +277,7 @@ def predict_graphs_members(
         return GraphOutputs(np.zeros((0, npoints)), np.zeros((n_members, 0, npoints)), np.zeros((0, width)))
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    means, spectra, reps = [], [], []
+    means, spectra, reps, gaps = [], [], [], []
     with torch.no_grad():
         for group in padded_batches([int(g.num_nodes) for g in graphs], batch_size):
             batch = Batch.from_data_list([graphs[i] for i in group]).to(dev)
@@ -280,6 +285,8 @@ def predict_graphs_members(
             means.append(out.mean.float().cpu())  # the same operations as the model's forward
             spectra.append(out.spectra.float().cpu())
             reps.append(out.representation.float().cpu())
+            if out.gap is not None:  # as electronic.predict_gap_and_dos reads the heads
+                gaps.append(torch.stack(gap_parameters(out.gap.float()), dim=-1).cpu())
     members = torch.cat(spectra, dim=1).numpy().astype(np.float64)
     representation = torch.cat(reps).numpy()
     finite = np.isfinite(members).all(axis=(0, 2)) & np.isfinite(representation).all(axis=1)
@@ -288,7 +295,8 @@ def predict_graphs_members(
         error = PredictionError(f"model produced non-finite values for structure {bad}")
         error.structure = bad  # type: ignore[attr-defined]
         raise error
-    return GraphOutputs(torch.cat(means).numpy().astype(np.float64), members, representation)
+    gap = torch.cat(gaps, dim=1).numpy().astype(np.float64) if gaps else None
+    return GraphOutputs(torch.cat(means).numpy().astype(np.float64), members, representation, gap)
 
 
 def padded_batches(natoms: Sequence[int], batch_size: int, max_padded: int = MAX_PADDED_ATOMS) -> list[range]:

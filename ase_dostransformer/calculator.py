@@ -14,9 +14,12 @@ Usage::
     ref = atoms.calc.refine()                              # the teacher's DOS (universal potential + phonopy)
 
 ``phonon_dos``, ``electron_dos`` and ``band_gap`` are cached until the atoms change (positions, cell, numbers,
-pbc, masses) or a parameter is set. ASE's generic property machinery knows only its own names:
-``atoms.get_properties`` and the extxyz / trajectory / db writers reject or drop ``phonon_dos`` / ``electron_dos``;
-export with :meth:`get_phonon_dos`, ``ase_dostransformer.io.phonopy_files`` or ``dostransformer predict`` instead.
+pbc, masses) or a parameter is set. The band gap comes from the electron DOS's own pass, and the two models
+share one computation of the atoms' foundation features (held for the current atoms only:
+:func:`~ase_dostransformer.graphs.foundation.shared_foundation_features`). ASE's generic property machinery
+knows only its own names: ``atoms.get_properties`` and the extxyz / trajectory / db writers reject or drop
+``phonon_dos`` / ``electron_dos``; export with :meth:`get_phonon_dos`, ``ase_dostransformer.io.phonopy_files``
+or ``dostransformer predict`` instead.
 
 Importing this module needs only ASE and NumPy; torch and the phonon model load when a calculator
 is made, the electron model on the first ``electron_dos`` request.
@@ -144,6 +147,7 @@ class DOSCalculator(Calculator):
         import torch
 
         from .device import resolve_device
+        from .graphs.foundation import FoundationMemo
         from .inference import load_task_model
 
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -160,6 +164,8 @@ class DOSCalculator(Calculator):
         self._models: dict[str, Any] = {}
         #: The last :class:`~ase_dostransformer.pipeline.Prediction` of each kind (for the getters).
         self._predictions: dict[str, Prediction] = {}
+        #: Foundation features of the current atoms, shared by the phonon and electron models (see calculate).
+        self._foundation = FoundationMemo()
         if model is not None:
             self._models["phonon"] = load_task_model(model, "phonon", self.device)
         if isinstance(electron_model, torch.nn.Module):
@@ -213,29 +219,40 @@ class DOSCalculator(Calculator):
         properties: Sequence[str] | None = None,
         system_changes: Sequence[str] = all_changes,
     ) -> None:
-        """Predict the requested DOS (``phonon_dos`` by default) of ``atoms`` into ``self.results``."""
+        """Predict the requested DOS (``phonon_dos`` by default) of ``atoms`` into ``self.results``.
+
+        The atoms' foundation features are computed once for both models: kept while ``system_changes`` is
+        empty (ASE's ``get_property`` of more properties of the same atoms), dropped when the atoms change.
+        """
+        from .graphs.foundation import shared_foundation_features
+
         properties = list(properties or ["phonon_dos"])
         super().calculate(atoms, properties, system_changes)
-        for name in properties:
-            kind = _kind_of_property(name)
-            if kind is not None:
-                self._predict(kind)
-            elif name == "band_gap":
-                self._predict_gap()
+        if system_changes:  # other atoms: the memo holds the current atoms' features only
+            self._foundation.clear()
+        with shared_foundation_features(self._foundation):
+            for name in properties:
+                kind = _kind_of_property(name)
+                if kind is not None:
+                    self._predict(kind)
+                elif name == "band_gap":
+                    self._predict_gap()
 
     def _predict_gap(self) -> None:
-        """``results["band_gap"]`` and its ``band_gap_*`` companions (the electron DOS first, when not there yet)."""
-        from .electronic import gap_from_dos, has_gap_head, predict_gap_structures
+        """``results["band_gap"]`` and its ``band_gap_*`` companions, from the electron DOS's pass (made if not yet).
 
+        The pipeline gives the gap with the DOS (``gap=True``): the gap head's, else the DOS read; a gap that
+        failed raises its error here, the DOS staying in ``results``.
+        """
         kind = get_kind("electron")
-        model = self._model_of(kind)
-        if kind.property not in self.results:
+        self._model_of(kind)
+        prediction = self._predictions.get(kind.name)
+        if kind.property not in self.results or prediction is None:
             self._predict(kind)
-        if has_gap_head(model):
-            symprec = self.parameters.get("symprec")
-            (gap,) = predict_gap_structures(model, [self.atoms], batch_size=1, device=self.device, symprec=symprec)
-        else:
-            gap = gap_from_dos(self.results[kind.property], model.cfg.grid)
+            prediction = self._predictions[kind.name]
+        if prediction.gap is None:
+            raise prediction.gap_error or OptionError("the electron model gave no band gap")
+        gap = prediction.gap
         self.results["band_gap"] = gap.gap
         self.results["band_gap_std"] = gap.gap_std
         self.results["band_gap_p_metal"] = gap.p_metal
@@ -256,6 +273,7 @@ class DOSCalculator(Calculator):
             cut_off_threshold=threshold,
             on_invalid="keep",
             symprec=self.parameters.get("symprec"),
+            gap=kind.name == "electron",  # the band gap from the same pass, for get_band_gap
         )
         if p.error is not None:
             raise p.error

@@ -410,21 +410,68 @@ def predict_gap_and_dos(
             outputs = member_outputs(model, batch)
             if outputs.gap is None:  # pragma: no cover - has_gap_head said every member has one
                 raise OptionError("the model's members have no gap heads")
-            logit, mean, log_std = (t.double().cpu().numpy() for t in gap_parameters(outputs.gap.float()))
+            parameters = torch.stack(gap_parameters(outputs.gap.float()), dim=-1).double().cpu().numpy()
             chunks.append(outputs.mean.float().cpu())  # as predict_graphs converts the model's output
             dos = outputs.mean.double().cpu().numpy()
-            finite = np.isfinite(logit).all(axis=0) & np.isfinite(mean).all(axis=0) & np.isfinite(dos).all(axis=1)
-            if not finite.all():
-                bad = group[int(np.flatnonzero(~finite)[0])]
-                error = PredictionError(f"the gap head produced non-finite values for structure {bad}")
-                error.structure = bad  # type: ignore[attr-defined]
+            bad = _non_finite(parameters, dos)
+            if bad.size:
+                error = PredictionError(f"{GAP_NON_FINITE} for structure {group[int(bad[0])]}")
+                error.structure = group[int(bad[0])]  # type: ignore[attr-defined]
                 raise error
-            p, gap, std = combine_members(logit, mean, np.exp(log_std) * member_scales)
-            std = std * scale
-            out.extend(gap_prediction(p[k], gap[k], std[k], dos[k], grid) for k in range(len(group)))
+            out.extend(_head_predictions(parameters, dos, scale, member_scales, grid))
     if not chunks:
         return out, np.zeros((0, grid.npoints))
     return out, np.clip(torch.cat(chunks).numpy().astype(np.float64), 0.0, None)
+
+
+def gap_from_outputs(model: Any, parameters: np.ndarray | None, dos: Any) -> GapPrediction:
+    """The :class:`GapPrediction` of one crystal from the forward pass that predicted its DOS.
+
+    ``parameters``: its members' gap parameters ``(n_members, 3)`` (metal logit, gap mean, log std:
+    :attr:`~ase_dostransformer.batching.GraphOutputs.gap`), None for a model without a gap head (then the
+    DOS read, flag ``"from_dos"``); ``dos``: the model's DOS of the same pass. The numbers are those of
+    :func:`predict_gap` for the same crystal, so a caller that has predicted the DOS (the pipeline's
+    ``gap=True``) needs no second featurisation or pass. Raises :class:`~ase_dostransformer.errors.PredictionError`
+    for non-finite gap-head values and :class:`~ase_dostransformer.errors.OptionError` for a bad calibration factor.
+    """
+    grid = model.cfg.grid
+    y = np.asarray(dos, dtype=np.float64)
+    if parameters is None:
+        return gap_from_dos(y, grid)
+    values, spectra = np.asarray(parameters, dtype=np.float64)[:, None, :], y[None, :]
+    if _non_finite(values, spectra).size:
+        raise PredictionError(GAP_NON_FINITE)
+    scale, member_scales = gap_std_scale(model), member_gap_std_scales(model)[:, None]
+    return _head_predictions(values, spectra, scale, member_scales, grid)[0]
+
+
+#: Why a gap head's prediction was refused.
+GAP_NON_FINITE = "the gap head produced non-finite values"
+
+
+def _non_finite(parameters: np.ndarray, dos: np.ndarray) -> np.ndarray:
+    """Positions of the crystals of one pass whose metal logit or gap mean (of any member) or DOS is not finite.
+
+    ``parameters``: ``(n_members, n, 3)`` gap parameters; ``dos``: ``(n, L)``. The log std is clamped by the
+    head, so it is not checked.
+    """
+    finite = np.isfinite(parameters[..., :2]).all(axis=(0, 2)) & np.isfinite(dos).all(axis=1)
+    return np.flatnonzero(~finite)
+
+
+def _head_predictions(
+    parameters: np.ndarray, dos: np.ndarray, scale: float, member_scales: np.ndarray, grid: EnergyGrid
+) -> list[GapPrediction]:
+    """The :class:`GapPrediction` of each crystal of one pass from its finite gap parameters and DOS.
+
+    One function for :func:`predict_gap_and_dos` and :func:`gap_from_outputs`, so the two agree to the bit:
+    the members combined (their own factors ``member_scales`` ``(n_members, 1)`` first), the model's ``scale``
+    applied, the rules of the module docstring with the pass's DOS.
+    """
+    logit, mean, log_std = (np.ascontiguousarray(parameters[..., j]) for j in range(3))
+    p, gap, std = combine_members(logit, mean, np.exp(log_std) * member_scales)
+    std = std * scale
+    return [gap_prediction(p[k], gap[k], std[k], dos[k], grid) for k in range(len(dos))]
 
 
 def predict_gap_structures(

@@ -24,7 +24,10 @@ calibrated threshold, or a crystal none of whose bonded element pairs was bonded
 more :class:`~ase_dostransformer.errors.OutOfDomainWarning` (and ``out_of_domain``).
 
 Each structure gets a :class:`Prediction`; with ``on_invalid="keep"`` a structure that cannot be
-featurised or predicted carries its error and the others go on.
+featurised or predicted carries its error and the others go on. An electron model asked for ``gap=True``
+also gives each predicted structure its band gap (:class:`~ase_dostransformer.electronic.GapPrediction`)
+from the same featurisation and forward pass as its DOS: ``dostransformer predict --electron-model`` and
+the calculator's ``band_gap`` need no second one.
 """
 
 from __future__ import annotations
@@ -52,11 +55,13 @@ from .kinds import DOSKind, Finding
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from .electronic import GapPrediction
     from .model.uncertainty import UncertaintyCalibration
     from .spectra import EnergyGrid
 
-#: What the model computed for one structure: its spectrum, the member spectra (unclamped), its representation.
-_Output = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: What the model computed for one structure: its spectrum, the member spectra (unclamped), its representation,
+#: and its members' gap parameters ``(n_members, 3)`` (None without gap heads).
+_Output = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
 
 __all__ = [
     "CUSTOM_MASSES_MESSAGE",
@@ -107,6 +112,10 @@ class Prediction:
     dos_std: np.ndarray | None = None  # calibrated per-bin standard uncertainty of ``dos`` (same units)
     uncertainty: float | None = None  # calibrated scalar uncertainty of the whole spectrum (see model/uncertainty.py)
     domain_score: float | None = None  # representation distance to the training set (1 = typical training crystal)
+    #: ``gap=True`` (electron models): the band gap from the same pass as ``dos`` (the gap head's, else the DOS read);
+    #: None when not asked for, when the DOS failed, or when the gap did (``gap_error`` says why: the DOS stands)
+    gap: GapPrediction | None = None
+    gap_error: BaseException | None = None
 
     @property
     def ok(self) -> bool:
@@ -144,6 +153,7 @@ def predict_structures(
     cut_off_threshold: float = 0.05,
     on_invalid: str = "raise",
     symprec: float | None = None,
+    gap: bool = False,
 ) -> list[Prediction]:
     """A :class:`Prediction` for each structure (one ASE ``Atoms`` / pymatgen ``Structure`` or a sequence).
 
@@ -156,6 +166,10 @@ def predict_structures(
     ``symprec``: the symmetry tolerance (A) that finds each crystal's space group (``space_group``) and
     crystal system (the model's prompt); None: the recipe's, 0.1 A by default. A value that is not a
     positive finite number raises :class:`~ase_dostransformer.errors.OptionError`.
+    ``gap``: an electron model also gives each predicted structure its ``gap``
+    (:func:`~ase_dostransformer.electronic.gap_from_outputs`: the numbers of
+    :func:`~ase_dostransformer.electronic.predict_gap`) from the same pass, or ``gap_error``; a gap that
+    fails never fails the DOS, whatever ``on_invalid``. Another kind of model raises :class:`OptionError`.
     """
     from .graphs.crystal_system import check_symprec
 
@@ -168,6 +182,8 @@ def predict_structures(
     items = batching.as_structure_list(structures)
     kind = batching.model_kind(model)
     grid = model.cfg.grid
+    if gap:
+        batching.require_task(model, "electron")
     if not items:
         return []
     from .device import resolve_device
@@ -231,6 +247,8 @@ def predict_structures(
                 Finding(EmptySpectrumWarning, EMPTY_SPECTRUM_MESSAGE.format(consequence=kind.empty_consequence))
             )
         findings += kind.check(dos, grid, threshold)
+        if gap:
+            extra |= _gap_fields(model, outputs[i])
         out.append(
             Prediction(
                 i,
@@ -247,6 +265,16 @@ def predict_structures(
             )
         )
     return out
+
+
+def _gap_fields(model: Any, output: _Output) -> dict[str, Any]:
+    """``{"gap": GapPrediction}`` of one predicted structure from its pass, or ``{"gap_error": why not}``."""
+    from .electronic import gap_from_outputs
+
+    try:
+        return {"gap": gap_from_outputs(model, output[3], output[0])}
+    except Exception as exc:
+        return {"gap_error": exc}
 
 
 def _uncertainties(
@@ -293,15 +321,16 @@ def _uncertainties(
 
 
 def _block(model: Any, graphs: list[Any], dev: Any) -> list[_Output]:
-    """``(dos, member spectra, representation)`` of each graph, in one padded batch."""
+    """``(dos, member spectra, representation, gap parameters)`` of each graph, in one padded batch."""
     out = batching.predict_graphs_members(model, graphs, batch_size=len(graphs), device=dev)
-    return [(out.dos[k], out.members[:, k], out.representation[k]) for k in range(len(graphs))]
+    gaps = [None if out.gap is None else out.gap[:, k] for k in range(len(graphs))]
+    return [(out.dos[k], out.members[:, k], out.representation[k], gaps[k]) for k in range(len(graphs))]
 
 
 def _predict(
     model: Any, graphs: dict[int, Any], batch_size: int, dev: Any, keep: bool, errors: dict[int, BaseException]
 ) -> dict[int, _Output]:
-    """``(dos, member spectra, representation)`` of the featurised structures by position, a padded batch at a time.
+    """``(dos, member spectra, representation, gap parameters)`` of the featurised structures, a padded batch at a time.
 
     With ``keep``, a batch that fails is retried one by one and only the structures that still fail
     go to ``errors``; otherwise a failure raises (a :class:`PredictionError` names the structure's position).

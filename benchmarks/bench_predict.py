@@ -16,8 +16,11 @@ its time (cProfile, cumulative).
     python benchmarks/bench_predict.py --threads 2 --electron-model electron   # + the electron DOS and gap
 
 ``--electron-model`` adds the electron model to every run (``predict --electron-model``): the difference from
-a run without it is the electron ensemble's cost (its foundation features are computed once more: the two
-models' graph recipes differ).
+a run without it is the electron ensemble's cost: its graphs and one forward pass, which gives the DOS and the
+band gap together. The foundation features are not computed again: both models' recipes feed the universal
+potential the same crystal, and the run computes each crystal's features once
+(:func:`ase_dostransformer.graphs.foundation.shared_foundation_features`; with ``--workers`` the phonon ones are
+computed in the workers, so the electron model computes its own).
 """
 
 from __future__ import annotations

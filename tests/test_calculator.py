@@ -276,3 +276,40 @@ def test_unknown_parameter_is_refused_with_a_hint(kwargs, hint):
     with pytest.raises(OptionError, match="cut_off_threshold must be a fraction"):
         calc.set(cut_off_threshold=2)
     assert calc.parameters == {"cut_off_threshold": 0.05, "symprec": 0.05}
+
+
+def test_shipped_models_share_one_featurisation_of_the_atoms(monkeypatch):
+    """Phonon DOS, electron DOS and band gap of the same atoms: the universal potential runs once, same numbers.
+
+    The shipped phonon and electron models both read its features of the atoms; the band gap comes from
+    the electron DOS's own pass. Moved atoms are computed afresh, and only their features are kept.
+    """
+    from ase_dostransformer.electronic import predict_gap_structures
+    from ase_dostransformer.graphs import foundation
+
+    real, seen = foundation.foundation_features, []
+
+    def counting(atoms_list, *args, **kwargs):
+        seen.extend(atoms_list)
+        return real(atoms_list, *args, **kwargs)
+
+    calc = DOSCalculator(device="cpu")
+    atoms = bulk("NaCl", "rocksalt", a=5.64)
+    alone = [predict_structures(calc.model, atoms)[0].dos, predict_structures(calc.electron_model, atoms)[0].dos]
+    (gap_alone,) = predict_gap_structures(calc.electron_model, [atoms])
+    monkeypatch.setattr(foundation, "foundation_features", counting)
+    atoms.calc = calc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        phonon = calc.get_property("phonon_dos", atoms)
+        electron = calc.get_electron_dos_normalised()
+        gap = calc.get_band_gap()
+        assert len(seen) == 1  # was 3: phonon, electron DOS, gap head
+        np.testing.assert_array_equal(phonon, alone[0])
+        np.testing.assert_array_equal(electron, alone[1])
+        assert gap == gap_alone
+        atoms.positions[0, 0] += 0.01
+        calc.get_band_gap()
+        calc.get_property("phonon_dos", atoms)
+    assert len(seen) == 2
+    assert len(calc._foundation) == 1  # the current atoms' features only

@@ -232,3 +232,33 @@ def test_predict_command_writes_electron_dos(model, edos_model, tmp_path: Path) 
     assert main(["predict", *args[:-2], "--out", str(tmp_path / "out2"), "--quiet", "--no-progress"]) == 0
     assert not (tmp_path / "out2" / "Si" / "electron_dos.dat").exists()
     assert main(["predict", str(tmp_path / "in"), "--model", str(electron_file), "--out", str(tmp_path / "o3")]) == 2
+
+
+def _gap_head_model(seed: int) -> DOSTransformer:
+    """A small untrained electron model with a gap head (random weights: the crystals get different gaps)."""
+    torch.manual_seed(seed)
+    opts = TrainOptions(task="electron", gap_head=True, hidden=32, layers=1, transformer=1, heads=4)
+    return DOSTransformer(edos_model_config(opts, ElectronGraphRecipe())).eval()
+
+
+def test_pipeline_gives_the_gap_of_the_dos_pass(model, edos_model) -> None:
+    """``predict_structures(gap=True)``: predict_gap's numbers from the DOS's own featurisation and pass."""
+    from ase_dostransformer.electronic import gap_from_dos, predict_gap_structures
+    from ase_dostransformer.errors import OptionError
+    from ase_dostransformer.model.ensemble import DOSEnsemble
+    from ase_dostransformer.pipeline import predict_structures
+
+    structures = [bulk("Si", "diamond", a=5.43), bulk("NaCl", "rocksalt", a=5.64), bulk("Cu", "fcc", a=3.6)]
+    head = DOSEnsemble([_gap_head_model(1), _gap_head_model(2)]).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for batch_size in (3, 1):
+            predictions = predict_structures(head, structures, batch_size=batch_size, gap=True)
+            direct = predict_gap_structures(head, structures, batch_size=batch_size)
+            assert [p.gap for p in predictions] == direct  # every field, exactly
+            assert all(p.gap_error is None and not p.gap.from_dos for p in predictions)
+        assert all(p.gap is None for p in predict_structures(head, structures))  # not asked for
+        plain = predict_structures(edos_model, structures, gap=True)  # no head: the DOS read
+        assert [p.gap for p in plain] == [gap_from_dos(p.dos) for p in plain]
+    with pytest.raises(OptionError, match="phonon"):
+        predict_structures(model, structures, gap=True)

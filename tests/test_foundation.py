@@ -12,8 +12,15 @@ from ase.build import bulk
 from torch_geometric.data import Batch
 
 from ase_dostransformer.errors import InvalidStructureError, OptionError
+from ase_dostransformer.graphs import foundation
 from ase_dostransformer.graphs.cache import cache_file, cached_graphs, recipe_key
-from ase_dostransformer.graphs.foundation import FEATURE_DIM, foundation_features, foundation_potential
+from ase_dostransformer.graphs.foundation import (
+    FEATURE_DIM,
+    FoundationMemo,
+    foundation_features,
+    foundation_potential,
+    shared_foundation_features,
+)
 from ase_dostransformer.graphs.phonon import PhononGraphRecipe
 from ase_dostransformer.model import ModelConfig
 from ase_dostransformer.model.dostransformer import DOSTransformer
@@ -151,3 +158,74 @@ def test_embedder_trains_without_touching_the_potential(name):
     plain = Batch.from_data_list([PhononGraphRecipe().featurise(rocksalt())])
     with pytest.raises(OptionError, match="foundation=True"):
         model(plain)
+
+
+class CountingPotential:
+    """Wraps :func:`foundation_features` (the real one runs): counts the structures it is given."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.structures = 0
+        self._real = foundation.foundation_features
+        monkeypatch.setattr(foundation, "foundation_features", self)
+
+    def __call__(self, atoms_list, *args, **kwargs):
+        self.structures += len(atoms_list)
+        return self._real(atoms_list, *args, **kwargs)
+
+
+def test_shared_scope_computes_each_crystal_once_and_exactly(monkeypatch):
+    """The phonon and electron recipes feed the potential the same input: inside the scope it runs once."""
+    from ase_dostransformer.graphs.electron import ElectronGraphRecipe
+
+    counter = CountingPotential(monkeypatch)
+    phonon, electron = PhononGraphRecipe(foundation=True), ElectronGraphRecipe(foundation=True)
+    mgo = rocksalt()
+    unshared = [phonon.featurise(mgo).foundation, electron.featurise(mgo).foundation]
+    assert counter.structures == 2  # outside a scope nothing is kept
+    with shared_foundation_features() as memo:
+        shared = [phonon.featurise(mgo).foundation, electron.featurise(mgo).foundation]
+        assert counter.structures == 3  # the electron recipe reused the phonon recipe's features
+        assert (memo.hits, memo.misses, len(memo)) == (1, 1, 1)
+        shared[0].mul_(0.0)  # a graph's features are its own: the memo and the other graph keep theirs
+        np.testing.assert_array_equal(electron.featurise(mgo).foundation.numpy(), unshared[1].numpy())
+        moved = mgo.copy()
+        moved.positions[0, 0] += 1e-9  # not the same input: computed, never a near match
+        electron.featurise(moved)
+        assert counter.structures == 4
+    np.testing.assert_array_equal(shared[1].numpy(), unshared[0].numpy())  # the potential's very numbers
+    np.testing.assert_array_equal(unshared[0].numpy(), unshared[1].numpy())
+    phonon.featurise(mgo)
+    assert counter.structures == 5  # the scope is over: nothing kept
+
+
+def test_nested_scopes_share_one_memo_and_leave_none_behind():
+    with shared_foundation_features() as outer:
+        with shared_foundation_features() as inner:
+            assert inner is outer
+        own = FoundationMemo(1024)
+        with shared_foundation_features(own) as given:
+            assert given is own
+        assert foundation._ACTIVE_MEMO.get() is outer
+    assert foundation._ACTIVE_MEMO.get() is None
+
+
+def test_memo_is_bounded_in_bytes_and_drops_the_least_recently_used():
+    features = np.ones((4, FEATURE_DIM), dtype=np.float32)  # 2048 bytes
+    keys = [(bytes([k]) * 8,) for k in range(4)]  # 8 bytes each
+    memo = FoundationMemo(max_bytes=2 * (2048 + 8))
+    memo.put(keys[0], features)
+    memo.put(keys[1], features)
+    assert memo.get(keys[0]) is not None  # now the most recently used
+    memo.put(keys[2], features)
+    assert len(memo) == 2
+    assert memo.nbytes == 2 * (2048 + 8) <= memo.max_bytes
+    assert memo.get(keys[1]) is None  # the least recently used went
+    assert memo.get(keys[0]) is not None
+    assert memo.get(keys[2]) is not None
+    memo.put(keys[3], np.ones((9, FEATURE_DIM), dtype=np.float32))  # larger than the whole limit: not kept
+    assert memo.get(keys[3]) is None
+    assert len(memo) == 2
+    memo.clear()
+    assert (len(memo), memo.nbytes) == (0, 0)
+    with pytest.raises(OptionError, match="max_bytes"):
+        FoundationMemo(-1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -536,3 +537,84 @@ def test_workers_write_what_one_process_writes(inputs, model_file, tmp_path):
         run_predict([inputs], model=str(model_file), out=tmp_path / "gpu", device="cuda", workers=2)
     with pytest.raises(OptionError, match="workers must be an integer >= 1"):
         run_predict([inputs], model=str(model_file), out=tmp_path / "none", workers=0)
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "structures"
+
+
+def test_electron_model_reuses_the_phonon_featurisation(shipped, tmp_path, monkeypatch):
+    """``--electron-model``: the potential runs once per crystal for both models and for the gap, same outputs.
+
+    The shipped phonon and electron models both read the universal potential's features of the same
+    crystal; the run computes them once (the phonon model's), and the electron DOS and the band gap come
+    from one pass. What it writes is what the electron model and its gap head give on their own
+    (featurising again, outside any shared scope), to the last digit.
+    """
+    from ase.io import read
+
+    from ase_dostransformer.electronic import predict_gap_structures, write_electron_dos
+    from ase_dostransformer.graphs import foundation
+    from ase_dostransformer.pipeline import predict_structures
+    from ase_dostransformer.pretrained import load_model
+
+    names = ["NaCl.cif", "Si.cif", "GaAs.vasp"]
+    electron = load_model("electron", device="cpu")
+    real, structures_seen = foundation.foundation_features, []
+
+    def counting(atoms_list, *args, **kwargs):
+        structures_seen.extend(atoms_list)
+        return real(atoms_list, *args, **kwargs)
+
+    monkeypatch.setattr(foundation, "foundation_features", counting)
+    out = tmp_path / "o"
+    records = run_predict(
+        [EXAMPLES / n for n in names],
+        model=shipped,
+        out=out,
+        electron_model=electron,
+        device="cpu",
+        temperatures=[300.0],
+        progress=False,
+        plots=False,
+        batch_size=2,  # two electron chunks: the second after the last phonon batch
+    )
+    assert [r.status for r in records] == ["ok"] * 3
+    assert len(structures_seen) == 3  # was 9: phonon, electron DOS, gap head
+    monkeypatch.undo()
+
+    atoms = [read(EXAMPLES / n) for n in names]
+    alone = predict_structures(electron, atoms, batch_size=2)  # the run's batches: the same rounding
+    gaps = predict_gap_structures(electron, atoms, batch_size=2)
+    assert [r.formula for r in records] == [a.get_chemical_formula(mode="metal") for a in atoms]
+    rows = _json_rows(out)
+    for rec, p, gap in zip(records, alone, gaps, strict=True):
+        write_electron_dos(tmp_path / "alone.dat", p.dos, p.grid, comment=f"{rec.formula} electron DOS by electron")
+        written = (out / rec.name / "electron_dos.dat").read_text().splitlines()[1:]
+        assert written == (tmp_path / "alone.dat").read_text().splitlines()[1:]
+        row = rows[rec.name]
+        assert row["band_gap_eV"] == gap.gap
+        assert row["band_gap_std_eV"] == gap.gap_std
+        assert row["p_metal"] == gap.p_metal
+        assert row["band_gap_flags"] == list(gap.flags)
+        electron_findings = [w for w in row["warnings"] if w.startswith("electron model: ")]
+        assert electron_findings == [f"electron model: {m}" for m in p.messages]
+
+
+def test_a_gap_that_fails_fails_its_structure_and_keeps_its_dos(model_file, tmp_path):
+    """A gap head giving NaN: each structure fails with the gap's reason; its electron DOS is written."""
+    electron = _gap_model_file(tmp_path / "nan-gap.pt", 0.3, 1.2, 0.25)
+    model, _ = load_model_file(electron)
+    with torch.no_grad():
+        model.gap_head.net[-1].bias[0] = float("nan")  # the metal logit
+    write(tmp_path / "in.extxyz", [bulk("NaCl", "rocksalt", a=5.64), bulk("Si", "diamond", a=5.43)])
+    out = tmp_path / "o"
+    records = run_predict(
+        [tmp_path / "in.extxyz"], model=str(model_file), out=out, electron_model=model, progress=False, plots=False
+    )
+    for rec in records:
+        assert rec.status == "failed"
+        assert rec.error == "band gap: PredictionError: the gap head produced non-finite values"
+        assert (out / rec.name / "electron_dos.dat").is_file()
+        assert rec.electron_dos_at_fermi is not None
+        assert rec.band_gap_eV is None
+        assert rec.p_metal is None

@@ -31,7 +31,7 @@ import re
 import sys
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +57,7 @@ from ..plotting import ELECTRON_AXES, PHONON_AXES, DOSPlotter
 from ..screening import DEFAULT_TEMPERATURES, STD_SUFFIX, quantity_columns, screening_quantities, thermo_weights
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..electronic import GapPrediction
     from ..pipeline import Prediction
 
 __all__ = [
@@ -458,14 +459,23 @@ def _load_net(model: Any, dev: Any, task: str) -> tuple[Any, ModelIdentity]:
 
 
 def _predict_locked(run: _Run, files: Sequence[tuple[Path, str]], overwrite: bool) -> list[Record]:
-    """Read, predict and write every input with ``run.out`` locked; the summary last."""
+    """Read, predict and write every input with ``run.out`` locked; the summary last.
+
+    The electron model predicts the structures whose phonon outputs were written while their foundation
+    features are still in the run's memo (:func:`~..graphs.foundation.shared_foundation_features`), so
+    the potential runs once per crystal for both models (in this process; ``--workers`` compute the
+    phonon ones in theirs).
+    """
+    from ..graphs.foundation import shared_foundation_features
+
     taken = _prepare_out(run.out, overwrite)
     records, pending = _read_inputs(files, taken, run.disable)
-    with deferred_fsync():  # one sync for thousands of small files, before the summary
-        _predict_phonons(run, pending)
-        if run.electron is not None:
-            done = [(rec, atoms) for rec, atoms in pending if rec.status == "ok"]
-            _predict_electron(run, run.electron, done)
+    # one sync for thousands of small files, before the summary
+    with deferred_fsync(), shared_foundation_features():
+        electron = None if run.electron is None else _ElectronQueue(run, run.electron)
+        _predict_phonons(run, pending, None if electron is None else electron.add)
+        if electron is not None:
+            electron.finish()
         if _refining(run):
             _refine(run, records)
         if run.plots != 0:
@@ -546,18 +556,23 @@ def _options(run: _Run) -> dict[str, Any]:
     return {"cut_off_threshold": run.cut_off_threshold, "on_invalid": "keep", **options}
 
 
-def _predictions(run: _Run, net: Any, structures: Sequence[Any]) -> list[Prediction]:
-    """The pipeline's predictions of ``structures`` in this process (errors kept per structure)."""
+def _predictions(run: _Run, net: Any, structures: Sequence[Any], gap: bool = False) -> list[Prediction]:
+    """The pipeline's predictions of ``structures`` in this process (errors kept per structure; ``gap``: gaps too)."""
     from ..pipeline import predict_structures
 
-    return predict_structures(net, list(structures), batch_size=run.batch_size, device=run.device, **_options(run))
+    options = {**_options(run), **({"gap": True} if gap else {})}
+    return predict_structures(net, list(structures), batch_size=run.batch_size, device=run.device, **options)
 
 
-def _predict_phonons(run: _Run, pending: Sequence[tuple[Record, Any]]) -> None:
+def _predict_phonons(
+    run: _Run,
+    pending: Sequence[tuple[Record, Any]],
+    written: Callable[[Sequence[tuple[Record, Any]]], None] | None = None,
+) -> None:
     """Phonon DOS and output files of every pending structure, a batch at a time; failures stay alone.
 
     With ``run.workers`` > 1 the batches are predicted by worker processes (:mod:`..parallel`) while this
-    one writes the files of those already back.
+    one writes the files of those already back. ``written`` is given each batch once its files are written.
     """
     from tqdm.auto import tqdm
 
@@ -579,6 +594,8 @@ def _predict_phonons(run: _Run, pending: Sequence[tuple[Record, Any]]) -> None:
     for predictions in batches:
         chunk = pending[start : start + len(predictions)]
         _write_batch(run, chunk, predictions)
+        if written is not None:
+            written(chunk)
         start += len(predictions)
         bar.update(len(chunk))
     bar.close()
@@ -654,21 +671,51 @@ def _write_outputs(run: _Run, rec: Record, atoms: Any, p: Prediction) -> _Kept:
     return _Kept(atoms=atoms, freqs=freqs, dos=dos, dos_std=std, prediction=p)
 
 
+@dataclass
+class _ElectronQueue:
+    """Structures whose phonon outputs were written, given to the electron model in chunks as they come.
+
+    The chunks are those of cutting the list of every written structure into ``run.batch_size`` pieces (the
+    batches of predicting them all after the phonons), but each is predicted as soon as it is full: its
+    crystals' foundation features, computed for the phonon model a batch or two before, are then still in
+    the run's bounded memo.
+    """
+
+    run: _Run
+    electron: tuple[Any, ModelIdentity]
+    waiting: list[tuple[Record, Any]] = field(default_factory=list)
+
+    def add(self, chunk: Sequence[tuple[Record, Any]]) -> None:
+        """Queue the structures of a phonon batch that succeeded; predict every full chunk."""
+        self.waiting.extend((rec, atoms) for rec, atoms in chunk if rec.status == "ok")
+        size = self.run.batch_size
+        while len(self.waiting) >= size:
+            _predict_electron(self.run, self.electron, self.waiting[:size])
+            del self.waiting[:size]
+
+    def finish(self) -> None:
+        """Predict what is left (the last, partial chunk)."""
+        if self.waiting:
+            _predict_electron(self.run, self.electron, self.waiting)
+        self.waiting = []
+
+
 def _predict_electron(
     run: _Run, electron: tuple[Any, ModelIdentity], records_atoms: Sequence[tuple[Record, Any]]
 ) -> None:
-    """Electron DOS files and summary columns for structures whose phonon outputs were written.
+    """Electron DOS files and summary columns (band gap too) for structures whose phonon outputs were written.
 
-    A structure the electron model cannot take (an element without an embedding, say) fails alone,
-    with its reason; the others of its batch are predicted, as on the phonon path.
+    One featurisation and one forward pass give the DOS and the gap (the pipeline's ``gap=True``). A
+    structure the electron model cannot take (an element without an embedding, say) fails alone, with its
+    reason; the others of its batch are predicted, as on the phonon path (a batch that fails is retried
+    one structure at a time). A structure whose gap fails keeps its written DOS and fails with the gap's reason.
     """
     from ..electronic import band_gap_estimate, dos_at_fermi_level, write_electron_dos
 
     net, identity = electron
     for start in range(0, len(records_atoms), run.batch_size):
         chunk = records_atoms[start : start + run.batch_size]
-        done: list[tuple[Record, Any, np.ndarray]] = []
-        for (rec, atoms), p in zip(chunk, _predictions(run, net, [a for _, a in chunk]), strict=True):
+        for (rec, _atoms), p in zip(chunk, _predictions(run, net, [a for _, a in chunk], gap=True), strict=True):
             rec.warnings.extend(f"electron model: {m}" for m in p.messages)
             rec.out_of_domain = bool(rec.out_of_domain) or p.out_of_domain
             if p.error is not None or p.dos is None:
@@ -681,47 +728,24 @@ def _predict_electron(
                     rec.band_gap_estimate_eV = band_gap_estimate(p.dos, p.grid).gap
                 rec.electron_dos_at_fermi = dos_at_fermi_level(p.dos, p.grid)
                 run.kept[id(rec)].electron = np.asarray(p.dos, dtype=float)
-                done.append((rec, atoms, np.asarray(p.dos, dtype=float)))
             except Exception as exc:
                 rec.fail(f"electron DOS: {failure_reason(exc)}")
-        _band_gaps(run, net, done)
+            else:
+                _take_gap(rec, p.gap, p.gap_error)
 
 
-def _band_gaps(run: _Run, net: Any, done: Sequence[tuple[Record, Any, np.ndarray]]) -> None:
-    """The band-gap columns of the structures whose electron DOS was written (:func:`~..electronic.predict_gap`).
+def _take_gap(rec: Record, gap: GapPrediction | None, error: BaseException | None) -> None:
+    """The band-gap columns of a structure whose electron DOS was written, or its failure with the gap's reason.
 
-    The gap head's prediction when the model has one (one pass over the batch; a batch that fails is
-    retried one structure at a time and a structure that still fails is marked failed with its reason),
-    else the DOS read of the written spectrum (flag ``from_dos``).
+    The gap head's prediction when the model has one, else the DOS read of the written spectrum (flag
+    ``from_dos``): :func:`~..electronic.gap_from_outputs`, from the DOS's own pass.
     """
-    from ..electronic import GapPrediction, gap_from_dos, has_gap_head, predict_gap_structures
-
-    def predict(items: Sequence[tuple[Record, Any, np.ndarray]]) -> list[GapPrediction]:
-        if not has_gap_head(net):
-            return [gap_from_dos(dos, net.cfg.grid) for _, _, dos in items]
-        structures = [atoms for _, atoms, _ in items]
-        return predict_gap_structures(net, structures, run.batch_size, run.device, run.symprec)
-
-    if not done:
+    if gap is None:
+        rec.fail(f"band gap: {failure_reason(error or OptionError('no band gap'))}")
         return
-    try:
-        results: list[tuple[Record, GapPrediction | BaseException]] = [
-            (rec, gap) for (rec, _, _), gap in zip(done, predict(done), strict=True)
-        ]
-    except Exception:
-        results = []
-        for item in done:
-            try:
-                results.append((item[0], predict([item])[0]))
-            except Exception as exc:
-                results.append((item[0], exc))
-    for rec, gap in results:
-        if isinstance(gap, BaseException):
-            rec.fail(f"band gap: {failure_reason(gap)}")
-            continue
-        rec.band_gap_eV, rec.band_gap_flags = gap.gap, list(gap.flags)
-        rec.band_gap_std_eV = gap.gap_std if np.isfinite(gap.gap_std) else None
-        rec.p_metal = gap.p_metal if np.isfinite(gap.p_metal) else None
+    rec.band_gap_eV, rec.band_gap_flags = gap.gap, list(gap.flags)
+    rec.band_gap_std_eV = gap.gap_std if np.isfinite(gap.gap_std) else None
+    rec.p_metal = gap.p_metal if np.isfinite(gap.p_metal) else None
 
 
 def _refine(run: _Run, records: Sequence[Record]) -> None:

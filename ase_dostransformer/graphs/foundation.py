@@ -9,12 +9,19 @@ without gradient (the potential stays frozen) and cached with the graphs: a reci
 :mod:`ase_dostransformer.graphs.electron`) attaches :func:`crystal_foundation_features` of each
 crystal as ``graph.foundation``. The embedders that read them are in
 :mod:`ase_dostransformer.model.embedders`. Featurisation, so it lives with the graphs.
+
+Both recipes give the potential the same input for a crystal (its standard orientation, on the CPU), so a
+run that predicts both kinds of DOS computes the features once inside :func:`shared_foundation_features`
+(``dostransformer predict --electron-model``, the :class:`~ase_dostransformer.calculator.DOSCalculator`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,10 +38,13 @@ __all__ = [
     "FEATURE_DIM",
     "FOUNDATION_EMBEDDERS",
     "MAX_ATOMS_PER_PASS",
+    "MEMO_BYTES",
+    "FoundationMemo",
     "crystal_foundation_features",
     "foundation_features",
     "foundation_potential",
     "recipe_for_embedder",
+    "shared_foundation_features",
     "standard_orientation",
 ]
 
@@ -46,6 +56,9 @@ FOUNDATION_EMBEDDERS = ("foundation", "foundation_gn")
 #: Atoms per forward pass of the potential when many structures are featurised together (larger passes
 #: were slower on one CPU thread; ``benchmarks/bench_foundation.py``).
 MAX_ATOMS_PER_PASS = 32
+#: Bytes a :class:`FoundationMemo` holds at most by default (features and keys): 64 MiB, about 130,000 atoms'
+#: features, several times the two batches of structures ``dostransformer predict`` has in flight at once.
+MEMO_BYTES = 64 * 2**20
 
 
 @functools.cache
@@ -154,14 +167,117 @@ def standard_orientation(crystal: CrystalArrays) -> Atoms:
     return Atoms(numbers=crystal.numbers, scaled_positions=crystal.scaled_positions, cell=standard, pbc=True)
 
 
+class FoundationMemo:
+    """Foundation features already computed, by the exact input of the potential; at most ``max_bytes`` held.
+
+    A key is everything :func:`_graph` reads of the ``Atoms`` (atomic numbers, Cartesian positions, cell and
+    periodicity, as their bytes) and the device, so a hit is the very array the potential gave for that
+    input: never a near match. When the held bytes (features and keys) would pass ``max_bytes``, the least
+    recently used entries go; a crystal larger than the whole limit is not kept. Entries are read-only
+    copies and :meth:`get` returns a fresh copy, so a caller that changes its array changes no one else's.
+    """
+
+    def __init__(self, max_bytes: int = MEMO_BYTES) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+            raise OptionError(f"max_bytes must be an integer >= 0, got {max_bytes!r}")
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[bytes, ...], np.ndarray] = OrderedDict()
+        self.nbytes = 0  # features and keys held now
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: tuple[bytes, ...]) -> np.ndarray | None:
+        """A copy of the features stored under ``key`` (now the most recently used), else None."""
+        features = self._entries.get(key)
+        if features is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return features.copy()
+
+    def put(self, key: tuple[bytes, ...], features: np.ndarray) -> None:
+        """Keep a read-only copy of ``features`` under ``key``, dropping the least recently used beyond the limit."""
+        size = _entry_bytes(key, features)
+        if key in self._entries or size > self.max_bytes:
+            return
+        while self._entries and self.nbytes + size > self.max_bytes:
+            old_key, old = self._entries.popitem(last=False)
+            self.nbytes -= _entry_bytes(old_key, old)
+        kept = np.array(features, dtype=np.float32)
+        kept.setflags(write=False)
+        self._entries[key] = kept
+        self.nbytes += size
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        self._entries.clear()
+        self.nbytes = 0
+
+
+def _entry_bytes(key: tuple[bytes, ...], features: np.ndarray) -> int:
+    """What one memo entry holds: its features and its key."""
+    return int(features.nbytes) + sum(len(part) for part in key)
+
+
+#: The memo of the innermost :func:`shared_foundation_features` scope of this thread or task (None outside).
+_ACTIVE_MEMO: ContextVar[FoundationMemo | None] = ContextVar("foundation_memo", default=None)
+
+
+@contextlib.contextmanager
+def shared_foundation_features(memo: FoundationMemo | None = None) -> Iterator[FoundationMemo]:
+    """Within the block, :func:`crystal_foundation_features` computes each crystal's features once.
+
+    The phonon and the electron recipes both attach the features of the same standard-orientation crystal,
+    so a run that featurises a crystal for both models pays the potential's forward pass (most of a
+    featurisation's time) once. ``memo``: the store to use (one the caller keeps, e.g. a calculator's
+    for its current atoms); None: the enclosing scope's, else a new one of :data:`MEMO_BYTES`. Outside
+    every scope nothing is kept: the memo is a local of the scope (a context variable, so threads and
+    tasks do not share it), not global state.
+    """
+    if memo is None:
+        outer = _ACTIVE_MEMO.get()
+        memo = FoundationMemo() if outer is None else outer  # not `or`: an empty memo is falsy (len 0)
+    token = _ACTIVE_MEMO.set(memo)
+    try:
+        yield memo
+    finally:
+        _ACTIVE_MEMO.reset(token)
+
+
+def _memo_key(atoms: Atoms, device: str) -> tuple[bytes, ...]:
+    """The exact input of the potential for ``atoms`` on ``device``, as bytes (what :func:`_graph` reads)."""
+    return (
+        str(device).encode(),
+        np.ascontiguousarray(atoms.numbers, dtype=np.int64).tobytes(),
+        np.ascontiguousarray(atoms.positions, dtype=np.float64).tobytes(),
+        np.ascontiguousarray(atoms.cell.array, dtype=np.float64).tobytes(),
+        np.ascontiguousarray(atoms.pbc, dtype=bool).tobytes(),
+    )
+
+
 def crystal_foundation_features(crystal: CrystalArrays, device: str = "cpu") -> np.ndarray:
     """``(N, 128)`` float32 foundation features of one validated crystal, computed in its standard orientation.
 
     What a graph recipe with ``foundation=True`` attaches as ``graph.foundation`` (the one place that
     computes it). The potential's features are rotation-invariant only up to float32 rounding; in the
-    standard orientation (:func:`standard_orientation`) a rotated crystal gets identical inputs.
+    standard orientation (:func:`standard_orientation`) a rotated crystal gets identical inputs. Inside
+    :func:`shared_foundation_features` a crystal whose input the potential has already seen in the scope
+    gets those features again (the same numbers) without a forward pass.
 
     Raises:
         InvalidStructureError: an element the potential does not know.
     """
-    return foundation_features([standard_orientation(crystal)], device=device)[0]
+    atoms = standard_orientation(crystal)
+    memo = _ACTIVE_MEMO.get()
+    if memo is None:
+        return foundation_features([atoms], device=device)[0]
+    key = _memo_key(atoms, device)
+    features = memo.get(key)
+    if features is None:
+        features = foundation_features([atoms], device=device)[0]
+        memo.put(key, features)
+    return features
