@@ -245,7 +245,6 @@ class DOSCalculator(Calculator):
         failed raises its error here, the DOS staying in ``results``.
         """
         kind = get_kind("electron")
-        self._model_of(kind)
         prediction = self._predictions.get(kind.name)
         if kind.property not in self.results or prediction is None:
             self._predict(kind)

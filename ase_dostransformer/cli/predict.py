@@ -560,8 +560,9 @@ def _predictions(run: _Run, net: Any, structures: Sequence[Any], gap: bool = Fal
     """The pipeline's predictions of ``structures`` in this process (errors kept per structure; ``gap``: gaps too)."""
     from ..pipeline import predict_structures
 
-    options = {**_options(run), **({"gap": True} if gap else {})}
-    return predict_structures(net, list(structures), batch_size=run.batch_size, device=run.device, **options)
+    return predict_structures(
+        net, list(structures), batch_size=run.batch_size, device=run.device, gap=gap, **_options(run)
+    )
 
 
 def _predict_phonons(
