@@ -35,9 +35,9 @@ from ase_dostransformer.model import (
 from ase_dostransformer.model.physical import scaled_shape
 from ase_dostransformer.pipeline import predict_structures
 from ase_dostransformer.spectra import PHONON_GRID, WIDE_PHONON_GRID, phonon_dos_to_phonopy, resample_max_normalised
-from ase_dostransformer.teacher.records import decode_dos, iter_records
+from ase_dostransformer.teacher.records import decode_dos, iter_records, smooth_and_sample
 from ase_dostransformer.training.options import TrainOptions
-from ase_dostransformer.training.teacher_data import TEACHER_POINTS, TEACHER_SPAN, teacher_target
+from ase_dostransformer.training.teacher_data import TEACHER_POINTS, TEACHER_SPAN, teacher_sigma_cm1, teacher_target
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = PhononGraphRecipe(foundation=True, volume=True)
@@ -361,6 +361,45 @@ def test_teacher_target_is_the_normalised_smoothed_spectrum():
     assert np.trapezoid(t["t_dos"][0].numpy() / top, grid) == pytest.approx(1.0, abs=0.05)
     freq, total, _ = decode_dos(rec)
     assert t["t_mean"].item() == pytest.approx(float((freq * total).sum() / total.sum()), rel=1e-4)
+
+
+def test_teacher_targets_smoothed_with_a_fixed_width_when_asked():
+    rec = next(iter_records(ROOT / "train" / "teacher" / "strained"))
+    top = float(rec["frequencies"]["max_cm1"])
+    # the default rule: 4 cm^-1 for soft crystals, 1.5% of the highest mode for stiff ones
+    assert teacher_sigma_cm1(100.0) == 4.0
+    assert teacher_sigma_cm1(2000.0) == pytest.approx(30.0)
+    assert teacher_sigma_cm1(2000.0, 10.0) == 10.0
+    freq, total, _ = decode_dos(rec)
+    grid = np.linspace(0.0, TEACHER_SPAN * top, TEACHER_POINTS)
+    integral = np.trapezoid(np.clip(total, 0.0, None), freq)
+    for sigma in (None, 10.0, 25.0):
+        expected = smooth_and_sample(freq, np.clip(total, 0.0, None), grid, teacher_sigma_cm1(top, sigma))
+        got = teacher_target(rec, sigma)["t_dos"][0].numpy()
+        np.testing.assert_allclose(got, expected / integral * top, rtol=1e-5, atol=1e-6 * got.max())
+    # a wider Gaussian lowers the sharpest peak
+    assert teacher_target(rec, 25.0)["t_dos"].max() < teacher_target(rec, 4.0)["t_dos"].max()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"teacher_sigma": 10.0}, "smooths the teacher spectra: add --teacher"),
+        ({"teacher_sigma": 0.0, "teacher": "x"}, "positive finite width"),
+        ({"teacher_sigma": float("inf"), "teacher": "x"}, "positive finite width"),
+        ({"teacher_sigma": "10", "teacher": "x"}, "must be a number"),
+    ],
+)
+def test_teacher_sigma_is_checked(options, message):
+    with pytest.raises(TrainOptionsError, match=message):
+        TrainOptions(output="physical", energy_encoding="value", **options)
+
+
+def test_train_command_takes_the_teacher_width():
+    from ase_dostransformer.cli import build_parser
+
+    assert build_parser().parse_args(["train"]).teacher_sigma is None
+    assert build_parser().parse_args(["train", "--teacher_sigma", "10"]).teacher_sigma == 10.0
 
 
 def write_teacher_folder(folder: Path, n: int = 6) -> Path:

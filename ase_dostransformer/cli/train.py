@@ -46,6 +46,8 @@ TRAIN_HELP = {
     "whose full-range spectra are trained on beside the DFT ones",
     "teacher_weight": "weight of the teacher targets in the loss",
     "mean_weight": "weight of the teacher's mean frequency (|log ratio|) in the teacher loss",
+    "teacher_sigma": "with --teacher: standard deviation (cm^-1) of the Gaussian the teacher spectra are smoothed "
+    "with before training (default: max(4 cm^-1, 1.5%% of the crystal's highest mode); 10 is the DFT labels' width)",
     "pair_weight": "with --teacher: weight of the volume-response term (the strained teacher copies of a crystal "
     "are batched together; their mean frequencies' Grueneisen parameter -dln<omega>/dlnV against the teacher's)",
     "pair_through": "what the volume-response term trains: head (the frequency-scale head alone; the default) | "
@@ -119,7 +121,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         else:
             if f.name in ("threads", "limit"):
                 typ: type = int
-            elif f.name == "gap_pos_weight":
+            elif f.name in ("gap_pos_weight", "teacher_sigma"):  # float | None: None (the default) means "by rule"
                 typ = float
             else:
                 typ = {int: int, float: float}.get(type(default), str)

@@ -66,6 +66,8 @@ class TrainOptions:
     teacher: str | None = None  # comma-separated teacher labelling folders to train on too (output physical)
     teacher_weight: float = 1.0  # weight of the teacher targets' loss against the DFT one
     mean_weight: float = 5.0  # weight of the teacher mean-frequency term (|log ratio|) inside the teacher loss
+    # Gaussian smoothing (cm^-1) of the teacher spectra trained on; None: max(4 cm^-1, 1.5% of the highest mode)
+    teacher_sigma: float | None = None
     # weight of the volume-response term: strained teacher copies of one crystal batched together, their mean
     # frequencies' Grueneisen parameter against the teacher's (training/lightning_module.py); 0 = off
     pair_weight: float = 0.0
@@ -136,6 +138,16 @@ class TrainOptions:
             raise TrainOptionsError("--pair_weight compares strained teacher copies: add --teacher")
         if self.thermo_weight > 0 and self.teacher is None:
             raise TrainOptionsError("--thermo_weight compares with the teacher's thermodynamics: add --teacher")
+        if self.teacher_sigma is not None:
+            if isinstance(self.teacher_sigma, bool) or not isinstance(self.teacher_sigma, numbers.Real):
+                raise TrainOptionsError(f"--teacher_sigma must be a number (cm^-1), got {self.teacher_sigma!r}")
+            self.teacher_sigma = float(self.teacher_sigma)
+            if not (math.isfinite(self.teacher_sigma) and self.teacher_sigma > 0):
+                raise TrainOptionsError(
+                    f"--teacher_sigma must be a positive finite width in cm^-1, got {self.teacher_sigma}"
+                )
+            if self.teacher is None:
+                raise TrainOptionsError("--teacher_sigma smooths the teacher spectra: add --teacher")
         if self.mass_scaling and (self.output != "physical" or not self.embedder.startswith("foundation")):
             raise TrainOptionsError("--mass_scaling is for --output physical with a foundation --embedder")
         if self.gap_head and self.task != "electron":

@@ -110,8 +110,10 @@ def _kind_data(opts: TrainOptions, recipe: dict | None = None) -> TaskData:
 
         if opts.teacher:
             folders = [f.strip() for f in opts.teacher.split(",") if f.strip()]
-            graphs, split = with_teacher_labels(graphs, ts.ids, split, ts.recipe, folders)
-            sha256 = hashlib.sha256(f"{sha256}+teacher:{len(graphs)}:{','.join(folders)}".encode()).hexdigest()
+            graphs, split = with_teacher_labels(graphs, ts.ids, split, ts.recipe, folders, opts.teacher_sigma)
+            smoothing = "" if opts.teacher_sigma is None else f":sigma={opts.teacher_sigma:g}"
+            key = f"{sha256}+teacher:{len(graphs)}:{','.join(folders)}{smoothing}"
+            sha256 = hashlib.sha256(key.encode()).hexdigest()
         else:
             graphs = [attach_teacher_target(g, None, True) for g in graphs]
     return TaskData(sha256, graphs, split, model_config(opts, ts.recipe, kind))

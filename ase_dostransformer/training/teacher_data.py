@@ -5,7 +5,8 @@ A physical phonon model (``--output physical``) learns from two sources at once:
 - the DFT dataset's 51-point max-normalised spectra (``graph.y``, ``graph.has_dft``);
 - the teacher's full-range spectra (:mod:`ase_dostransformer.teacher`): for each crystal the DOS
   normalised to 1 (the 3N states divided out), Gaussian-smoothed (standard deviation
-  ``max(4 cm^-1, 1.5% of the highest mode)``) and sampled on :data:`TEACHER_POINTS` frequencies from 0 to
+  ``max(4 cm^-1, 1.5% of the highest mode)``, or a fixed width: ``train --teacher_sigma``,
+  :func:`teacher_sigma_cm1`) and sampled on :data:`TEACHER_POINTS` frequencies from 0 to
   :data:`TEACHER_SPAN` x its highest mode, stored as ``p(omega) * omega_top`` (``graph.t_dos``, unitless),
   with ``omega_top`` (``graph.t_top``, cm^-1) and the first moment (``graph.t_mean``, cm^-1);
   ``graph.t_family`` numbers the crystal's family (itself and its strained copies, ``tags.parent``), for
@@ -40,6 +41,7 @@ __all__ = [
     "THERMO_S_TEMPERATURE",
     "attach_teacher_target",
     "family_number",
+    "teacher_sigma_cm1",
     "teacher_target",
     "with_teacher_labels",
 ]
@@ -78,8 +80,16 @@ def thermo_target(record: dict[str, Any]) -> torch.Tensor:
     return torch.tensor([values], dtype=torch.float32) / (modes * GAS_CONSTANT)
 
 
-def teacher_target(record: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """``{"t_top", "t_dos" (1, TEACHER_POINTS), "t_mean", "t_family", "t_thermo" (1, 3)}`` of one teacher record."""
+def teacher_sigma_cm1(top_cm1: float, sigma_cm1: float | None = None) -> float:
+    """A teacher target's smoothing width (cm^-1): ``sigma_cm1``, else ``max(4 cm^-1, 1.5% of the highest mode)``."""
+    return float(sigma_cm1) if sigma_cm1 is not None else max(4.0, 0.015 * top_cm1)
+
+
+def teacher_target(record: dict[str, Any], sigma_cm1: float | None = None) -> dict[str, torch.Tensor]:
+    """``{"t_top", "t_dos" (1, TEACHER_POINTS), "t_mean", "t_family", "t_thermo" (1, 3)}`` of one teacher record.
+
+    The spectrum is smoothed with :func:`teacher_sigma_cm1` (``sigma_cm1`` None: the default rule).
+    """
     from ..teacher.records import decode_dos, mean_frequency, smooth_and_sample
 
     freq, total, _ = decode_dos(record)
@@ -88,7 +98,7 @@ def teacher_target(record: dict[str, Any]) -> dict[str, torch.Tensor]:
     if not (top > 0 and integral > 0):
         raise DatasetError(f"teacher record {record.get('id')}: no positive spectrum to learn from")
     grid = np.linspace(0.0, TEACHER_SPAN * top, TEACHER_POINTS)
-    p = smooth_and_sample(freq, np.clip(total, 0.0, None), grid, max(4.0, 0.015 * top)) / integral
+    p = smooth_and_sample(freq, np.clip(total, 0.0, None), grid, teacher_sigma_cm1(top, sigma_cm1)) / integral
     return {
         "t_top": torch.tensor([top], dtype=torch.float32),
         "t_dos": torch.from_numpy((p * top).astype(np.float32)).reshape(1, -1),
@@ -144,6 +154,7 @@ def with_teacher_labels(
     split: dict[str, np.ndarray],
     recipe: Any,
     folders: Sequence[str],
+    sigma_cm1: float | None = None,
 ) -> tuple[list, dict[str, np.ndarray]]:
     """The DFT ``graphs`` with teacher targets attached, followed by graphs of the teacher-only crystals.
 
@@ -153,6 +164,7 @@ def with_teacher_labels(
         split: the DFT split (row indices); the new graphs are appended to ``train``.
         recipe: the graph recipe of the run (the new crystals' graphs are made, and cached, with it).
         folders: teacher labelling folders (``train/teacher/<name>``).
+        sigma_cm1: the teacher spectra's smoothing width (None: :func:`teacher_sigma_cm1`'s default rule).
 
     Returns:
         ``(graphs, split)``: every graph has ``has_dft``, ``has_teacher``, ``t_top``, ``t_dos``, ``t_mean``,
@@ -172,7 +184,7 @@ def with_teacher_labels(
             continue  # a strained copy of a validation crystal: validation must stay unseen
         if rid in index:
             if index[rid] not in test_rows:
-                on_dft[index[rid]] = teacher_target(rec)
+                on_dft[index[rid]] = teacher_target(rec, sigma_cm1)
             continue
         extra.append(rec)
     if not extra and not on_dft:
@@ -184,7 +196,7 @@ def with_teacher_labels(
     width = int(graphs[0].y.shape[-1]) if graphs and getattr(graphs[0], "y", None) is not None else 51
     for rec, g in zip(extra, new, strict=True):
         g.y = torch.zeros(1, width)
-        out.append(attach_teacher_target(g, teacher_target(rec), False))
+        out.append(attach_teacher_target(g, teacher_target(rec, sigma_cm1), False))
     split = dict(split)
     split["train"] = np.concatenate([np.asarray(split["train"], dtype=np.int64), np.arange(len(graphs), len(out))])
     return out, split

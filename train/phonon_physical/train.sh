@@ -17,6 +17,8 @@
 # PAIR_WEIGHT=0.003: the shipped `phonon-volume` (variant P003 of the README): the same stage 1 (reused when it is
 # there), then stages 2 and 3 with the volume-response term through the whole network (--pair_weight 0.003
 # --pair_through network; runs/physmass40-pair003-*); about 25 min wall more.
+# TEACHER_SIGMA=10: the teacher spectra smoothed with a fixed 10 cm^-1 Gaussian (--teacher_sigma; the DFT labels'
+# width) instead of max(4 cm^-1, 1.5% of the highest mode), in every stage (README: "Teacher smoothing").
 # Cost (Intel Xeon, 2 cores, 2026-12-01/02): stage 1 53 min wall, stage 2 10.5 min, stage 3 15 min, about 80 min wall and
 # 2.7 CPU-hours in all (the foundation features of ~5,800 crystals, ~3 min, are cached by an earlier run).
 set -euo pipefail
@@ -31,7 +33,9 @@ cd "$(dirname "$0")/../.."
 DATA_ARGS=()
 if [ $# -ge 1 ]; then DATA_ARGS=(--data "$1"); fi
 TEACHER=train/teacher/dft_trainvalid,train/teacher/generated,train/teacher/strained,train/teacher/extended,train/teacher/strained_more
-T=(.venv/bin/dostransformer train "${DATA_ARGS[@]}" --output physical --embedder foundation --energy_encoding value
+SIGMA=()
+if [ -n "${TEACHER_SIGMA:-}" ]; then SIGMA=(--teacher_sigma "$TEACHER_SIGMA"); fi
+T=(.venv/bin/dostransformer train "${DATA_ARGS[@]}" "${SIGMA[@]}" --output physical --embedder foundation --energy_encoding value
    --mass_scaling --teacher "$TEACHER" --hidden 128 --heads 8 --transformer 2 --batch_size 32 --eval 1
    --precision 32-true --threads 1 --resume)
 for s in 0 1; do
