@@ -42,23 +42,26 @@ TRAIN_FOLDERS = ("dft_trainvalid", "extended", "generated")
 TOP_BINS = ((0, 200), (200, 350), (350, 500), (500, 800), (800, 1200), (1200, 5000))
 
 
-def ceiling_r2(record: dict[str, Any], sigma_cm1: float | None, knots: int) -> float:
-    """R^2 (row ``heldout``'s measure) of the record's training target as the head represents it at best."""
+def ceiling_r2(record: dict[str, Any], knots: int) -> dict[float | None, float]:
+    """R^2 (row ``heldout``'s measure) of the record's training target as the head represents it at best, per width."""
     from ase_dostransformer.teacher.records import smooth_and_sample
     from ase_dostransformer.training.metrics import r2_per_spectrum
     from ase_dostransformer.training.teacher_data import TEACHER_POINTS, TEACHER_SPAN, teacher_target
 
     teacher = pg.teacher_dos(record)
     top = float(record["frequencies"]["max_cm1"])
-    target = teacher_target(record, sigma_cm1)["t_dos"].numpy().ravel() / top  # p(omega), integral 1
     freqs = np.linspace(0.0, TEACHER_SPAN * top, TEACHER_POINTS)
     xk = np.linspace(0.0, TEACHER_SPAN * top, knots)
-    best = np.interp(xk, freqs, target) * 3 * teacher.natoms  # states per cm^-1 per cell, on the head's knots
     support = pg.support_cm1(teacher.cm1, teacher.per_cm1)
     grid = np.arange(0.0, 1.05 * support + 2.5, 5.0)
     reference = smooth_and_sample(teacher.cm1, teacher.per_cm1, grid, 10.0)
-    model = np.interp(grid, xk, best, left=0.0, right=0.0)
-    return float(r2_per_spectrum(model[None], reference[None])[0])
+    out = {}
+    for sigma in WIDTHS:
+        target = teacher_target(record, sigma)["t_dos"].numpy().ravel() / top  # p(omega), integral 1
+        best = np.interp(xk, freqs, target) * 3 * teacher.natoms  # states per cm^-1 per cell, on the head's knots
+        model = np.interp(grid, xk, best, left=0.0, right=0.0)
+        out[sigma] = float(r2_per_spectrum(model[None], reference[None])[0])
+    return out
 
 
 def by_top(label: str, r2: np.ndarray, tops: np.ndarray) -> dict[str, Any]:
@@ -78,9 +81,10 @@ def summarise(name: str, records: Sequence[dict[str, Any]], knots: int, ctx: Any
     tops = np.array([float(r["frequencies"]["max_cm1"]) for r in records])
     out: dict[str, Any] = {"n": len(records), "knots": knots, "widths": {}}
     print(f"\n== {name}: {len(records)} crystals, {knots} knots ==")
+    ceilings = [ceiling_r2(r, knots) for r in records]
     for sigma in WIDTHS:
         label = "max(4, 1.5% top) (default)" if sigma is None else f"{sigma:g} cm^-1"
-        r2 = np.array([ceiling_r2(r, sigma, knots) for r in records])
+        r2 = np.array([c[sigma] for c in ceilings])
         out["widths"][label] = by_top(f"ceiling, width {label}", r2, tops)
     if ctx is not None:
         rows = pg.teacher_results(ctx, name, {str(r["id"]) for r in records})

@@ -706,7 +706,8 @@ def _predict_electron(
 ) -> None:
     """Electron DOS files and summary columns (band gap too) for structures whose phonon outputs were written.
 
-    One featurisation and one forward pass give the DOS and the gap (the pipeline's ``gap=True``). A
+    The structures are one chunk of :class:`_ElectronQueue` (at most ``run.batch_size``). One featurisation
+    and one forward pass give the DOS and the gap (the pipeline's ``gap=True``). A
     structure the electron model cannot take (an element without an embedding, say) fails alone, with its
     reason; the others of its batch are predicted, as on the phonon path (a batch that fails is retried
     one structure at a time). A structure whose gap fails keeps its written DOS and fails with the gap's reason.
@@ -714,25 +715,24 @@ def _predict_electron(
     from ..electronic import band_gap_estimate, dos_at_fermi_level, write_electron_dos
 
     net, identity = electron
-    for start in range(0, len(records_atoms), run.batch_size):
-        chunk = records_atoms[start : start + run.batch_size]
-        for (rec, _atoms), p in zip(chunk, _predictions(run, net, [a for _, a in chunk], gap=True), strict=True):
-            rec.warnings.extend(f"electron model: {m}" for m in p.messages)
-            rec.out_of_domain = bool(rec.out_of_domain) or p.out_of_domain
-            if p.error is not None or p.dos is None:
-                rec.fail(f"electron DOS: {failure_reason(p.error or OptionError('no spectrum'))}")
-                continue
-            try:
-                comment = f"{rec.formula} electron DOS by {identity.name}"
-                write_electron_dos(run.out / rec.name / "electron_dos.dat", p.dos, p.grid, comment=comment)
-                if np.any(p.dos > 0):
-                    rec.band_gap_estimate_eV = band_gap_estimate(p.dos, p.grid).gap
-                rec.electron_dos_at_fermi = dos_at_fermi_level(p.dos, p.grid)
-                run.kept[id(rec)].electron = np.asarray(p.dos, dtype=float)
-            except Exception as exc:
-                rec.fail(f"electron DOS: {failure_reason(exc)}")
-            else:
-                _take_gap(rec, p.gap, p.gap_error)
+    predictions = _predictions(run, net, [a for _, a in records_atoms], gap=True)
+    for (rec, _atoms), p in zip(records_atoms, predictions, strict=True):
+        rec.warnings.extend(f"electron model: {m}" for m in p.messages)
+        rec.out_of_domain = bool(rec.out_of_domain) or p.out_of_domain
+        if p.error is not None or p.dos is None:
+            rec.fail(f"electron DOS: {failure_reason(p.error or OptionError('no spectrum'))}")
+            continue
+        try:
+            comment = f"{rec.formula} electron DOS by {identity.name}"
+            write_electron_dos(run.out / rec.name / "electron_dos.dat", p.dos, p.grid, comment=comment)
+            if np.any(p.dos > 0):
+                rec.band_gap_estimate_eV = band_gap_estimate(p.dos, p.grid).gap
+            rec.electron_dos_at_fermi = dos_at_fermi_level(p.dos, p.grid)
+            run.kept[id(rec)].electron = np.asarray(p.dos, dtype=float)
+        except Exception as exc:
+            rec.fail(f"electron DOS: {failure_reason(exc)}")
+        else:
+            _take_gap(rec, p.gap, p.gap_error)
 
 
 def _take_gap(rec: Record, gap: GapPrediction | None, error: BaseException | None) -> None:

@@ -7,6 +7,7 @@ name (``--batch_size``, ...); :class:`TrainOptions` checks them all before any d
 from __future__ import annotations
 
 import argparse
+import typing
 from dataclasses import fields
 
 __all__ = ["DATASET_HELP", "DATA_HELP", "TRAIN_HELP", "add_parser", "main", "task_choices", "task_help"]
@@ -108,6 +109,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser(
         "train", help="train a phonon or electron DOSTransformer on Lightning", formatter_class=_TrainHelpFormatter
     )
+    hints = typing.get_type_hints(TrainOptions)
     for f in fields(TrainOptions):
         default = f.default
         flag = "--" + f.name
@@ -119,15 +121,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         elif f.name == "task":
             p.add_argument(flag, default=default, choices=task_choices(), help=task_help())
         else:
-            if f.name in ("threads", "limit"):
-                typ: type = int
-            elif f.name in ("gap_pos_weight", "teacher_sigma"):  # float | None: None (the default) means "by rule"
-                typ = float
-            else:
-                typ = {int: int, float: float}.get(type(default), str)
-            p.add_argument(flag, type=typ, default=default, help=help_text)
+            p.add_argument(flag, type=_value_type(hints[f.name]), default=default, help=help_text)
     p.set_defaults(run=main, command_name="train")
     return p
+
+
+def _value_type(hint: object) -> type:
+    """The type an option's text becomes: ``int`` or ``float`` as declared (``| None`` too), else ``str``."""
+    declared = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return declared[0] if declared[0] in (int, float) else str
 
 
 def main(args: argparse.Namespace) -> int:

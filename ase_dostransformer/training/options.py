@@ -139,13 +139,7 @@ class TrainOptions:
         if self.thermo_weight > 0 and self.teacher is None:
             raise TrainOptionsError("--thermo_weight compares with the teacher's thermodynamics: add --teacher")
         if self.teacher_sigma is not None:
-            if isinstance(self.teacher_sigma, bool) or not isinstance(self.teacher_sigma, numbers.Real):
-                raise TrainOptionsError(f"--teacher_sigma must be a number (cm^-1), got {self.teacher_sigma!r}")
-            self.teacher_sigma = float(self.teacher_sigma)
-            if not (math.isfinite(self.teacher_sigma) and self.teacher_sigma > 0):
-                raise TrainOptionsError(
-                    f"--teacher_sigma must be a positive finite width in cm^-1, got {self.teacher_sigma}"
-                )
+            _positive_finite("teacher_sigma", self.teacher_sigma, "width in cm^-1")
             if self.teacher is None:
                 raise TrainOptionsError("--teacher_sigma smooths the teacher spectra: add --teacher")
         if self.mass_scaling and (self.output != "physical" or not self.embedder.startswith("foundation")):
@@ -153,11 +147,7 @@ class TrainOptions:
         if self.gap_head and self.task != "electron":
             raise TrainOptionsError(f"--gap_head is for --task electron, not {self.task!r}")
         if self.gap_pos_weight is not None:
-            if isinstance(self.gap_pos_weight, bool) or not isinstance(self.gap_pos_weight, numbers.Real):
-                raise TrainOptionsError(f"--gap_pos_weight must be a number, got {self.gap_pos_weight!r}")
-            self.gap_pos_weight = float(self.gap_pos_weight)
-            if not (math.isfinite(self.gap_pos_weight) and self.gap_pos_weight > 0):
-                raise TrainOptionsError(f"--gap_pos_weight must be a positive finite number, got {self.gap_pos_weight}")
+            _positive_finite("gap_pos_weight", self.gap_pos_weight, "number")
         if isinstance(self.devices, str) and self.devices.strip().isdigit():
             self.devices = int(self.devices)
         if isinstance(self.devices, int):
@@ -169,10 +159,15 @@ class TrainOptions:
 
 
 def _check_types(opts: TrainOptions) -> None:
-    """Options declared ``int`` hold integers (not floats, strings or bools), ``float`` numbers, ``bool`` bools."""
+    """Options declared ``int`` hold integers (not floats, strings or bools), ``float`` numbers, ``bool`` bools.
+
+    ``int | None`` and ``float | None`` options are checked likewise when they are not None.
+    """
     for f in fields(opts):
         value = getattr(opts, f.name)
         declared = str(f.type)
+        if declared == "float | None" and value is not None:
+            declared = "float"
         if declared.startswith("int") and not (value is None and "None" in declared):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 if not (f.name == "devices" and isinstance(value, str)):
@@ -185,6 +180,12 @@ def _check_types(opts: TrainOptions) -> None:
             setattr(opts, f.name, float(value))
         elif declared == "bool" and not isinstance(value, bool):
             raise TrainOptionsError(f"--{f.name} is a switch (True or False), got {value!r}")
+
+
+def _positive_finite(name: str, value: float, what: str) -> None:
+    """Refuse a value (already a float: :func:`_check_types`) that is not a positive finite ``what``."""
+    if not (math.isfinite(value) and value > 0):
+        raise TrainOptionsError(f"--{name} must be a positive finite {what}, got {value}")
 
 
 def _at_least(name: str, value: int, low: int) -> None:
